@@ -1,0 +1,3 @@
+from edgeline.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""Operator configuration: one place, `EDGELINE_*` environment variables.
+
+Defaults suit a small edge or hub cluster: a few models validated at once, bounded
+downloads, short timeouts towards member clusters.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGELINE_", extra="ignore")
+
+    # Where the operator runs and keeps its Secrets (kubeconfigs of member clusters, tokens).
+    namespace: str = Field("edgeline-system", description="Namespace of the operator and its Secrets")
+
+    # Artifact fetching and validation.
+    artifact_dir: Path = Field(Path("/tmp/edgeline-artifacts"), description="Scratch space for downloads")
+    artifact_max_bytes: int = Field(8 * 1024**3, description="Largest artifact accepted (bytes)")
+    artifact_connect_timeout_s: float = Field(10.0, description="Timeout to connect to an artifact server")
+    artifact_read_timeout_s: float = Field(60.0, description="Longest silence while reading an artifact")
+    artifact_retries: int = Field(3, description="Attempts for transient download failures")
+    artifact_max_redirects: int = Field(5, description="Redirects followed at most")
+    validation_concurrency: int = Field(2, description="Models fetched and inspected at once")
+
+    # Metrics and health endpoints.
+    metrics_port: int = Field(8080, description="Port of /metrics")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
