@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     artifact_max_redirects: int = Field(5, description="Redirects followed at most")
     validation_concurrency: int = Field(2, description="Models fetched and inspected at once")
 
+    # Member clusters.
+    cluster_probe_interval_s: float = Field(10.0, description="How often each EdgeCluster is probed")
+    cluster_probe_timeout_s: float = Field(5.0, description="Deadline of one probe; a dead site costs no more")
+    cluster_heartbeat_write_s: float = Field(
+        30.0, description="lastHeartbeat is rewritten at most this often when nothing else changed"
+    )
+
     # Metrics and health endpoints.
     metrics_port: int = Field(8080, description="Port of /metrics")
 

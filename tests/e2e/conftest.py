@@ -74,6 +74,10 @@ class Cluster:
     def get(self, *args: str) -> dict:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def events(self, name: str, namespace: str = "default") -> list[dict]:
+        """Events about one object (cluster-scoped objects' Events live in `default`)."""
+        return self.get("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
+
     def apply(self, manifest: dict | list[dict] | str, *extra: str, user: str | None = None,
               check: bool = True) -> subprocess.CompletedProcess:
         if not isinstance(manifest, str):

@@ -1,0 +1,171 @@
+"""`make demo`: the local hub and edges, the operator, the samples, and a live view.
+
+    python dev/demo.py          bring everything up, apply the samples, watch (Ctrl-C stops)
+    python dev/demo.py --down   stop what an earlier demo left running
+
+The samples' EdgeClusters name kubeconfig Secrets; the demo fills each with the
+kubeconfig of the local cluster that plays that site (DEMO_SITES below), and serves the
+sample models on http://127.0.0.1:8765/models/ as the samples expect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "operator"))
+
+from edgeline.devenv.environment import DevEnvError, DevEnvironment  # noqa: E402
+
+STATE = ROOT / ".edgeline" / "dev"
+SAMPLES = ROOT / "manifests" / "samples"
+ARTIFACT_PORT = 8765
+OPERATOR_NAMESPACE = "edgeline-system"
+KUBECTL = str(Path(sys.prefix) / "bin" / "kubectl")
+
+
+def local_cluster_for(edge_cluster: dict) -> str:
+    """Which local cluster plays a sample EdgeCluster: cloud -> hub, arm64 sites -> edge-b,
+    every other edge -> edge-a."""
+    spec = edge_cluster.get("spec", {})
+    labels = edge_cluster.get("metadata", {}).get("labels", {})
+    if spec.get("tier") == "cloud":
+        return "hub"
+    if "arm64" in json.dumps(labels) or "arm64" in json.dumps(spec):
+        return "edge-b"
+    return "edge-a"
+
+
+def kubectl(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([KUBECTL, "--kubeconfig", str(STATE / "hub.kubeconfig"), *args],
+                          input=input, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
+    return proc
+
+
+def sample_documents() -> list[dict]:
+    docs = []
+    for path in sorted(SAMPLES.glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def create_kubeconfig_secrets(env: DevEnvironment) -> None:
+    secrets = []
+    for doc in sample_documents():
+        if doc.get("kind") != "EdgeCluster":
+            continue
+        ref = doc.get("spec", {}).get("connection", {}).get("kubeconfigSecretRef")
+        if not ref:
+            continue
+        local = local_cluster_for(doc)
+        key = ref.get("key", "kubeconfig")
+        secrets.append({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": ref["name"], "namespace": OPERATOR_NAMESPACE,
+                         "labels": {"edgeline.io/demo-cluster": local}},
+            "stringData": {key: env.kubeconfig(local).read_text()},
+        })
+        print(f"  EdgeCluster {doc['metadata']['name']:24} -> local cluster {local}")
+    if secrets:
+        kubectl("apply", "-f", "-", input=yaml.safe_dump_all(secrets))
+
+
+def serve_models() -> http.server.ThreadingHTTPServer:
+    handler = functools.partial(_QuietHandler, directory=str(SAMPLES))
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", ARTIFACT_PORT), handler)
+    except OSError as exc:
+        raise SystemExit(f"port {ARTIFACT_PORT} (sample model server) is busy: {exc}. Is another demo running?")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, fmt, *args):
+        pass
+
+
+def start_operator() -> subprocess.Popen:
+    log = (STATE / "operator.log").open("ab")
+    env = {**os.environ, "KUBECONFIG": str(STATE / "hub.kubeconfig"), "EDGELINE_NAMESPACE": OPERATOR_NAMESPACE,
+           "EDGELINE_METRICS_PORT": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgeline", "run", "--liveness", ""],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    (STATE / "operator.pid").write_text(str(proc.pid))
+    return proc
+
+
+def stop_operator() -> None:
+    pid_file = STATE / "operator.pid"
+    if pid_file.exists():
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+        pid_file.unlink()
+
+
+def down() -> int:
+    stop_operator()
+    DevEnvironment(STATE).down()
+    print("demo stopped")
+    return 0
+
+
+def up() -> int:
+    env = DevEnvironment(STATE)
+    print("1/5 starting hub, edge-a and edge-b ...")
+    try:
+        env.up()
+    except DevEnvError as exc:
+        print(f"the local clusters did not start:\n{exc}", file=sys.stderr)
+        return 1
+    print("2/5 installing the CRDs ...")
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
+    kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    print("3/5 connecting the sample EdgeClusters to the local clusters ...")
+    create_kubeconfig_secrets(env)
+    print(f"4/5 serving sample models on http://127.0.0.1:{ARTIFACT_PORT}/models/ and starting the operator ...")
+    server = serve_models()
+    stop_operator()
+    operator = start_operator()
+    print("5/5 applying manifests/samples ...")
+    kubectl("apply", "-f", str(SAMPLES))
+    try:
+        while operator.poll() is None:
+            time.sleep(5)
+            print("\033[2J\033[H", end="")
+            print(kubectl("get", "edgeline", "-A", check=False).stdout)
+            print(f"operator log: {STATE / 'operator.log'}   kubeconfig: {STATE / 'hub.kubeconfig'}")
+            print("Ctrl-C stops the demo (the clusters too); `make demo-down` from another shell does the same.")
+        print(f"the operator exited ({operator.returncode}); see {STATE / 'operator.log'}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping ...")
+        return 0
+    finally:
+        server.shutdown()
+        down()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--down", action="store_true", help="stop an earlier demo")
+    args = parser.parse_args()
+    sys.exit(down() if args.down else up())

@@ -1,0 +1,148 @@
+"""CRDs generated from the API models: `python -m edgeline.api.crdgen --out crds`
+writes them, `--check crds` exits 1 when the files differ from the models.
+
+Pydantic's JSON schema is not a structural schema (it uses $ref, anyOf for optional
+fields, titles); `structural()` turns it into one the API server accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from pathlib import Path
+
+import yaml
+
+from edgeline import GROUP, VERSION
+from edgeline.api.edgecluster import EdgeCluster
+from edgeline.api.mlmodel import MLModel
+
+KINDS = [EdgeCluster, MLModel]
+CATEGORY = "edgeline"
+_KEEP = ("type", "description", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength",
+         "minItems", "maxItems", "default", "format", "x-kubernetes-validations")
+
+
+def structural(schema: dict, defs: dict) -> dict:
+    if "$ref" in schema:
+        target = defs[schema["$ref"].split("/")[-1]]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return structural(merged, defs)
+    if "anyOf" in schema:
+        # Optional[X] is anyOf [X, null]: the field is simply not required.
+        options = [s for s in schema["anyOf"] if s.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"unions other than Optional cannot be expressed structurally: {schema}")
+        merged = {**options[0], **{k: v for k, v in schema.items() if k != "anyOf"}}
+        if merged.get("default", 0) is None:
+            merged.pop("default")
+        return structural(merged, defs)
+    if "const" in schema:
+        schema = {**schema, "enum": [schema["const"]]}
+    out = {k: v for k, v in schema.items() if k in _KEEP}
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    kind = out.get("type")
+    if kind == "object" or "properties" in schema:
+        out["type"] = "object"
+        if "properties" in schema:
+            out["properties"] = {name: structural(sub, defs) for name, sub in schema["properties"].items()}
+            if schema.get("required"):
+                out["required"] = list(schema["required"])
+        elif isinstance(schema.get("additionalProperties"), dict):
+            out["additionalProperties"] = structural(schema["additionalProperties"], defs)
+    elif kind == "array":
+        out["items"] = structural(schema.get("items", {}), defs)
+    # Items and map values are explained by the field that holds them.
+    if "description" in out:
+        for child in ("items", "additionalProperties"):
+            if isinstance(out.get(child), dict) and "description" not in out[child]:
+                out[child]["description"] = out["description"]
+    if out.get("default") in ({}, []) and kind in ("object", "array"):
+        out.pop("default")  # empty defaults only add noise to every object
+    return out
+
+
+def _model_schema(model) -> dict:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return structural(raw, raw.get("$defs", {}))
+
+
+def crd(kind) -> dict:
+    spec_model = kind.model_fields["spec"].annotation
+    status_model = kind.model_fields["status"].annotation.__args__[0]
+    spec_schema = _model_schema(spec_model)
+    spec_schema["description"] = f"Desired state of the {kind.KIND}."
+    if kind.SPEC_VALIDATIONS:
+        spec_schema["x-kubernetes-validations"] = kind.SPEC_VALIDATIONS
+    status_schema = _model_schema(status_model)
+    status_schema["description"] = f"Observed state of the {kind.KIND}, written by the operator alone."
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{kind.PLURAL}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "edgeline"}},
+        "spec": {
+            "group": GROUP,
+            "scope": kind.SCOPE,
+            "names": {"kind": kind.KIND, "plural": kind.PLURAL, "singular": kind.SINGULAR,
+                      "shortNames": kind.SHORT_NAMES, "categories": [CATEGORY]},
+            "versions": [{
+                "name": VERSION, "served": True, "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": kind.PRINTER_COLUMNS,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": kind.DESCRIPTION,
+                    "required": ["spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string", "description": "edgeline.io/v1alpha1"},
+                        "kind": {"type": "string", "description": kind.KIND},
+                        "metadata": {"type": "object"},
+                        "spec": spec_schema,
+                        "status": status_schema,
+                    },
+                }},
+            }],
+        },
+    }
+
+
+def render_all() -> dict[str, str]:
+    header = "# Generated from edgeline.api by `make crds`; do not edit.\n"
+    return {f"{k.PLURAL}.{GROUP}.yaml": header + yaml.safe_dump(crd(k), sort_keys=False, width=120)
+            for k in KINDS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--out", type=Path, help="write the CRDs into this folder")
+    group.add_argument("--check", type=Path, help="exit 1 when this folder differs from the models")
+    args = parser.parse_args(argv)
+    rendered = render_all()
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, text in rendered.items():
+            (args.out / name).write_text(text)
+        return 0
+    stale = []
+    for name, text in rendered.items():
+        path = args.check / name
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            diff = difflib.unified_diff(current.splitlines(), text.splitlines(), str(path), "generated", lineterm="")
+            stale.append("\n".join(list(diff)[:40]))
+    extra = sorted(p.name for p in args.check.glob("*.yaml") if p.name not in rendered)
+    if stale or extra:
+        print("crds/ is out of date with edgeline.api; run `make crds`.", file=sys.stderr)
+        for d in stale:
+            print(d, file=sys.stderr)
+        for name in extra:
+            print(f"{name}: not generated by any model", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""EdgeCluster (cluster-scoped): one target cluster, cloud or K3s edge, and its health."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edgeline.api.base import ApiModel, Resource
+from edgeline.api.conditions import Condition
+
+
+class SecretKeyRef(ApiModel):
+    name: str = Field(description="Name of the Secret in the operator's namespace", min_length=1, max_length=253,
+                      pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    key: str = Field("kubeconfig", description="Key of the Secret that holds the kubeconfig", max_length=253)
+
+
+class Connection(ApiModel):
+    mode: Literal["push"] = Field(
+        "push", description="push: the operator connects with the kubeconfig in the Secret (agent mode comes later)")
+    kubeconfig_secret_ref: SecretKeyRef = Field(
+        description="Secret in the operator's namespace with a kubeconfig for this cluster; only the operator reads it")
+
+
+class EdgeClusterSpec(ApiModel):
+    tier: Literal["cloud", "edge"] = Field(description="cloud: a data-centre cluster; edge: a K3s cluster at a site")
+    site: str | None = Field(None, description="Plant or site the cluster stands in, e.g. plant-hamburg",
+                             max_length=63)
+    line: str | None = Field(None, description="Production line the cluster serves, if one", max_length=63)
+    display_name: str | None = Field(None, description="Name for people", max_length=128)
+    connection: Connection = Field(description="How the operator reaches the cluster")
+    target_namespace: str = Field(
+        "edgeline-workloads", max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Namespace on the cluster that Edgeline's workloads go to; several EdgeClusters may share "
+                    "one API server with different namespaces")
+    stale_after_seconds: int = Field(
+        300, ge=10, le=86400,
+        description="After this long without an answer the cluster is Stale: its status is no longer current")
+
+
+class Allocatable(ApiModel):
+    cpu: str | None = Field(None, description="Allocatable CPU of all nodes (Kubernetes quantity)")
+    memory: str | None = Field(None, description="Allocatable memory of all nodes")
+    gpu: int | None = Field(None, description="Allocatable GPUs of all nodes")
+
+
+class EdgeClusterStatus(ApiModel):
+    observed_generation: int | None = Field(None, description="Generation of the spec last acted upon")
+    phase: Literal["Ready", "NotReady", "Unreachable", "Stale"] | None = Field(
+        None, description="Summary for people, derived from the conditions")
+    conditions: list[Condition] = Field([], description="Reachable, Stale and Ready")
+    reachable: bool | None = Field(None, description="Whether the latest probe got an answer")
+    stale: bool | None = Field(None, description="Whether the facts below are older than staleAfterSeconds")
+    last_heartbeat: str | None = Field(None, description="When the cluster last answered a probe")
+    kubernetes_version: str | None = Field(None, description="Version of the cluster's API server")
+    distribution: Literal["k3s", "kubernetes"] | None = Field(None, description="k3s or kubernetes")
+    node_count: int | None = Field(None, description="Number of nodes")
+    architectures: list[str] = Field([], description="CPU architectures of the nodes, e.g. amd64, arm64")
+    allocatable: Allocatable | None = Field(None, description="What the nodes can run, summed")
+
+
+class EdgeCluster(Resource):
+    KIND = "EdgeCluster"
+    PLURAL = "edgeclusters"
+    SINGULAR = "edgecluster"
+    SCOPE = "Cluster"
+    SHORT_NAMES = ["ec"]
+    DESCRIPTION = "A target cluster (cloud or K3s edge) that Edgeline deploys models to, and its health."
+    PRINTER_COLUMNS = [
+        {"name": "Tier", "type": "string", "jsonPath": ".spec.tier"},
+        {"name": "Site", "type": "string", "jsonPath": ".spec.site"},
+        {"name": "Reachable", "type": "boolean", "jsonPath": ".status.reachable"},
+        {"name": "Version", "type": "string", "jsonPath": ".status.kubernetesVersion"},
+        {"name": "Last Seen", "type": "date", "jsonPath": ".status.lastHeartbeat"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+    spec: EdgeClusterSpec
+    status: EdgeClusterStatus | None = None

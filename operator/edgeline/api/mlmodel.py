@@ -1,0 +1,116 @@
+"""MLModel (namespaced): one immutable, versioned model artifact and what inspection found."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edgeline.api.base import ApiModel, Resource
+from edgeline.api.conditions import Condition
+
+DIGEST = r"^sha256:[a-f0-9]{64}$"
+
+
+class LocalSecretRef(ApiModel):
+    name: str = Field(description="Name of a Secret in the MLModel's namespace", min_length=1, max_length=253)
+
+
+class Artifact(ApiModel):
+    uri: str = Field(
+        description="Where the model file is: http://, https:// or file:// (s3:// and oci:// are planned)",
+        max_length=2048, pattern=r"^(https?|file)://.+")
+    sha256: str | None = Field(None, pattern=DIGEST, max_length=71,
+                               description="Digest of the file, sha256:<64 hex>; required when stage is production")
+    credentials_secret_ref: LocalSecretRef | None = Field(
+        None, description="Secret with `token` (bearer) or `username`/`password` for the artifact server")
+
+
+class Requirements(ApiModel):
+    max_opset: int | None = Field(None, ge=1, le=100, description="Newest default-domain opset the runtime supports")
+    min_runtime_version: str | None = Field(None, max_length=32, description="Oldest runtime version that can serve it")
+    memory: str | None = Field(None, max_length=32, description="Memory the model needs to serve (quantity)")
+    accelerator: Literal["cpu", "gpu", "npu"] | None = Field(None, description="Accelerator the model needs")
+
+
+class MLModelSpec(ApiModel):
+    model: str = Field(description="Logical model name shared by all its versions, e.g. defect-detector",
+                       min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    version: str = Field(description="Version of this artifact, e.g. 1.2.0", min_length=1, max_length=63,
+                         pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+    format: Literal["onnx"] = Field("onnx", description="Model format; onnx is supported")
+    stage: Literal["development", "staging", "production"] = Field(
+        "development", description="Lifecycle stage; production demands an artifact digest")
+    artifact: Artifact = Field(description="The model file and how to verify it")
+    metrics: dict[str, float] = Field({}, description="Evaluation metrics (name to value), shown to approvers")
+    requirements: Requirements | None = Field(None, description="What a runtime must offer to serve the model")
+    description: str | None = Field(None, max_length=1024, description="What the model does, for people")
+
+
+class TensorInfo(ApiModel):
+    name: str = Field(description="Tensor name")
+    elem_type: str = Field(description="Element type, e.g. FLOAT")
+    shape: list[str] = Field([], description="Dimensions: numbers, symbolic names, or ? when unknown")
+
+
+class OpsetImport(ApiModel):
+    domain: str = Field("", description="Operator domain; empty is the default ONNX domain")
+    version: int = Field(description="Opset version")
+
+
+class Producer(ApiModel):
+    name: str | None = Field(None, description="Tool that wrote the model")
+    version: str | None = Field(None, description="Its version")
+
+
+class Inspection(ApiModel):
+    ir_version: int | None = Field(None, description="ONNX IR version")
+    producer: Producer | None = Field(None, description="Tool that wrote the model")
+    opset_imports: list[OpsetImport] = Field([], description="Opsets the model imports, per domain")
+    inputs: list[TensorInfo] = Field([], description="Graph inputs")
+    outputs: list[TensorInfo] = Field([], description="Graph outputs")
+    initializer_count: int | None = Field(None, description="Number of initializers (weights)")
+    parameter_count: int | None = Field(None, description="Number of parameters in the initializers")
+    external_data: bool | None = Field(None, description="Whether weights live in external files")
+    size_bytes: int | None = Field(None, description="Size of the model file")
+
+
+class ArtifactStatus(ApiModel):
+    digest: str | None = Field(None, description="sha256 of the bytes fetched")
+    size_bytes: int | None = Field(None, description="Bytes fetched")
+    fetched_at: str | None = Field(None, description="When the artifact was fetched")
+
+
+class MLModelStatus(ApiModel):
+    observed_generation: int | None = Field(None, description="Generation of the spec last validated")
+    phase: Literal["Pending", "Validating", "Ready", "Invalid"] | None = Field(
+        None, description="Pending, Validating, Ready or Invalid")
+    conditions: list[Condition] = Field([], description="ArtifactVerified, Validated and Ready")
+    artifact: ArtifactStatus | None = Field(None, description="What was fetched")
+    inspection: Inspection | None = Field(None, description="What ONNX inspection found")
+    used_by: list[str] = Field([], description="EdgeDeployments that use this model")
+
+
+class MLModel(Resource):
+    KIND = "MLModel"
+    PLURAL = "mlmodels"
+    SINGULAR = "mlmodel"
+    SHORT_NAMES = ["mlm"]
+    DESCRIPTION = "One immutable, versioned model artifact; Edgeline verifies and inspects it."
+    PRINTER_COLUMNS = [
+        {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+        {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Opset", "type": "integer", "jsonPath": ".status.inspection.opsetImports[0].version"},
+        {"name": "Size", "type": "integer", "jsonPath": ".status.inspection.sizeBytes"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    SPEC_VALIDATIONS = [
+        {"rule": "self == oldSelf",
+         "message": "spec is immutable: create a new MLModel for a new version"},
+        {"rule": "self.stage != 'production' || has(self.artifact.sha256)",
+         "message": "artifact.sha256 is required when stage is production", "fieldPath": ".artifact.sha256"},
+    ]
+
+    spec: MLModelSpec
+    status: MLModelStatus | None = None

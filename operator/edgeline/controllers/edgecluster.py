@@ -1,0 +1,123 @@
+"""EdgeCluster: probe each registered cluster and tell the truth about it in status.
+
+A timer per EdgeCluster reads its kubeconfig Secret (through edgeline.clusters), asks
+the cluster for its version and nodes with a deadline, and writes what it saw. The
+judgement (Reachable, Stale, Ready) is the pure `domain.cluster_health.assess`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import kopf
+
+from edgeline import GROUP, VERSION
+from edgeline.api.conditions import set_condition
+from edgeline.api.edgecluster import EdgeCluster
+from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef
+from edgeline.clusters.probe import ClusterFacts, probe
+from edgeline.domain.cluster_health import assess
+from edgeline.domain.quantities import format_bytes
+from edgeline.settings import get_settings
+
+PLURAL = "edgeclusters"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+@kopf.on.startup()
+async def _member_clusters(memo: kopf.Memo, **_) -> None:
+    memo.member_clusters = MemberClusters(request_timeout_s=get_settings().cluster_probe_timeout_s)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=get_settings().cluster_probe_interval_s, sharp=True)
+async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf.Patch,
+                        logger: logging.Logger, **_) -> None:
+    settings = get_settings()
+    cluster = EdgeCluster.model_validate(dict(body))
+    status = dict(body.get("status") or {})
+    ref = cluster.spec.connection.kubeconfig_secret_ref
+    secret = SecretRef(settings.namespace, ref.name, ref.key)
+    now = _now()
+
+    facts: ClusterFacts | None = None
+    problem: ConnectionProblem | None = None
+    try:
+        client = await memo.member_clusters.client_for(name, secret, cluster.spec.target_namespace)
+        facts = await probe(client, settings.cluster_probe_timeout_s)
+    except ConnectionProblem as exc:
+        problem = exc
+
+    health = assess(
+        probe_ok=facts is not None,
+        problem_reason=problem.reason if problem else None,
+        problem_message=problem.message if problem else None,
+        ready_nodes=facts.ready_nodes if facts else 0,
+        node_count=facts.node_count if facts else 0,
+        previous_heartbeat=_parse_time(status.get("lastHeartbeat")),
+        now=now,
+        stale_after=dt.timedelta(seconds=cluster.spec.stale_after_seconds),
+    )
+
+    new = {"observedGeneration": body.metadata.get("generation"), "reachable": health.reachable,
+           "stale": health.stale}
+    if facts:
+        new.update(
+            kubernetesVersion=facts.kubernetes_version,
+            distribution=facts.distribution,
+            nodeCount=facts.node_count,
+            architectures=list(facts.architectures),
+            allocatable={
+                "cpu": f"{facts.cpu_millicores // 1000}" if facts.cpu_millicores % 1000 == 0
+                else f"{facts.cpu_millicores}m",
+                "memory": format_bytes(facts.memory_bytes),
+                "gpu": facts.gpus,
+            },
+        )
+        previous = _parse_time(status.get("lastHeartbeat"))
+        # Rewriting the heartbeat on every probe would cost a status write per cluster per
+        # interval; it moves when something changed or it is getting old.
+        changed = any(status.get(k) != v for k, v in new.items())
+        if changed or previous is None or (now - previous).total_seconds() >= settings.cluster_heartbeat_write_s:
+            new["lastHeartbeat"] = _iso(now)
+
+    conditions = list(status.get("conditions") or [])
+    generation = body.metadata.get("generation")
+    for ctype, verdict in (("Reachable", health.reachable_condition), ("Stale", health.stale_condition),
+                           ("Ready", health.ready_condition)):
+        conditions = set_condition(conditions, ctype, verdict.status, verdict.reason, verdict.message,
+                                   generation=generation, now=now)
+    new["phase"] = "Ready" if health.ready_condition.status == "True" else (
+        "Stale" if health.stale else "Unreachable" if not health.reachable else "NotReady")
+    new["conditions"] = conditions
+
+    # One Event per change of verdict, not per probe.
+    before = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    verdict = health.ready_condition
+    if (before.get("status"), before.get("reason")) != (verdict.status, verdict.reason):
+        post = kopf.info if verdict.status == "True" else kopf.warn
+        post(dict(body), reason=verdict.reason, message=verdict.message)
+    if health.stale and not status.get("stale") and status.get("lastHeartbeat"):
+        kopf.warn(dict(body), reason="Stale", message=health.stale_condition.message)
+
+    for key, value in new.items():
+        if status.get(key) != value:
+            patch.status[key] = value
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+async def forget_cluster(name: str, memo: kopf.Memo, **_) -> None:
+    await memo.member_clusters.forget(name)

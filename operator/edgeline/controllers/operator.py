@@ -1,0 +1,63 @@
+"""Starting the operator: kopf settings, the controllers, the metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+
+from edgeline.settings import get_settings
+
+# Importing the controllers registers their handlers with kopf.
+from edgeline.controllers import registry  # noqa: F401
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    ours = get_settings()
+    # kopf keeps its own bookkeeping in annotations under our name, never in status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="operator.edgeline.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="operator.edgeline.io", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "edgeline.io/finalizer"
+    # Only what we post on purpose (and warnings) becomes an Event.
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "edgeline"
+    settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 10
+    # Silently dead watch streams are noticed and reconnected.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.inactivity_timeout = 600
+    # Failures retry with backoff instead of kopf's flat 60 s.
+    settings.execution.max_workers = max(4, ours.validation_concurrency * 2)
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60, 120]
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, logger: logging.Logger, **_) -> None:
+    configure(settings)
+    from edgeline import metrics
+
+    metrics.serve(get_settings().metrics_port)
+    logger.info("edgeline operator started; metrics on :%d", get_settings().metrics_port)
+
+
+def run_operator(namespaces: list[str], liveness: str | None, verbose: bool) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # The kubernetes client's own request logging is noise at INFO.
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            liveness_endpoint=liveness,
+        )
+    )
+    return 0
