@@ -49,8 +49,9 @@ def local_cluster_for(edge_cluster: dict) -> str:
     return "edge-a"
 
 
-def kubectl(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([KUBECTL, "--kubeconfig", str(STATE / "hub.kubeconfig"), *args],
+def kubectl(*args: str, input: str | None = None, check: bool = True,
+            cluster: str = "hub") -> subprocess.CompletedProcess:
+    proc = subprocess.run([KUBECTL, "--kubeconfig", str(STATE / f"{cluster}.kubeconfig"), *args],
                           input=input, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise SystemExit(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
@@ -147,11 +148,17 @@ def up() -> int:
     operator = start_operator()
     print("5/5 applying manifests/samples ...")
     kubectl("apply", "-f", str(SAMPLES))
+    # Until EdgeDeployments exist, a plain Deployment shows Pods running on the arm64 site's kwok nodes.
+    kubectl("create", "namespace", "edgeline-smoke", check=False, cluster="edge-b")
+    kubectl("-n", "edgeline-smoke", "create", "deployment", "smoke", "--image=edgeline/runtime:dev",
+            "--replicas=2", check=False, cluster="edge-b")
     try:
         while operator.poll() is None:
             time.sleep(5)
             print("\033[2J\033[H", end="")
             print(kubectl("get", "edgeline", "-A", check=False).stdout)
+            print("edge-b (Brno, arm64):")
+            print(kubectl("-n", "edgeline-smoke", "get", "pods", "-o", "wide", check=False, cluster="edge-b").stdout)
             print(f"operator log: {STATE / 'operator.log'}   kubeconfig: {STATE / 'hub.kubeconfig'}")
             print("Ctrl-C stops the demo (the clusters too); `make demo-down` from another shell does the same.")
         print(f"the operator exited ({operator.returncode}); see {STATE / 'operator.log'}", file=sys.stderr)
