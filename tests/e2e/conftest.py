@@ -160,6 +160,11 @@ class OperatorProcess:
             "EDGELINE_NAMESPACE": OPERATOR_NAMESPACE,
             "EDGELINE_METRICS_PORT": str(self.metrics_port),
             "PYTHONUNBUFFERED": "1",
+            # Short limits so that the tests of stalled and oversized artifacts finish quickly.
+            "EDGELINE_ARTIFACT_READ_TIMEOUT_S": "2",
+            "EDGELINE_ARTIFACT_RETRIES": "1",
+            "EDGELINE_ARTIFACT_MAX_BYTES": str(5 * 2**20),
+            "EDGELINE_ARTIFACT_DIR": str(STATE_DIR / "artifacts"),
         }
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")

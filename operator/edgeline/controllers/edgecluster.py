@@ -15,6 +15,7 @@ import kopf
 from edgeline import GROUP, VERSION
 from edgeline.api.conditions import set_condition
 from edgeline.api.edgecluster import EdgeCluster
+from edgeline.clusters import events
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef
 from edgeline.clusters.probe import ClusterFacts, probe
 from edgeline.domain.cluster_health import assess
@@ -108,10 +109,10 @@ async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf
     before = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     verdict = health.ready_condition
     if (before.get("status"), before.get("reason")) != (verdict.status, verdict.reason):
-        post = kopf.info if verdict.status == "True" else kopf.warn
-        post(dict(body), reason=verdict.reason, message=verdict.message)
+        post = events.normal if verdict.status == "True" else events.warning
+        await post(body, verdict.reason, verdict.message)
     if health.stale and not status.get("stale") and status.get("lastHeartbeat"):
-        kopf.warn(dict(body), reason="Stale", message=health.stale_condition.message)
+        await events.warning(body, "Stale", health.stale_condition.message)
 
     for key, value in new.items():
         if status.get(key) != value:

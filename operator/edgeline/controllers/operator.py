@@ -52,6 +52,7 @@ def run_operator(namespaces: list[str], liveness: str | None, verbose: bool) -> 
     # The kubernetes client's own request logging is noise at INFO.
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # lightkube's per-request lines
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,

@@ -1,0 +1,153 @@
+"""MLModel: fetch the artifact, verify its digest, inspect it, and record what was found.
+
+The spec is immutable, so validation runs once per generation: a model whose status
+already holds a verdict for its generation is left alone (also after a restart), and
+one caught half-way (phase Validating) is validated again from the start.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import time
+
+import kopf
+from lightkube import ApiError
+from lightkube.resources.core_v1 import Secret
+
+from edgeline import GROUP, VERSION, metrics
+from edgeline.api.conditions import set_condition
+from edgeline.api.mlmodel import MLModel
+from edgeline.artifacts.validation import fetch_and_inspect
+from edgeline.clusters import events
+from edgeline.clusters.connections import hub_client
+from edgeline.clusters.resources import patch_status
+from edgeline.domain.compatibility import ModelFacts, check_requirements
+from edgeline.domain.quantities import format_bytes
+from edgeline.settings import get_settings
+
+PLURAL = "mlmodels"
+FINISHED = ("Ready", "Invalid")
+# Transient failures (a stalled server, a 503) are retried with a growing delay.
+RETRY_DELAYS_S = (10, 30, 60, 120, 300)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+class Verdict:
+    """Collects the conditions of one validation, then renders the status."""
+
+    def __init__(self, body: kopf.Body):
+        self.generation = body.metadata.get("generation")
+        self.conditions = list((body.get("status") or {}).get("conditions") or [])
+        self.fields: dict = {}
+
+    def set(self, ctype: str, status: str, reason: str, message: str) -> None:
+        self.conditions = set_condition(self.conditions, ctype, status, reason, message,
+                                        generation=self.generation, now=_now())
+
+    def status(self, phase: str) -> dict:
+        return {"observedGeneration": self.generation, "phase": phase, "conditions": self.conditions,
+                **self.fields}
+
+
+async def _credentials(namespace: str, secret_name: str | None) -> dict | None:
+    if not secret_name:
+        return None
+    try:
+        secret = await hub_client().get(Secret, secret_name, namespace=namespace)
+    except ApiError as exc:
+        raise kopf.TemporaryError(
+            f"cannot read the artifact credentials Secret {namespace}/{secret_name}: {exc.status.message}",
+            delay=30,
+        ) from None
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+async def validate_model(body: kopf.Body, name: str, namespace: str, retry: int,
+                         logger: logging.Logger, **_) -> None:
+    status = body.get("status") or {}
+    if status.get("observedGeneration") == body.metadata.get("generation") and status.get("phase") in FINISHED:
+        return  # this generation has its verdict already
+
+    model = MLModel.model_validate(dict(body))
+    verdict = Verdict(body)
+    # Users watching `kubectl get -w` see the work start; a restart from here redoes it.
+    verdict.set("Ready", "False", "Validating", "fetching and inspecting the artifact")
+    await patch_status(PLURAL, name, namespace, verdict.status("Validating"))
+
+    started = time.monotonic()
+    artifact = model.spec.artifact
+    credentials = await _credentials(namespace, artifact.credentials_secret_ref.name
+                                     if artifact.credentials_secret_ref else None)
+    outcome = await fetch_and_inspect(artifact.uri, artifact.sha256, settings=get_settings(),
+                                      credentials=credentials)
+    metrics.MLMODEL_VALIDATION_SECONDS.observe(time.monotonic() - started)
+
+    if outcome.fetch:
+        metrics.ARTIFACT_BYTES_FETCHED.inc(outcome.fetch.size_bytes)
+        verdict.fields["artifact"] = {"digest": outcome.fetch.sha256, "sizeBytes": outcome.fetch.size_bytes,
+                                      "fetchedAt": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    if outcome.error and outcome.error.transient:
+        delay = RETRY_DELAYS_S[min(retry, len(RETRY_DELAYS_S) - 1)]
+        message = f"{outcome.error.message} (retrying in {delay}s)"
+        verdict.set("ArtifactVerified", "False", outcome.error.reason, message)
+        verdict.set("Ready", "False", outcome.error.reason, message)
+        await patch_status(PLURAL, name, namespace, verdict.status("Pending"))
+        await events.warning(body, outcome.error.reason, message)
+        metrics.MLMODEL_VALIDATIONS.labels(result="retry").inc()
+        raise kopf.TemporaryError(message, delay=delay)
+
+    if outcome.error:
+        failed_step = "Validated" if outcome.fetch else "ArtifactVerified"
+        if failed_step == "Validated":
+            verdict.set("ArtifactVerified", "True", "DigestVerified", _verified_message(outcome.fetch, artifact.sha256))
+        verdict.set(failed_step, "False", outcome.error.reason, outcome.error.message)
+        verdict.set("Ready", "False", outcome.error.reason, outcome.error.message)
+        await patch_status(PLURAL, name, namespace, verdict.status("Invalid"))
+        await events.warning(body, outcome.error.reason, outcome.error.message)
+        metrics.MLMODEL_VALIDATIONS.labels(result="invalid").inc()
+        return
+
+    verdict.set("ArtifactVerified", "True", "DigestVerified", _verified_message(outcome.fetch, artifact.sha256))
+    verdict.fields["inspection"] = outcome.inspection.to_status()
+    requirements = model.spec.requirements.dump() if model.spec.requirements else {}
+    facts = ModelFacts(outcome.inspection.default_opset(), outcome.inspection.size_bytes)
+    problems = check_requirements(facts, requirements)
+    if problems:
+        reason = problems[0][0]
+        message = "; ".join(m for _, m in problems)
+        verdict.set("Validated", "False", reason, message)
+        verdict.set("Ready", "False", reason, message)
+        await patch_status(PLURAL, name, namespace, verdict.status("Invalid"))
+        await events.warning(body, reason, message)
+        metrics.MLMODEL_VALIDATIONS.labels(result="invalid").inc()
+        return
+
+    summary = _summary(outcome.inspection.to_status())
+    verdict.set("Validated", "True", "InspectionPassed", summary)
+    verdict.set("Ready", "True", "Validated", summary)
+    await patch_status(PLURAL, name, namespace, verdict.status("Ready"))
+    await events.normal(body, "Validated", summary)
+    metrics.MLMODEL_VALIDATIONS.labels(result="ready").inc()
+
+
+def _verified_message(fetch, expected: str | None) -> str:
+    size = format_bytes(fetch.size_bytes)
+    if expected:
+        return f"{size} fetched; sha256 matches {expected}"
+    return f"{size} fetched; sha256 {fetch.sha256} (no digest in the spec to compare with)"
+
+
+def _summary(inspection: dict) -> str:
+    opsets = ", ".join(f"{o.get('domain') or 'ai.onnx'} {o['version']}" for o in inspection.get("opsetImports", []))
+    ins = ", ".join(i["name"] for i in inspection.get("inputs", []))
+    outs = ", ".join(o["name"] for o in inspection.get("outputs", []))
+    return (f"ONNX IR {inspection.get('irVersion')}, opset {opsets}; inputs {ins}; outputs {outs}; "
+            f"{inspection.get('parameterCount', 0):,} parameters")
