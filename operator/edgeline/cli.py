@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # Command groups, in the order `edgeline --help` lists them.
-COMMAND_GROUPS = ["run", "dev"]
+COMMAND_GROUPS = ["run", "dev", "model"]
 
 
 def build_parser() -> argparse.ArgumentParser:
