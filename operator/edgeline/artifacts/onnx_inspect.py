@@ -63,18 +63,24 @@ def _tensor(value_info) -> dict:
 
 def inspect_model(path: Path) -> Inspection:
     size = path.stat().st_size
+    # The checker runs first and frees its copy before Python loads the graph, so peak
+    # memory is the larger of the two, not their sum. Its path form handles models over
+    # 2 GB and external data.
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        checker_error = None
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        checker_error = exc
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise ArtifactError("NotOnnx", f"the artifact is not an ONNX model ({exc.__class__.__name__})") from None
     if not model.graph.node and not model.opset_import:
         raise ArtifactError("NotOnnx", "the artifact parsed as protobuf but holds no ONNX graph")
-    try:
-        # The path form checks models over 2 GB and with external data too.
-        onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
-        raise ArtifactError("CheckerFailed", f"onnx.checker rejected the model: {first}") from None
+    if checker_error is not None:
+        text = str(checker_error).strip()
+        first = text.splitlines()[0][:300] if text else checker_error.__class__.__name__
+        raise ArtifactError("CheckerFailed", f"onnx.checker rejected the model: {first}")
     graph = model.graph
     initializer_names = {i.name for i in graph.initializer}
     external = any(i.data_location == TensorProto.EXTERNAL for i in graph.initializer)
