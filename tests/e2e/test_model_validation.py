@@ -79,6 +79,7 @@ def test_a_model_that_a_package_ships_is_validated(hub, operator, namespace, art
     ("missing", "status/404", False, "Invalid", "NotFound"),
     ("too-large", "huge.onnx", False, "Invalid", "TooLarge"),
     ("stalls", "stall", False, "Pending", "FetchTimeout"),
+    ("truncated", "truncated/gemm.onnx", False, "Pending", "Truncated"),
 ])
 def test_bad_artifacts_get_their_reason_in_status(hub, operator, namespace, artifacts,
                                                    case, file, wrong_digest, phase, reason):
