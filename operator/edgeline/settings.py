@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     artifact_connect_timeout_s: float = Field(10.0, description="Timeout to connect to an artifact server")
     artifact_read_timeout_s: float = Field(60.0, description="Longest silence while reading an artifact")
     artifact_retries: int = Field(3, description="Attempts for transient download failures")
+    artifact_retry_backoff_s: float = Field(1.0, description="First pause between attempts; doubles each time")
+    artifact_ca_bundle: Path | None = Field(None, description="Extra CA bundle for artifact servers (private CA)")
     artifact_max_redirects: int = Field(5, description="Redirects followed at most")
     validation_concurrency: int = Field(2, description="Models fetched and inspected at once")
 

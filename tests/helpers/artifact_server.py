@@ -1,84 +1,199 @@
-"""A real HTTP server on 127.0.0.1 that serves a directory, plus misbehaving paths:
-/status/<code>, /flaky/<name> (500 once, then the file), /stall, /truncated/<name>,
-/redirect-loop, /redirect/<name>, /private/<name> (needs Bearer secret-token)."""
+"""A real HTTP server on 127.0.0.1 serving a folder, plus paths that misbehave on purpose.
+
+    with serve(folder) as url:            # url = "http://127.0.0.1:<port>"
+        fetch(f"{url}/model.onnx")
+
+    with ArtifactServer(folder) as server:  # server.url, server.hits (requests per path)
+        ...
+
+    python -m tests.helpers.artifact_server FOLDER [--port N]   # in a process of its own
+
+Paths besides the files of the folder (NAME is a file in it):
+  /status/CODE            answers CODE
+  /flaky/NAME             500 on the first request, then the file
+  /busy/NAME              429 with Retry-After: 0 on the first request, then the file
+  /stall                  announces 1000 bytes, sends one, then goes silent for stall_s
+  /truncated/NAME         announces 100 bytes more than the file has, sends the file, closes
+  /unsized/NAME           the file without Content-Length (the end is the connection's close)
+  /announce-huge          announces a terabyte, sends nothing
+  /redirect/NAME          302 to /NAME;  /redirect-loop redirects to itself
+  /private/NAME           needs "Authorization: Bearer <token>"
+  /basic/NAME             needs HTTP basic auth with user:password
+Files go out with sendfile, so serving a 2 GB model costs the server no memory.
+"""
 
 from __future__ import annotations
 
+import argparse
+import base64
+import collections
 import http.server
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 
-def _handler(root: Path, stall_s: float):
-    seen_flaky: set[str] = set()
+class ArtifactServer:
+    def __init__(self, root: Path, port: int = 0, *, stall_s: float = 3.0, token: str = "secret-token",
+                 user: str = "user", password: str = "password"):
+        self.root = Path(root).resolve()
+        self.stall_s = stall_s
+        self.token = token
+        self.basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.hits: collections.Counter[str] = collections.Counter()
+        self._first_seen: set[str] = set()
+        self._lock = threading.Lock()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread: threading.Thread | None = None
 
+    def first_time(self, key: str) -> bool:
+        with self._lock:
+            if key in self._first_seen:
+                return False
+            self._first_seen.add(key)
+            return True
+
+    def start(self) -> ArtifactServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="artifact-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def __enter__(self) -> ArtifactServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve(root: Path, port: int = 0, stall_s: float = 3.0, **options):
+    """Context manager yielding the base URL, e.g. http://127.0.0.1:41234"""
+    return _UrlContext(ArtifactServer(root, port, stall_s=stall_s, **options))
+
+
+class _UrlContext:
+    def __init__(self, server: ArtifactServer):
+        self.server = server
+
+    def __enter__(self) -> str:
+        return self.server.start().url
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop()
+
+
+def _handler(server: ArtifactServer):
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-        def _file(self, name: str, declared: int | None = None, cut: int | None = None):
-            path = root / name
-            if not path.is_file():
-                self.send_error(404)
-                return
-            data = path.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(declared if declared is not None else len(data)))
-            self.end_headers()
-            self.wfile.write(data[:cut] if cut is not None else data)
+        def handle(self):
+            try:
+                super().handle()
+            except (ConnectionError, TimeoutError):
+                pass  # the client gave up (a size limit, a timeout): expected in these tests
 
-        def do_GET(self):
-            parts = self.path.strip("/").split("/", 1)
-            head, rest = parts[0], parts[1] if len(parts) > 1 else ""
-            if head == "status":
-                self.send_error(int(rest))
-            elif head == "flaky":
-                if rest not in seen_flaky:
-                    seen_flaky.add(rest)
-                    self.send_error(500)
+        def do_HEAD(self):
+            self.do_GET(head=True)
+
+        def do_GET(self, head: bool = False):
+            server.hits[self.path] += 1  # with the query, so that a test can count its own requests
+            path = self.path.split("?", 1)[0]
+            first, _, rest = path.lstrip("/").partition("/")
+            if first == "status":
+                self._status(int(rest))
+            elif first == "flaky":
+                self._status(500) if server.first_time(path) else self._file(rest, head)
+            elif first == "busy":
+                if server.first_time(path):
+                    self._status(429, {"Retry-After": "0"})
                 else:
-                    self._file(rest)
-            elif head == "stall":
+                    self._file(rest, head)
+            elif first == "stall":
                 self.send_response(200)
                 self.send_header("Content-Length", "1000")
                 self.end_headers()
                 self.wfile.write(b"x")
                 self.wfile.flush()
-                time.sleep(stall_s)
-            elif head == "truncated":
-                size = (root / rest).stat().st_size
-                self._file(rest, declared=size + 100)
-                self.close_connection = True
-            elif head == "redirect-loop":
-                self.send_response(302)
-                self.send_header("Location", "/redirect-loop")
+                time.sleep(server.stall_s)
+            elif first == "truncated":
+                self._file(rest, head, extra_length=100)
+            elif first == "unsized":
+                self._file(rest, head, sized=False)
+            elif first == "announce-huge":
+                self.send_response(200)
+                self.send_header("Content-Length", str(10**12))
                 self.end_headers()
-            elif head == "redirect":
-                self.send_response(302)
-                self.send_header("Location", f"/{rest}")
-                self.end_headers()
-            elif head == "private":
-                if self.headers.get("Authorization") != "Bearer secret-token":
-                    self.send_error(401)
+            elif first == "redirect":
+                self._redirect(f"/{rest}")
+            elif first == "redirect-loop":
+                self._redirect("/redirect-loop")
+            elif first == "private":
+                if self.headers.get("Authorization") != f"Bearer {server.token}":
+                    self._status(401)
                 else:
-                    self._file(rest)
+                    self._file(rest, head)
+            elif first == "basic":
+                if self.headers.get("Authorization") != server.basic:
+                    self._status(401, {"WWW-Authenticate": 'Basic realm="models"'})
+                else:
+                    self._file(rest, head)
             else:
-                self._file(self.path.strip("/"))
+                self._file(path.lstrip("/"), head)
+
+        def _status(self, code: int, headers: dict | None = None):
+            body = f"{code}\n".encode()
+            self.send_response(code)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _redirect(self, location: str):
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _file(self, name: str, head: bool, *, extra_length: int = 0, sized: bool = True):
+            path = (server.root / name).resolve()
+            if server.root not in path.parents or not path.is_file():
+                self._status(404)
+                return
+            size = path.stat().st_size
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            if sized:
+                self.send_header("Content-Length", str(size + extra_length))
+            self.end_headers()
+            if head:
+                return
+            self.wfile.flush()
+            with open(path, "rb") as f:
+                self.connection.sendfile(f)
+            self.close_connection = True
 
     return Handler
 
 
-@contextmanager
-def serve(root: Path, port: int = 0, stall_s: float = 3.0):
-    """Yields the base URL, e.g. http://127.0.0.1:41234"""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(Path(root), stall_s))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve a folder of model artifacts on 127.0.0.1")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = ArtifactServer(args.folder, args.port)
+    print(server.url, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
