@@ -72,7 +72,7 @@ class Inspection(ApiModel):
     initializer_count: int | None = Field(None, description="Number of initializers (weights)")
     parameter_count: int | None = Field(None, description="Number of parameters in the initializers")
     external_data: bool | None = Field(None, description="Whether weights live in external files")
-    size_bytes: int | None = Field(None, description="Size of the model file")
+    size_bytes: int | None = Field(None, description="Size of the model file plus its external data files")
 
 
 class ArtifactStatus(ApiModel):
