@@ -15,13 +15,15 @@ from pathlib import Path
 import yaml
 
 from edgeline import GROUP, VERSION
+from edgeline.api.datapipeline import DataPipeline
 from edgeline.api.edgecluster import EdgeCluster
+from edgeline.api.edgedeployment import EdgeDeployment
 from edgeline.api.mlmodel import MLModel
 
-KINDS = [EdgeCluster, MLModel]
+KINDS = [EdgeCluster, MLModel, EdgeDeployment, DataPipeline]
 CATEGORY = "edgeline"
 _KEEP = ("type", "description", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength",
-         "minItems", "maxItems", "default", "format", "x-kubernetes-validations")
+         "minItems", "maxItems", "maxProperties", "default", "format", "x-kubernetes-validations")
 
 
 def structural(schema: dict, defs: dict) -> dict:
@@ -59,8 +61,8 @@ def structural(schema: dict, defs: dict) -> dict:
         for child in ("items", "additionalProperties"):
             if isinstance(out.get(child), dict) and "description" not in out[child]:
                 out[child]["description"] = out["description"]
-    if out.get("default") in ({}, []) and kind in ("object", "array"):
-        out.pop("default")  # empty defaults only add noise to every object
+    if out.get("default") in ({}, []) and "properties" not in out:
+        out.pop("default")  # empty maps and lists add noise; an empty object lets its fields' defaults apply
     return out
 
 

@@ -1,0 +1,277 @@
+"""EdgeDeployment (namespaced): one model version put onto the clusters a selector picks,
+in waves, behind an approval gate, guarded by automatic rollback."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edgeline.api.base import ApiModel, Resource
+from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, NON_EMPTY_SELECTOR, EnvVar, LabelSelector, Quantity,
+                                 ResourceRequirements, ShortText)
+from edgeline.api.conditions import Condition
+
+DEFAULT_RUNTIME_IMAGE = "ghcr.io/edgeline/edge-runtime:0.1.0"
+
+
+class ModelRef(ApiModel):
+    name: str | None = Field(None, max_length=253, pattern=DNS_SUBDOMAIN,
+                             description="Name of an MLModel in this namespace (follow: Pinned)")
+    model: str | None = Field(None, max_length=63, pattern=DNS_LABEL,
+                              description="Logical model name whose newest Ready version is used (follow: LatestReady)")
+    follow: Literal["Pinned", "LatestReady"] = Field(
+        "Pinned", description="Pinned: exactly the MLModel in name; LatestReady: the newest Ready MLModel of model, "
+                              "so that a retrained candidate moves the deployment to AwaitingApproval")
+
+
+class PlacementRequirements(ApiModel):
+    architectures: list[Literal["amd64", "arm64", "arm"]] = Field(
+        [], max_length=3, description="The cluster must have nodes of one of these CPU architectures")
+    gpu: bool = Field(False, description="The cluster must have at least one allocatable GPU")
+    min_memory: Quantity | None = Field(None, description="Allocatable memory the cluster must have, e.g. 2Gi")
+    tiers: list[Literal["cloud", "edge"]] = Field([], max_length=2, description="Allowed tiers; empty allows both")
+    require_reachable: bool = Field(
+        True, description="Skip clusters that are not reachable when the selection is made (they are listed with "
+                          "the reason) instead of failing their wave")
+
+
+class Placement(ApiModel):
+    cluster_selector: LabelSelector = Field(
+        description="Labels of the EdgeClusters to deploy to (site, line, hardware ...)",
+        json_schema_extra={"x-kubernetes-validations": [NON_EMPTY_SELECTOR]})
+    requirements: PlacementRequirements | None = Field(
+        None, description="What a selected cluster must offer; clusters that match the labels but not these are "
+                          "listed in status with the reason")
+
+
+class Runtime(ApiModel):
+    image: str = Field(DEFAULT_RUNTIME_IMAGE, min_length=1, max_length=512,
+                       description="Image of the edge inference runtime")
+    replicas: int = Field(1, ge=1, le=100, description="Runtime Pods per cluster")
+    port: int = Field(8080, ge=1, le=65535, description="Port the runtime serves the Open Inference Protocol on")
+    execution_provider: Literal["CPU", "CUDA", "TensorRT", "OpenVINO"] = Field(
+        "CPU", description="onnxruntime execution provider; CUDA and TensorRT also place Pods on GPU nodes")
+    resources: ResourceRequirements | None = Field(None, description="Requests and limits of the runtime container")
+    env: list[EnvVar] = Field([], max_length=32, description="Extra environment variables for the runtime")
+    node_selector: dict[str, ShortText] = Field(
+        {}, description="Extra node labels the runtime Pods must run on (architecture is added automatically)",
+        json_schema_extra={"maxProperties": 16})
+
+
+class Wave(ApiModel):
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL, description="Name of the wave, e.g. pilot")
+    selector: LabelSelector | None = Field(
+        None, description="EdgeCluster labels of this wave's clusters (among the selected ones)",
+        json_schema_extra={"x-kubernetes-validations": [NON_EMPTY_SELECTOR]})
+    percentage: int | None = Field(
+        None, ge=1, le=100, description="Cumulative share of the selected clusters deployed once this wave is done")
+    soak_seconds: int | None = Field(None, ge=0, le=604800,
+                                     description="Time to watch this wave after it is ready (default: rollout.soakSeconds)")
+    require_approval: bool = Field(False, description="Hold before this wave until the revision's approval counts "
+                                                       "again for the wave (a gate per wave)")
+
+
+class Rollout(ApiModel):
+    waves: list[Wave] = Field(
+        [], max_length=20, description="Ordered waves; all by selector or all by percentage (the last being 100). "
+                                       "Empty: one wave with every selected cluster. Clusters no selector wave picks "
+                                       "go in a last implicit wave named rest")
+    max_unavailable: int = Field(0, ge=0, le=1000,
+                                 description="Clusters of a wave that may fail or stay unready before the wave fails")
+    wave_timeout_seconds: int = Field(600, ge=10, le=86400,
+                                      description="How long a wave may take to become ready before it fails")
+    soak_seconds: int = Field(0, ge=0, le=604800, description="Time to watch each wave after it is ready")
+
+
+class Approval(ApiModel):
+    required: bool = Field(True, description="Whether a change of revision needs a recorded approval")
+    approver_groups: list[ShortText] = Field(
+        [], max_length=16, description="Groups (as the API server authenticates them) whose members may approve")
+    min_approvers: int = Field(1, ge=1, le=5, description="Distinct approvers needed (2 = four-eyes)")
+    allow_self_approval: bool = Field(False, description="Whether the person who changed the spec may approve it")
+    valid_for_seconds: int = Field(86400, ge=60, le=2592000,
+                                   description="How long an approval counts before it expires")
+
+
+class AlertMatcher(ApiModel):
+    name: str = Field(min_length=1, max_length=128, description="Alert label name, e.g. alertname or severity")
+    value: str = Field(max_length=256, description="Value or regular expression to compare with")
+    operator: Literal["=", "!=", "=~", "!~"] = Field("=", description="=, !=, =~ or !~ as in Alertmanager")
+
+
+class PromQLCheck(ApiModel):
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL, description="Name shown when the check fails")
+    query: str = Field(min_length=1, max_length=2048,
+                       description="PromQL that returns a result only when something is wrong")
+
+
+class RollbackPolicy(ApiModel):
+    mode: Literal["Automatic", "Propose", "Disabled"] = Field(
+        "Automatic", description="Automatic reverts at once; Propose records the proposal for a person to apply")
+    alert_matchers: list[AlertMatcher] = Field(
+        [], max_length=16, description="Every matcher must hold for an alert to trigger a rollback; empty: any "
+                                       "alert routed to this deployment")
+    scope: Literal["Cluster", "Deployment"] = Field(
+        "Cluster", description="Cluster: revert only the clusters the alert names; Deployment: revert everywhere")
+    guard_seconds: int = Field(3600, ge=0, le=2592000,
+                               description="After full rollout, how long alerts still roll back; a revision that "
+                                           "passes it becomes the last known-good")
+    checks: list[PromQLCheck] = Field([], max_length=8, description="PromQL checks the operator runs during waves")
+
+
+_WAVES = "self.waves"
+WAVE_RULES = [
+    {"rule": f"!has(self.waves) || {_WAVES}.all(w, has(w.selector) != has(w.percentage))",
+     "message": "each wave needs exactly one of selector or percentage", "fieldPath": ".waves"},
+    {"rule": f"!has(self.waves) || {_WAVES}.all(w, has(w.percentage)) || {_WAVES}.all(w, has(w.selector))",
+     "message": "waves must be all by selector or all by percentage, not mixed", "fieldPath": ".waves"},
+    {"rule": f"!has(self.waves) || !{_WAVES}.all(w, has(w.percentage)) || size({_WAVES}) == 0 || "
+             f"({_WAVES}.map(w, w.percentage).isSorted() && "
+             f"{_WAVES}.all(w, {_WAVES}.exists_one(v, v.percentage == w.percentage)) && "
+             f"{_WAVES}[size({_WAVES}) - 1].percentage == 100)",
+     "message": "wave percentages are cumulative: strictly increasing, the last one 100", "fieldPath": ".waves"},
+    {"rule": f"!has(self.waves) || {_WAVES}.all(w, {_WAVES}.exists_one(v, v.name == w.name))",
+     "message": "wave names must be unique", "fieldPath": ".waves"},
+]
+
+
+class EdgeDeploymentSpec(ApiModel):
+    model_ref: ModelRef = Field(description="Which MLModel to deploy",
+                                json_schema_extra={"x-kubernetes-validations": [
+                                    {"rule": "self.follow != 'Pinned' || has(self.name)",
+                                     "message": "name is required when follow is Pinned"},
+                                    {"rule": "self.follow != 'LatestReady' || has(self.model)",
+                                     "message": "model is required when follow is LatestReady"}]})
+    placement: Placement = Field(description="Which EdgeClusters run the model")
+    runtime: Runtime = Field(default_factory=Runtime, description="The edge inference runtime on each cluster",
+                             json_schema_extra={"default": {}})
+    rollout: Rollout = Field(default_factory=Rollout, description="How the change spreads: waves, timeouts, soak",
+                             json_schema_extra={"default": {}, "x-kubernetes-validations": WAVE_RULES})
+    approval: Approval = Field(default_factory=Approval, description="Who must approve a change before it rolls out",
+                               json_schema_extra={"default": {}})
+    rollback: RollbackPolicy = Field(default_factory=RollbackPolicy, description="When to revert automatically",
+                                     json_schema_extra={"default": {}})
+    revision_history_limit: int = Field(10, ge=1, le=100, description="Revisions kept in status.history")
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+class RevisionRef(ApiModel):
+    revision: str = Field(description="Hash of what is deployed: model digest and runtime spec")
+    mlmodel: str | None = Field(None, description="MLModel object name")
+    model: str | None = Field(None, description="Logical model name")
+    version: str | None = Field(None, description="Model version")
+    digest: str | None = Field(None, description="Model artifact digest")
+    uri: str | None = Field(None, description="Model artifact URI")
+
+
+class ApprovalRecord(ApiModel):
+    revision: str = Field(description="The revision this approval is for")
+    user: str = Field(description="Who approved, as the API server authenticated them")
+    groups: list[str] = Field([], description="Their groups at the time")
+    at: str = Field(description="When the approval was given")
+
+
+class PendingApproval(ApiModel):
+    revision: RevisionRef = Field(description="The revision waiting for approval")
+    runtime_change: str | None = Field(None, description="What changes in the runtime, for people")
+    requested_by: str | None = Field(None, description="Who made the change")
+    requested_at: str | None = Field(None, description="Since when it waits")
+    approvals: list[ApprovalRecord] = Field([], description="Approvals for this revision so far")
+    needed: int | None = Field(None, description="Distinct approvers needed")
+
+
+class ClusterState(ApiModel):
+    name: str = Field(description="EdgeCluster name")
+    wave: str | None = Field(None, description="Wave the cluster belongs to")
+    revision: str | None = Field(None, description="Revision applied on the cluster")
+    phase: Literal["Pending", "Progressing", "Ready", "Failed", "Unreachable", "Removing"] | None = Field(
+        None, description="Pending, Progressing, Ready, Failed, Unreachable or Removing")
+    ready_replicas: int | None = Field(None, description="Ready runtime Pods seen on the cluster")
+    replicas: int | None = Field(None, description="Runtime Pods wanted")
+    last_observed: str | None = Field(None, description="When the operator last saw the cluster's objects")
+    stale: bool | None = Field(None, description="Whether lastObserved is too old to trust")
+    message: str | None = Field(None, description="Why, for people")
+
+
+class ExcludedCluster(ApiModel):
+    name: str = Field(description="EdgeCluster name")
+    reason: str = Field(description="Why it does not run the model, e.g. NoGPU")
+    message: str | None = Field(None, description="Details for people")
+
+
+class RolloutProgress(ApiModel):
+    revision: str | None = Field(None, description="Revision being rolled out")
+    wave: int | None = Field(None, description="Index of the current wave (0-based)")
+    wave_name: str | None = Field(None, description="Name of the current wave")
+    wave_started_at: str | None = Field(None, description="When the current wave was applied")
+    soak_until: str | None = Field(None, description="When the current wave's soak ends")
+    completed_at: str | None = Field(None, description="When the revision reached every cluster")
+    guard_until: str | None = Field(None, description="Until when alerts still roll the revision back")
+
+
+class HistoryEntry(ApiModel):
+    revision: RevisionRef = Field(description="What was deployed")
+    deployed_at: str | None = Field(None, description="When it reached every cluster")
+    approvals: list[ApprovalRecord] = Field([], description="Who approved it")
+    outcome: Literal["Deployed", "KnownGood", "RolledBack", "Superseded"] | None = Field(
+        None, description="Deployed, KnownGood (passed its guard period), RolledBack or Superseded")
+
+
+class RollbackRecord(ApiModel):
+    alert: str | None = Field(None, description="Alert (or annotation) that caused it")
+    from_revision: str = Field(description="Revision reverted")
+    to_revision: str = Field(description="Revision restored")
+    clusters: list[str] = Field([], description="Clusters reverted")
+    received_at: str | None = Field(None, description="When the alert arrived")
+    applied_at: str | None = Field(None, description="When the last cluster was reverted")
+    latency_ms: int | None = Field(None, description="From receiving the alert to the revert being applied")
+    mode: Literal["Automatic", "Proposed", "Manual"] | None = Field(None, description="How it came about")
+
+
+class EdgeDeploymentStatus(ApiModel):
+    observed_generation: int | None = Field(None, description="Generation of the spec last acted upon")
+    phase: Literal["Pending", "AwaitingApproval", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"] | None \
+        = Field(None, description="Pending, AwaitingApproval, Progressing, Paused, Healthy, Degraded or RolledBack")
+    conditions: list[Condition] = Field([], description="ModelResolved, Approved, Progressing, Available and Ready")
+    desired_revision: RevisionRef | None = Field(None, description="What the spec asks for")
+    current_revision: RevisionRef | None = Field(None, description="What runs (or last ran) on every cluster")
+    last_known_good: RevisionRef | None = Field(None, description="Newest revision that passed its guard period")
+    pending_approval: PendingApproval | None = Field(None, description="The change waiting for approval, if any")
+    approval: str | None = Field(None, description="Approval summary for people: NotRequired, Pending 1/2, Approved")
+    rollout: RolloutProgress | None = Field(None, description="Where the rollout stands")
+    clusters: list[ClusterState] = Field([], description="Every selected cluster and what runs there")
+    excluded: list[ExcludedCluster] = Field([], description="Clusters that match the selector but cannot run it")
+    ready_clusters: int | None = Field(None, description="Clusters running the desired revision, ready")
+    total_clusters: int | None = Field(None, description="Clusters selected")
+    ready: str | None = Field(None, description="readyClusters/totalClusters, for kubectl get")
+    history: list[HistoryEntry] = Field([], description="Revisions deployed, newest first")
+    bad_revisions: list[str] = Field([], description="Revisions rolled back; they need a new approval to return")
+    rollbacks: list[RollbackRecord] = Field([], description="Rollbacks, newest first")
+
+
+class EdgeDeployment(Resource):
+    KIND = "EdgeDeployment"
+    PLURAL = "edgedeployments"
+    SINGULAR = "edgedeployment"
+    SHORT_NAMES = ["ed"]
+    DESCRIPTION = ("Puts an MLModel version onto the EdgeClusters a selector picks, in waves, after a recorded "
+                   "approval, and rolls back to the last known-good version when alerts fire.")
+    PRINTER_COLUMNS = [
+        {"name": "Model", "type": "string", "jsonPath": ".status.desiredRevision.model"},
+        {"name": "Version", "type": "string", "jsonPath": ".status.desiredRevision.version"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
+        {"name": "Approval", "type": "string", "jsonPath": ".status.approval"},
+        {"name": "Revision", "type": "string", "jsonPath": ".status.currentRevision.revision", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    SPEC_VALIDATIONS = [
+        {"rule": "!self.approval.required || (has(self.approval.approverGroups) && size(self.approval.approverGroups) > 0)",
+         "message": "approval.approverGroups must name at least one group when approval.required is true",
+         "fieldPath": ".approval.approverGroups"},
+    ]
+
+    spec: EdgeDeploymentSpec
+    status: EdgeDeploymentStatus | None = None
