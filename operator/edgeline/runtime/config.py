@@ -1,0 +1,65 @@
+"""What one runtime serves and how: command-line options over `EDGELINE_*` environment variables,
+so that a Deployment configures it with env and a person with flags."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Short names a Deployment may use for onnxruntime's execution providers.
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+}
+
+_DIGEST = re.compile(r"^(sha256:)?([0-9a-fA-F]{64})$")
+
+
+class RuntimeConfig(BaseSettings):
+    # EDGELINE_NAMESPACE here is the namespace of the EdgeDeployment the runtime serves;
+    # the operator reads the same name for its own namespace, but they never share a process.
+    model_config = SettingsConfigDict(env_prefix="EDGELINE_", extra="ignore", protected_namespaces=())
+
+    model_uri: str = Field(..., min_length=1, description="http(s):// or file:// URI of the ONNX model")
+    model_sha256: str = Field(..., description="sha256:<hex> the model's bytes must have")
+    model_name: str = Field("model", min_length=1, description="Name the model is served under")
+    model_version: str = Field("1", min_length=1, description="Version the model is served as")
+    deployment: str = Field("", description="EdgeDeployment this runtime belongs to (a metrics label)")
+    namespace: str = Field("", description="Namespace of that EdgeDeployment (a metrics label)")
+    cluster: str = Field("", description="EdgeCluster the runtime runs on (a metrics label)")
+    host: str = Field("0.0.0.0", description="Address to listen on")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0: any free port, logged)")
+    execution_provider: str = Field("CPU", description="onnxruntime execution provider: CPU, CUDA, ... or a full name")
+    golden_sample: Path | None = Field(None, description="JSON file with inputs, expected outputs and tolerance")
+    model_dir: Path = Field(Path("/tmp/edgeline-runtime"), description="Where the fetched model is kept")
+    inference_threads: int = Field(2, ge=1, le=64, description="Inference requests run at once")
+    max_request_bytes: int = Field(64 * 1024**2, ge=1024, description="Largest inference request body accepted")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="Time in-flight requests get after SIGTERM")
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        match = _DIGEST.match(value.strip())
+        if not match:
+            raise ValueError("must be sha256:<64 hex digits>")
+        return "sha256:" + match.group(2).lower()
+
+    @property
+    def provider(self) -> str:
+        return PROVIDER_ALIASES.get(self.execution_provider.lower(), self.execution_provider)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """The labels that say which model this runtime serves, for whom and where."""
+        return {"model": self.model_name, "version": self.model_version, "deployment": self.deployment,
+                "namespace": self.namespace, "cluster": self.cluster}

@@ -1,0 +1,131 @@
+"""Fetch, verify, load: the model's bytes are proven to carry the expected sha256 before
+onnxruntime ever reads them. Blocking; the server runs it in a thread.
+
+Errors are ArtifactErrors (reason, message, transient) like the operator's own, so a
+DigestMismatch reads the same in the runtime's log as in the MLModel's status.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from edgeline.artifacts.errors import ArtifactError, StorageFailed
+from edgeline.artifacts.fetch import FetchResult, Limits, fetch_artifact, sha256_of, verify_digest
+from edgeline.artifacts.onnx_inspect import external_data_files
+from edgeline.runtime.tensors import TensorSpec, metadata_shape, oip_datatype
+
+
+class LoadFailed(ArtifactError):
+    """onnxruntime refused the verified bytes (an operator it lacks, a corrupt graph)."""
+
+    reason = "LoadFailed"
+
+
+class ProviderUnavailable(ArtifactError):
+    reason = "ProviderUnavailable"
+
+
+class InferenceFailed(Exception):
+    """onnxruntime raised while running the model: the model's fault, not the request's."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    path: Path
+    sha256: str
+    size_bytes: int
+    reused: bool  # a copy with the right digest was already on disk (a container restart)
+    seconds: float
+
+
+def fetch_verified(uri: str, sha256: str, model_dir: Path, *, limits: Limits) -> Fetched:
+    """The model at `uri`, on disk under `model_dir`, with its digest proven; external data
+    files it names are fetched beside it (the digest covers the .onnx file, as in the operator)."""
+    started = time.monotonic()
+    folder = model_dir / sha256.removeprefix("sha256:")
+    target = folder / "model.onnx"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if target.is_file() and sha256_of(target)[0] == sha256:
+            return Fetched(target, sha256, target.stat().st_size, True, time.monotonic() - started)
+    except OSError as exc:
+        raise StorageFailed(f"cannot use the model folder {model_dir}: {exc.strerror or exc}") from None
+    result: FetchResult = fetch_artifact(uri, target, limits=limits)
+    verify_digest(result, sha256, what="the model")
+    for location in _safe(external_data_files(result.path)):
+        fetch_artifact(urllib.parse.urljoin(uri, urllib.parse.quote(location)), folder / location, limits=limits)
+    return Fetched(result.path, result.sha256, result.size_bytes, False, time.monotonic() - started)
+
+
+def _safe(locations: list[str]) -> list[str]:
+    # A location outside the model's folder is not fetched; onnxruntime then fails to load and says why.
+    return [loc for loc in locations
+            if loc and not PurePosixPath(loc).is_absolute() and ".." not in PurePosixPath(loc).parts]
+
+
+class LoadedModel:
+    """An onnxruntime session and what OIP metadata says about it."""
+
+    def __init__(self, session, digest: str, provider: str):
+        self.session = session
+        self.digest = digest
+        self.provider = provider
+        self.inputs = [_spec(arg) for arg in session.get_inputs()]
+        self.outputs = [_spec(arg) for arg in session.get_outputs()]
+        self._run_options = _quiet_run_options()
+
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        names = outputs or [spec.name for spec in self.outputs]
+        try:
+            results = self.session.run(names, inputs, self._run_options)
+        except Exception as exc:  # onnxruntime raises its own classes (Fail, InvalidArgument, ...) and RuntimeError
+            raise InferenceFailed(_ort_message(exc)) from exc
+        return dict(zip(names, results))
+
+
+def load_model(path: Path, digest: str, provider: str) -> LoadedModel:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if provider not in available:
+        raise ProviderUnavailable(f"execution provider {provider} is not available in this runtime image; "
+                                  f"it has {', '.join(available)}")
+    options = ort.SessionOptions()
+    # onnxruntime logs its own errors in colour on stderr; the runtime logs them itself, as JSON lines.
+    options.log_severity_level = 4
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=[provider])
+    except Exception as exc:  # onnxruntime's exception classes are not importable by a stable name
+        raise LoadFailed(f"onnxruntime cannot load the model: {_ort_message(exc)}") from None
+    return LoadedModel(session, digest, provider)
+
+
+def _quiet_run_options():
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    return options
+
+
+def _spec(arg) -> TensorSpec:
+    return TensorSpec(arg.name, oip_datatype(arg.type), metadata_shape(arg.shape))
+
+
+def _ort_message(exc: BaseException) -> str:
+    """onnxruntime's message without its error-code prefix and source paths, on one line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for prefix in ("[ONNXRuntimeError] : ",):
+        if text.startswith(prefix):
+            text = text[len(prefix):].split(" : ", 2)[-1]
+    if "Status Message: " in text:
+        head, _, status = text.partition("Status Message: ")
+        # The status starts with "<source file>:<line> <function> <check> was false." on CPU kernels.
+        detail = status.split(" was false. ", 1)[-1]
+        text = head.strip() + " " + detail
+    return text[:500]

@@ -1,0 +1,165 @@
+"""The runtime's life: listen at once (live, not ready), then fetch, verify, load and self-test
+the model in the background, and become ready only when all of that passed; stop on SIGTERM.
+
+A model that can never be served (wrong digest, not loadable, failed golden sample) leaves the
+runtime running but unready, rather than exiting: a crash loop would fetch the artifact again on
+every restart and hide the reason behind back-off, while an unready Pod keeps its reason on
+/v2/health/ready, in the log and in `edgeline_runtime_ready`, and a rollout stops at it.
+Transient fetch failures are retried with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import urllib.parse
+
+from aiohttp import web
+
+from edgeline.artifacts.errors import ArtifactError
+from edgeline.artifacts.fetch import Limits
+from edgeline.runtime.config import RuntimeConfig
+from edgeline.runtime.events import EventLog
+from edgeline.runtime.golden import GoldenSampleInvalid, compare_outputs, load_golden_sample
+from edgeline.runtime.loader import InferenceFailed, fetch_verified, load_model
+from edgeline.runtime.metrics import RuntimeMetrics
+from edgeline.runtime.server import Problem, Runtime
+
+RETRY_FIRST_S = 2.0
+RETRY_MAX_S = 300.0
+
+
+def serve(config: RuntimeConfig, limits: Limits | None = None) -> int:
+    """Runs until SIGTERM or SIGINT; 0 after a clean stop, 1 if the port cannot be opened."""
+    log = EventLog(config.identity)
+    runtime = Runtime(config, RuntimeMetrics(config.identity), log)
+    return asyncio.run(_main(runtime, limits or Limits()))
+
+
+async def _main(runtime: Runtime, limits: Limits) -> int:
+    config, log = runtime.config, runtime.log
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    runner = web.AppRunner(runtime.app(), access_log=None, shutdown_timeout=config.shutdown_grace_s)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as exc:
+        log("listen_failed", "error", host=config.host, port=config.port, error=exc.strerror or str(exc))
+        await runner.cleanup()
+        return 1
+    port = runner.addresses[0][1] if runner.addresses else config.port
+    log("listening", host=config.host, port=port, model_uri=_shown(config.model_uri))
+
+    preparing = asyncio.create_task(_prepare_or_report(runtime, limits))
+    await stop.wait()
+
+    log("stopping", grace_s=config.shutdown_grace_s)
+    runtime.state.ready = False
+    runtime.state.stage = "Stopping"
+    runtime.metrics.ready(False)
+    preparing.cancel()
+    await runner.cleanup()  # stops listening, lets in-flight requests finish within the grace period
+    runtime.executor.shutdown(wait=False, cancel_futures=True)
+    log("stopped")
+    return 0
+
+
+async def _prepare_or_report(runtime: Runtime, limits: Limits) -> None:
+    try:
+        await _prepare(runtime, limits)
+    except Exception as exc:  # a bug, not the model's fault: unready, with the reason in the log
+        runtime.state.stage = "Failed"
+        runtime.state.problem = Problem("InternalError", f"{type(exc).__name__}: {exc}")
+        runtime.log("not_ready", "error", reason="InternalError", message=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+async def _prepare(runtime: Runtime, limits: Limits) -> None:
+    config, state, log, metrics = runtime.config, runtime.state, runtime.log, runtime.metrics
+
+    def fail(reason: str, message: str) -> None:
+        state.stage, state.problem = "Failed", Problem(reason, message)
+        log("not_ready", "error", reason=reason, message=message)
+
+    pause = RETRY_FIRST_S
+    while True:
+        state.stage = "Fetching"
+        try:
+            fetched = await _in_thread(fetch_verified, config.model_uri, config.model_sha256, config.model_dir,
+                                       limits=limits)
+            break
+        except ArtifactError as exc:
+            if not exc.transient:
+                return fail(exc.reason, exc.message)
+            state.problem = Problem(exc.reason, f"{exc.message} (retrying in {pause:g}s)")
+            log("fetch_retry", "warning", reason=exc.reason, message=exc.message, retry_in_s=pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_S)
+    state.problem = None
+    log("model_verified", digest=fetched.sha256, size_bytes=fetched.size_bytes, reused=fetched.reused,
+        seconds=round(fetched.seconds, 3))
+
+    state.stage = "Loading"
+    try:
+        model = await _in_thread(load_model, fetched.path, fetched.sha256, config.provider)
+    except ArtifactError as exc:
+        return fail(exc.reason, exc.message)
+    state.model = model
+    metrics.model_loaded(model.digest)
+    log("model_loaded", provider=model.provider, inputs=[s.to_metadata() for s in model.inputs],
+        outputs=[s.to_metadata() for s in model.outputs])
+
+    if config.golden_sample:
+        state.stage = "SelfTest"
+        try:
+            sample = load_golden_sample(config.golden_sample, model.inputs, model.outputs)
+        except GoldenSampleInvalid as exc:
+            return fail("GoldenSampleInvalid", str(exc))
+        try:
+            actual = await _in_thread(model.infer, sample.request.inputs, list(sample.expected))
+        except InferenceFailed as exc:
+            return fail("GoldenSampleFailed", f"the model failed on the golden sample: {exc}")
+        difference = compare_outputs(sample, actual)
+        if difference:
+            return fail("GoldenSampleFailed", difference)
+        log("golden_sample_passed", outputs=sorted(sample.expected))
+
+    state.stage, state.ready = "Ready", True
+    metrics.ready(True)
+    log("ready")
+
+
+def _in_thread(fn, *args, **kwargs) -> asyncio.Future:
+    """fn in a daemon thread: a download stuck in a read timeout must not hold the process
+    after SIGTERM (asyncio.to_thread's pool threads are joined at interpreter exit)."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(outcome, failed: bool) -> None:
+        if not future.done():
+            future.set_exception(outcome) if failed else future.set_result(outcome)
+
+    def work() -> None:
+        try:
+            result, failed = fn(*args, **kwargs), False
+        except BaseException as exc:  # handed to the awaiting task, which decides
+            result, failed = exc, True
+        try:
+            loop.call_soon_threadsafe(settle, result, failed)
+        except RuntimeError:
+            pass  # the loop has closed: the runtime stopped while this ran
+
+    threading.Thread(target=work, name=getattr(fn, "__name__", "work"), daemon=True).start()
+    return future
+
+
+def _shown(uri: str) -> str:
+    """The URI without user:password and query, which may carry tokens (pre-signed URLs)."""
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    return urllib.parse.urlunsplit((parts.scheme, f"{host}:{parts.port}" if parts.port else host, parts.path, "", ""))
