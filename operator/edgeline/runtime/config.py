@@ -46,6 +46,12 @@ class RuntimeConfig(BaseSettings):
     max_request_bytes: int = Field(64 * 1024**2, ge=1024, description="Largest inference request body accepted")
     shutdown_grace_s: float = Field(10.0, ge=0, description="Time in-flight requests get after SIGTERM")
 
+    @field_validator("model_name", "model_version", mode="before")
+    @classmethod
+    def _default_when_empty(cls, value, info):
+        # A rendered ConfigMap carries every variable, set or not: empty means "use the default".
+        return cls.model_fields[info.field_name].default if value == "" else value
+
     @field_validator("model_sha256")
     @classmethod
     def _digest(cls, value: str) -> str:

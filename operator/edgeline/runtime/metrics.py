@@ -31,7 +31,9 @@ class RuntimeMetrics:
         self._ready = Gauge("edgeline_runtime_ready",
                             "1 once the model is fetched, verified, loaded and passed its golden sample",
                             IDENTITY, registry=self.registry)
+        # Series exist from the start (at zero), so a dashboard tells "no inference yet" from "no runtime".
         self._ready.labels(**self.identity).set(0)
+        self._seconds.labels(**self.identity)
 
     def request(self, code: int) -> None:
         self._requests.labels(**self.identity, code=str(code)).inc()
