@@ -11,8 +11,9 @@ from edgeline.api.base import ApiModel, Resource
 from edgeline.api.common import DNS_LABEL, DNS_SUBDOMAIN, EnvVar, ResourceRequirements, ShortText
 from edgeline.api.conditions import Condition
 
-CRON = (r"^(@(yearly|annually|monthly|weekly|daily|hourly)"
-        r"|[0-9*,/?A-Za-z-]+\s+[0-9*,/?A-Za-z-]+\s+[0-9*,/?A-Za-z-]+\s+[0-9*,/?A-Za-z-]+\s+[0-9*,/?A-Za-z-]+)$")
+# Written for a CEL string literal: fields separated by spaces, no backslashes.
+_FIELD = "[0-9*,/?A-Za-z-]+"
+CRON = f"^(@(yearly|annually|monthly|weekly|daily|hourly)|{_FIELD} +{_FIELD} +{_FIELD} +{_FIELD} +{_FIELD})$"
 
 
 class Schedule(ApiModel):
@@ -47,7 +48,7 @@ class Step(ApiModel):
     node_selector: dict[str, ShortText] = Field({}, description="Node labels the step's Pod must run on",
                                                 json_schema_extra={"maxProperties": 16})
     depends_on: list[ShortText] = Field(
-        [], max_length=10, description="Steps that must succeed first; only steps listed earlier may be named")
+        [], max_length=10, description="Steps that must succeed first; the steps must form a DAG (no cycles)")
     timeout_seconds: int = Field(3600, ge=1, le=604800, description="How long one attempt may run")
     retries: int = Field(0, ge=0, le=10, description="Attempts after the first one fails")
     backoff_seconds: int = Field(10, ge=0, le=3600, description="Wait before the first retry; doubles each time")
@@ -68,19 +69,22 @@ _STEPS = "self.steps"
 _NAMES = f"{_STEPS}.map(t, t.name)"
 STEP_RULES = [
     {"rule": f"{_STEPS}.all(s, {_STEPS}.exists_one(t, t.name == s.name))",
-     "message": "step names must be unique"},
+     "message": "step names must be unique", "fieldPath": ".steps"},
     {"rule": f"{_STEPS}.all(s, !has(s.dependsOn) || !(s.name in s.dependsOn))",
-     "message": "a step cannot depend on itself"},
+     "message": "a step cannot depend on itself", "fieldPath": ".steps"},
     {"rule": f"{_STEPS}.all(s, !has(s.dependsOn) || s.dependsOn.all(d, d in {_NAMES}))",
-     "message": "dependsOn names a step that does not exist"},
-    {"rule": f"{_STEPS}.all(s, !has(s.dependsOn) || s.dependsOn.all(d, !(d in {_NAMES}) || {_NAMES}.indexOf(d) < {_NAMES}.indexOf(s.name)))",
-     "message": "a step may depend only on steps listed before it (this keeps the pipeline free of cycles)"},
+     "message": "dependsOn names a step that does not exist", "fieldPath": ".steps"},
+    # Longer cycles cost more than CEL's budget allows; the controller reports them (condition Ready=False,
+    # reason DependencyCycle) before anything runs.
+    {"rule": f"{_STEPS}.all(s, !has(s.dependsOn) || s.dependsOn.all(d, !{_STEPS}.exists(t, t.name == d && "
+             f"has(t.dependsOn) && s.name in t.dependsOn)))",
+     "message": "two steps depend on each other (a cycle); dependsOn must form a DAG", "fieldPath": ".steps"},
 ]
 
 
 class DataPipelineSpec(ApiModel):
     steps: list[Step] = Field(min_length=1, max_length=20, description="The steps, in an order that respects dependsOn",
-                              json_schema_extra={"x-kubernetes-validations": STEP_RULES})
+                              )
     schedule: Schedule | None = Field(None, description="When runs start by themselves")
     triggers: Triggers | None = Field(None, description="Alerts that start a run")
     concurrency_policy: Literal["Forbid", "Replace", "Allow"] = Field(
@@ -147,6 +151,7 @@ class DataPipeline(Resource):
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     SPEC_VALIDATIONS = [
+        *STEP_RULES,
         {"rule": "!has(self.produces) || self.steps.exists(s, s.name == self.produces.fromStep)",
          "message": "produces.fromStep must name one of the steps", "fieldPath": ".produces.fromStep"},
     ]

@@ -31,9 +31,7 @@ class PlacementRequirements(ApiModel):
     gpu: bool = Field(False, description="The cluster must have at least one allocatable GPU")
     min_memory: Quantity | None = Field(None, description="Allocatable memory the cluster must have, e.g. 2Gi")
     tiers: list[Literal["cloud", "edge"]] = Field([], max_length=2, description="Allowed tiers; empty allows both")
-    require_reachable: bool = Field(
-        True, description="Skip clusters that are not reachable when the selection is made (they are listed with "
-                          "the reason) instead of failing their wave")
+
 
 
 class Placement(ApiModel):
@@ -164,6 +162,7 @@ class RevisionRef(ApiModel):
     version: str | None = Field(None, description="Model version")
     digest: str | None = Field(None, description="Model artifact digest")
     uri: str | None = Field(None, description="Model artifact URI")
+    runtime: Runtime | None = Field(None, description="Runtime spec of the revision, so that it can be restored")
 
 
 class ApprovalRecord(ApiModel):
@@ -203,12 +202,16 @@ class ExcludedCluster(ApiModel):
 
 class RolloutProgress(ApiModel):
     revision: str | None = Field(None, description="Revision being rolled out")
+    target: RevisionRef | None = Field(None, description="What that revision is")
+    reason: Literal["Update", "Rollback"] | None = Field(None, description="Update or Rollback")
     wave: int | None = Field(None, description="Index of the current wave (0-based)")
     wave_name: str | None = Field(None, description="Name of the current wave")
     wave_started_at: str | None = Field(None, description="When the current wave was applied")
     soak_until: str | None = Field(None, description="When the current wave's soak ends")
     completed_at: str | None = Field(None, description="When the revision reached every cluster")
     guard_until: str | None = Field(None, description="Until when alerts still roll the revision back")
+    failed_clusters: list[str] = Field([], description="Clusters that kept the current wave from becoming ready")
+    failed_message: str | None = Field(None, description="Why the current wave failed")
 
 
 class HistoryEntry(ApiModel):
@@ -249,6 +252,7 @@ class EdgeDeploymentStatus(ApiModel):
     history: list[HistoryEntry] = Field([], description="Revisions deployed, newest first")
     bad_revisions: list[str] = Field([], description="Revisions rolled back; they need a new approval to return")
     rollbacks: list[RollbackRecord] = Field([], description="Rollbacks, newest first")
+    last_rollback_request: str | None = Field(None, description="Value of the rollback-to annotation last acted upon")
 
 
 class EdgeDeployment(Resource):
