@@ -93,6 +93,30 @@ apt_update() {
   read_candidates
 }
 
+# Debian's Alertmanager reads its notification templates from the absolute path
+# /usr/share/prometheus/alertmanager and refuses to start without them. Rather than
+# writing into /usr, the unpacked copy gets that path turned into the relative
+# `.usr/share/...` (same length, so the binary stays valid) and a wrapper that runs it
+# from the package directory, where `.usr` points at the unpacked `usr`. Absolute
+# paths in its arguments are therefore required.
+relocate_alertmanager() {  # unpacked package root
+  local dir=$1 from=/usr/share/prometheus/alertmanager found
+  found=$(perl -0777 -ne "print scalar(() = m{\Q$from\E}g)" "$dir/usr/bin/prometheus-alertmanager")
+  if [ "$found" = 0 ]; then
+    log "prometheus-alertmanager no longer names $from; using it unpatched"
+  else
+    perl -0777 -pi -e "s{\Q$from\E}{.${from#/}}g" "$dir/usr/bin/prometheus-alertmanager"
+  fi
+  ln -s usr "$dir/.usr"
+  cat >"$dir/alertmanager" <<'WRAPPER'
+#!/bin/sh
+# Debian's prometheus-alertmanager, relocated by dev/install-monitoring.sh: it must run
+# from this directory to find its templates, so give it absolute paths.
+cd "$(dirname "$0")" && exec ./usr/bin/prometheus-alertmanager "$@"
+WRAPPER
+  chmod +x "$dir/alertmanager"
+}
+
 unpack() {  # package version -> unpacked directory
   local pkg=$1 version=$2 dest tmp
   dest=$(dir_for "$pkg" "$version")
@@ -104,6 +128,9 @@ unpack() {  # package version -> unpacked directory
     rm -rf "$tmp"; return 1
   fi
   dpkg-deb -x "$tmp"/*.deb "$tmp/root" || { rm -rf "$tmp"; return 1; }
+  if [ "$pkg" = prometheus-alertmanager ]; then
+    relocate_alertmanager "$tmp/root" || { rm -rf "$tmp"; return 1; }
+  fi
   mkdir -p "$(dirname "$dest")"
   rm -rf "$dest"
   mv "$tmp/root" "$dest"
@@ -148,7 +175,7 @@ prom_dir=$(resolve prometheus)
 am_dir=$(resolve prometheus-alertmanager)
 prometheus="$prom_dir/usr/bin/prometheus"
 promtool="$prom_dir/usr/bin/promtool"
-alertmanager="$am_dir/usr/bin/prometheus-alertmanager"
+alertmanager="$am_dir/alertmanager"
 for b in "$prometheus" "$promtool" "$alertmanager"; do
   [ -x "$b" ] || die "$b is missing from the unpacked package"
 done
