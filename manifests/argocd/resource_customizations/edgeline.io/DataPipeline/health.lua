@@ -101,7 +101,11 @@ elseif phase == "Failed" then
 elseif phase == "Running" then
   hs.status = "Progressing"
   if run ~= nil then
-    hs.message = "Run " .. run.name .. " (trigger: " .. run.trigger .. ")" .. open_step(run)
+    local trigger = ""
+    if run.trigger ~= nil then
+      trigger = " (trigger: " .. run.trigger .. ")"
+    end
+    hs.message = "Run " .. run.name .. trigger .. open_step(run)
   else
     hs.message = "A run is starting"
   end

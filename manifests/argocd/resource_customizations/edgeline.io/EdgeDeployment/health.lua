@@ -33,10 +33,11 @@ local function says(c, fallback)
   return fallback
 end
 
--- "defect-detector 2.0.0" for people; the MLModel or the revision hash when that is all there is.
-local function version_of(revision)
+-- "defect-detector 2.0.0" for people; the MLModel or the revision hash when that is all
+-- there is; `unknown` when the operator has not resolved the revision.
+local function version_of(revision, unknown)
   if revision == nil then
-    return "the new revision"
+    return unknown
   end
   if revision.model ~= nil and revision.version ~= nil then
     return revision.model .. " " .. revision.version
@@ -94,7 +95,7 @@ end
 local phase = status.phase
 if phase == "Healthy" then
   hs.status = "Healthy"
-  hs.message = version_of(status.currentRevision) .. " runs on every selected cluster" .. clusters_ready(status, ": ")
+  hs.message = version_of(status.currentRevision, "The model") .. " runs on every selected cluster" .. clusters_ready(status, ": ")
 elseif phase == "AwaitingApproval" then
   local pending = status.pendingApproval
   local revision = status.desiredRevision
@@ -102,16 +103,19 @@ elseif phase == "AwaitingApproval" then
     revision = pending.revision
   end
   hs.status = "Suspended"
-  hs.message = version_of(revision) .. " awaits approval" .. approvals_of(pending)
+  hs.message = version_of(revision, "A new revision") .. " awaits approval" .. approvals_of(pending)
 elseif phase == "Paused" then
   -- Paused before a wave that needs its own approval; the revision is the one rolling out.
   local revision = status.desiredRevision
+  if status.pendingApproval ~= nil then
+    revision = status.pendingApproval.revision
+  end
   local wave = ""
   if status.rollout ~= nil and status.rollout.waveName ~= nil then
     wave = " before wave " .. status.rollout.waveName
   end
   hs.status = "Suspended"
-  hs.message = "Rollout of " .. version_of(revision) .. " paused" .. wave .. approvals_of(status.pendingApproval)
+  hs.message = "Rollout of " .. version_of(revision, "the new revision") .. " paused" .. wave .. approvals_of(status.pendingApproval)
       .. ": " .. ready_message(status, "waiting for a person")
 elseif phase == "Progressing" then
   local wave = ""
@@ -119,7 +123,7 @@ elseif phase == "Progressing" then
     wave = ", wave " .. status.rollout.waveName
   end
   hs.status = "Progressing"
-  hs.message = "Rolling out " .. version_of(status.desiredRevision) .. wave .. clusters_ready(status, ", ")
+  hs.message = "Rolling out " .. version_of(status.desiredRevision, "the new revision") .. wave .. clusters_ready(status, ", ")
 elseif phase == "Pending" then
   hs.status = "Progressing"
   hs.message = says(condition(status, "Ready"), "Waiting for the model and the clusters")
@@ -132,7 +136,8 @@ elseif phase == "RolledBack" then
     alert = " after alert " .. status.rollbacks[1].alert
   end
   hs.status = "Degraded"
-  hs.message = version_of(status.desiredRevision) .. " rolled back to " .. version_of(status.currentRevision)
+  hs.message = version_of(status.desiredRevision, "The new revision") .. " rolled back to "
+      .. version_of(status.currentRevision, "the last known-good revision")
       .. alert .. ": " .. ready_message(status, "it needs a new approval to return")
 elseif phase == nil then
   hs.status = "Progressing"
