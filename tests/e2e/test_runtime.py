@@ -177,7 +177,10 @@ def wait_ready(runtime: RuntimeProcess) -> None:
 
 
 def wait_not_ready(runtime: RuntimeProcess) -> dict:
-    return wait_for(lambda: runtime.event("not_ready"), timeout=60, what="the runtime to give up on the model")
+    outcome = wait_for(lambda: runtime.event("not_ready") or runtime.event("ready"), timeout=60,
+                       what="the runtime to give up on the model")
+    assert outcome["event"] == "not_ready", f"it became ready:\n{runtime.log_text()}"
+    return outcome
 
 
 def labels(**extra) -> frozenset:
