@@ -292,8 +292,9 @@ class Monitoring:
     # The pids go to a file rather than being found by scanning /proc for the marker:
     # that scan takes seconds on machines whose kernel threads show in /proc.
     def _record_pids(self) -> None:
-        pids = {name: s.pid for name, s in self._started.items()}
-        (self.state_dir / PIDS_FILE).write_text(json.dumps(pids))
+        if self.state_dir.is_dir():
+            pids = {name: s.pid for name, s in self._started.items()}
+            (self.state_dir / PIDS_FILE).write_text(json.dumps(pids))
 
     def _stop_leftovers(self) -> None:
         """Stops what an earlier run in this state directory left running (a crashed test)."""
