@@ -33,6 +33,8 @@ OPTIONS = {
                                                          "(default: /tmp/edgeline-runtime; an emptyDir in a Pod)"),
     "--inference-threads": ("inference_threads", "EDGELINE_INFERENCE_THREADS",
                             "inference requests run at once (default: 2)"),
+    "--intra-op-threads": ("intra_op_threads", "EDGELINE_INTRA_OP_THREADS",
+                           "onnxruntime threads per inference (default: 0, one per core)"),
 }
 FLAGS = {field: (flag, env) for flag, (field, env, _) in OPTIONS.items()}
 

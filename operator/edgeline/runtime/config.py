@@ -43,6 +43,7 @@ class RuntimeConfig(BaseSettings):
     golden_sample: Path | None = Field(None, description="JSON file with inputs, expected outputs and tolerance")
     model_dir: Path = Field(Path("/tmp/edgeline-runtime"), description="Where the fetched model is kept")
     inference_threads: int = Field(2, ge=1, le=64, description="Inference requests run at once")
+    intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per inference (0: one per core)")
     max_request_bytes: int = Field(64 * 1024**2, ge=1024, description="Largest inference request body accepted")
     shutdown_grace_s: float = Field(10.0, ge=0, description="Time in-flight requests get after SIGTERM")
 

@@ -88,7 +88,7 @@ class LoadedModel:
         return dict(zip(names, results))
 
 
-def load_model(path: Path, digest: str, provider: str) -> LoadedModel:
+def load_model(path: Path, digest: str, provider: str, *, intra_op_threads: int = 0) -> LoadedModel:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -98,6 +98,10 @@ def load_model(path: Path, digest: str, provider: str) -> LoadedModel:
     options = ort.SessionOptions()
     # onnxruntime logs its own errors in colour on stderr; the runtime logs them itself, as JSON lines.
     options.log_severity_level = 4
+    # Idle onnxruntime threads spin by default: on an edge node with a CPU limit that burns the
+    # Pod's quota (and gets it throttled) while the model waits for requests.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.intra_op_num_threads = intra_op_threads  # 0: one per core
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=[provider])
     except Exception as exc:  # onnxruntime's exception classes are not importable by a stable name

@@ -106,7 +106,8 @@ async def _prepare(runtime: Runtime, limits: Limits) -> None:
 
     state.stage = "Loading"
     try:
-        model = await _in_thread(load_model, fetched.path, fetched.sha256, config.provider)
+        model = await _in_thread(load_model, fetched.path, fetched.sha256, config.provider,
+                                 intra_op_threads=config.intra_op_threads)
     except ArtifactError as exc:
         return fail(exc.reason, exc.message)
     state.model = model

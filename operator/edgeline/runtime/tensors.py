@@ -148,11 +148,14 @@ def decode_tensor(tensor: dict, spec: TensorSpec) -> np.ndarray:
     kinds = _ACCEPTED_KINDS.get(datatype, _INTEGER_KINDS)
     if loose.size and loose.dtype.kind not in kinds:
         raise BadRequest(f"input {name!r}: {datatype} data must be {_kind_words(kinds)}")
-    try:
-        array = np.array(data, dtype=NUMPY_TYPES[datatype])
-    except (OverflowError, ValueError):
-        raise BadRequest(f"input {name!r}: a value does not fit in {datatype}") from None
-    return array.reshape(shape)
+    dtype = NUMPY_TYPES[datatype]
+    # One pass over the JSON list (np.asarray above), then vectorised casts: astype wraps integers
+    # silently, so their range is checked first.
+    if loose.size and kinds == _INTEGER_KINDS:
+        info = np.iinfo(dtype)
+        if int(loose.min()) < info.min or int(loose.max()) > info.max:
+            raise BadRequest(f"input {name!r}: a value does not fit in {datatype}")
+    return loose.astype(dtype, copy=False).reshape(shape)
 
 
 def _requested_outputs(requested: object, outputs: list[TensorSpec]) -> list[str] | None:

@@ -1,0 +1,187 @@
+"""Inference latency and throughput of `edgeline runtime serve` over loopback, for the sample
+defect detector (1, 3, 64, 64 float32 -> 2 probabilities), in one run.
+
+    .venv/bin/python bench/runtime/bench_infer.py [--requests 1000] [--seconds 5] [--concurrency 8]
+
+Starts the runtime as a subprocess (file:// model, sha256 verified as in a Pod), waits until it is
+ready, then measures:
+
+  direct           onnxruntime in this process, same input: the floor
+  sequential       one keep-alive connection, one request at a time: p50 / p99 latency and requests/s
+  concurrent       --concurrency keep-alive connections (aiohttp client) for --seconds: requests/s, p50/p99
+  in-server        edgeline_runtime_inference_seconds sum/count: the model's share of a request
+
+Client and server share the machine's CPUs, so throughput is a lower bound. Results: a table, and
+bench/results/runtime.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
+
+import numpy as np  # noqa: E402
+
+from tests.helpers.onnx_models import file_digest  # noqa: E402
+from tests.helpers.runtime_models import MODEL_NAME, images, infer_body, sample_model  # noqa: E402
+
+PATH = f"/v2/models/{MODEL_NAME}/infer"
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def start_runtime(model: Path, model_dir: Path) -> tuple[subprocess.Popen, int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELINE_")}
+    env["EDGELINE_MODEL_DIR"] = str(model_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeline", "runtime", "serve", "--model-uri", model.as_uri(),
+         "--sha256", file_digest(model), "--model-name", MODEL_NAME, "--model-version", "1.0.0",
+         "--host", "127.0.0.1", "--port", "0"],
+        env=env, stderr=subprocess.PIPE, text=True)
+    port = None
+    for line in proc.stderr:
+        event = json.loads(line)
+        if event["event"] == "listening":
+            port = event["port"]
+        if event["event"] == "ready":
+            return proc, port
+        if event["event"] == "not_ready":
+            break
+    proc.terminate()
+    proc.wait(timeout=30)
+    raise SystemExit(f"the runtime did not become ready: {line.strip()}")
+
+
+def sequential(port: int, body: bytes, count: int) -> list[float]:
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    headers = {"Content-Type": "application/json"}
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        connection.request("POST", PATH, body, headers)
+        response = connection.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - started)
+        assert response.status == 200, response.status
+    connection.close()
+    return latencies
+
+
+async def concurrent(port: int, body: bytes, seconds: float, concurrency: int) -> tuple[list[float], float]:
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}{PATH}"
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker(session):
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+                await response.read()
+                assert response.status == 200, response.status
+            latencies.append(time.perf_counter() - started)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return latencies, elapsed
+
+
+def in_server(port: int) -> tuple[float, float]:
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    total = float(re.search(r"^edgeline_runtime_inference_seconds_sum\{.*\} (\S+)$", text, re.M).group(1))
+    count = float(re.search(r"^edgeline_runtime_inference_seconds_count\{.*\} (\S+)$", text, re.M).group(1))
+    return total, count
+
+
+def direct(model: Path, frames: np.ndarray, count: int) -> list[float]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    session.run(None, {"image": frames})
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        session.run(None, {"image": frames})
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=1000, help="sequential requests")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of the concurrent phase")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "runtime.json")
+    args = parser.parse_args()
+
+    load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine skews the figures
+    model = sample_model("1.0.0")
+    frames = images(1, seed=0)
+    body = json.dumps(infer_body(frames)).encode()
+    with tempfile.TemporaryDirectory(prefix="edgeline-bench-") as scratch:
+        proc, port = start_runtime(model, Path(scratch))
+        try:
+            sequential(port, body, 50)  # warm-up
+            seq = sequential(port, body, args.requests)
+            seq_elapsed = sum(seq)
+            conc, conc_elapsed = asyncio.run(concurrent(port, body, args.seconds, args.concurrency))
+            server_sum, server_count = in_server(port)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    floor = direct(model, frames, args.requests)
+
+    results = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
+                    "load_average_1m_at_start": load_at_start},
+        "model": f"{MODEL_NAME} 1.0.0, input (1, 3, 64, 64) FP32",
+        "request_body_bytes": len(body),
+        "direct_onnxruntime_p50_ms": percentile(floor, 50) * 1000,
+        "direct_onnxruntime_p99_ms": percentile(floor, 99) * 1000,
+        "sequential_requests": len(seq),
+        "sequential_p50_ms": percentile(seq, 50) * 1000,
+        "sequential_p99_ms": percentile(seq, 99) * 1000,
+        "sequential_requests_per_s": len(seq) / seq_elapsed,
+        "concurrency": args.concurrency,
+        "concurrent_requests": len(conc),
+        "concurrent_p50_ms": percentile(conc, 50) * 1000,
+        "concurrent_p99_ms": percentile(conc, 99) * 1000,
+        "concurrent_requests_per_s": len(conc) / conc_elapsed,
+        "in_server_inference_mean_ms": server_sum / server_count * 1000 if server_count else None,
+        "runtime_exit_code": proc.returncode,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'direct onnxruntime':<22} p50 {results['direct_onnxruntime_p50_ms']:.2f} ms  "
+          f"p99 {results['direct_onnxruntime_p99_ms']:.2f} ms")
+    print(f"{'sequential (1 conn)':<22} p50 {results['sequential_p50_ms']:.2f} ms  "
+          f"p99 {results['sequential_p99_ms']:.2f} ms  {results['sequential_requests_per_s']:.0f} req/s")
+    print(f"{f'concurrent ({args.concurrency} conns)':<22} p50 {results['concurrent_p50_ms']:.2f} ms  "
+          f"p99 {results['concurrent_p99_ms']:.2f} ms  {results['concurrent_requests_per_s']:.0f} req/s")
+    print(f"{'in-server inference':<22} mean {results['in_server_inference_mean_ms']:.2f} ms")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
