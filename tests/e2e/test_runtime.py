@@ -358,11 +358,16 @@ def test_a_model_that_fails_its_golden_sample_never_becomes_ready(start_runtime,
         assert runtime.infer(infer_body(images()))[0] == 503
 
 
-def test_sigterm_stops_it_cleanly_and_invalid_configuration_is_refused(start_runtime, artifacts):
+def test_sigterm_stops_it_cleanly_and_invalid_configuration_is_refused(start_runtime, artifacts, tmp_path):
     runtime = start_runtime("1.0.0")
     wait_ready(runtime)
     assert runtime.stop() == 0
     assert runtime.names()[-2:] == ["stopping", "stopped"]
+    # SIGTERM also ends a runtime whose download has stalled, at once
+    stalled = start_runtime("1.0.0", path="stall", extra_env={"EDGELINE_MODEL_DIR": str(tmp_path / "empty")})
+    assert stalled.get("/v2/health/ready")[1]["reason"] == "Fetching"
+    began = time.monotonic()
+    assert stalled.stop() == 0 and time.monotonic() - began < 5
     # A digest that is not one is refused before anything is fetched
     server, _ = artifacts
     proc = subprocess.run([sys.executable, "-m", "edgeline", "runtime", "serve", "--model-uri",
@@ -370,3 +375,23 @@ def test_sigterm_stops_it_cleanly_and_invalid_configuration_is_refused(start_run
                           capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if not k.startswith("EDGELINE_")})
     assert proc.returncode == 2 and "--sha256 (EDGELINE_MODEL_SHA256) must be sha256:<64 hex digits>" in proc.stderr
+
+
+def test_a_restarted_runtime_reuses_only_a_copy_that_still_verifies(start_runtime, artifacts, tmp_path):
+    server, _ = artifacts
+    path = f"/{MODEL_NAME}-1.0.0.onnx"
+    before = server.hits[path]
+    first = start_runtime("1.0.0")
+    wait_ready(first)
+    assert first.stop() == 0 and first.event("model_verified")["reused"] is False
+    # Given the container restarts with its model folder kept (an emptyDir lives as long as the Pod)
+    again = start_runtime("1.0.0")
+    wait_ready(again)
+    assert again.event("model_verified")["reused"] is True and server.hits[path] == before + 1
+    assert again.stop() == 0
+    # When the kept copy was altered, then it is fetched afresh, never served
+    [kept] = (tmp_path / "models").rglob("model.onnx")
+    kept.write_bytes(kept.read_bytes()[:-1] + b"\0")
+    tampered = start_runtime("1.0.0")
+    wait_ready(tampered)
+    assert tampered.event("model_verified")["reused"] is False and server.hits[path] == before + 2
