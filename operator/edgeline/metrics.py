@@ -28,3 +28,7 @@ ARTIFACT_BYTES_FETCHED = Counter(
     "edgeline_artifact_bytes_fetched_total",
     "Bytes of model artifacts downloaded and verified",
 )
+
+ROLLOUTS = Counter(
+    "edgeline_rollouts_total", "EdgeDeployment rollouts that reached every selected cluster", ["result"],
+)

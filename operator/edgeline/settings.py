@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         30.0, description="lastHeartbeat is rewritten at most this often when nothing else changed"
     )
 
+    # EdgeDeployment rollouts: how often the loop looks while a rollout moves and when quiet.
+    rollout_active_interval_s: float = Field(1.0, description="Tick of a moving rollout")
+    rollout_idle_interval_s: float = Field(5.0, description="Tick of a settled deployment (watching for drift)")
+
     # Metrics and health endpoints.
     metrics_port: int = Field(8080, description="Port of /metrics")
 

@@ -23,3 +23,33 @@ async def patch_status(plural: str, name: str, namespace: str | None, status: di
     resource = RESOURCES[plural]
     await hub_client().patch(resource.Status, name, {"status": status}, namespace=namespace,
                              patch_type=PatchType.MERGE)
+
+
+async def read(plural: str, name: str, namespace: str | None) -> dict | None:
+    """A fresh read from the API server (not a watch cache), or None when it is gone."""
+    from lightkube import ApiError
+
+    try:
+        obj = await hub_client().get(RESOURCES[plural], name, namespace=namespace)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return obj.to_dict()
+
+
+def merge_patch(old: dict, new: dict) -> dict:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: keys that disappeared
+    are sent as null, so that nothing stale survives in status."""
+    patch = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    return patch

@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -195,6 +196,20 @@ class DevEnvironment:
     def is_up(self) -> bool:
         report = self.status()
         return all(r["answers"] and r["components"] and all(r["components"].values()) for r in report.values())
+
+    def freeze(self, cluster: str, component: str = "kube-apiserver") -> None:
+        """Stop a component without killing it (SIGSTOP): to a client it looks like a link
+        that went down, connections hang instead of being refused."""
+        self._signal(cluster, component, signal.SIGSTOP)
+
+    def thaw(self, cluster: str, component: str = "kube-apiserver") -> None:
+        self._signal(cluster, component, signal.SIGCONT)
+
+    def _signal(self, cluster: str, component: str, sig: int) -> None:
+        pid = self._load_state()["clusters"][cluster]["pids"][component]
+        if not processes.is_ours(pid, self.marker):
+            raise DevEnvError(f"{component} of {cluster} is not running")
+        os.kill(pid, sig)
 
     # up ----------------------------------------------------------------------------
     def up(self, timeout_s: float = 180.0) -> None:

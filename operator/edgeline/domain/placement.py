@@ -1,0 +1,73 @@
+"""Which EdgeClusters run an EdgeDeployment: the label selector picks candidates, the
+requirements (tier, architecture, GPU, memory) keep those that can run it. Clusters that
+match the labels but not the requirements are excluded with a reason people can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgeline.api.edgedeployment import Placement
+from edgeline.domain.quantities import parse_quantity
+from edgeline.domain.selectors import matches
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the hub knows about one EdgeCluster (its labels, spec and probed status)."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    tier: str = "edge"
+    architectures: tuple[str, ...] = ()
+    gpus: int = 0
+    memory: str | None = None
+    reachable: bool = False
+    stale: bool = False
+    probed: bool = False
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    name: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PlacementResult:
+    selected: tuple[str, ...]
+    excluded: tuple[Exclusion, ...]
+
+
+def place(placement: Placement, clusters: list[ClusterFacts]) -> PlacementResult:
+    selected, excluded = [], []
+    for cluster in sorted(clusters, key=lambda c: c.name):
+        if not matches(placement.cluster_selector, cluster.labels):
+            continue
+        problem = _unmet_requirement(placement, cluster)
+        if problem:
+            excluded.append(Exclusion(cluster.name, *problem))
+        else:
+            selected.append(cluster.name)
+    return PlacementResult(tuple(selected), tuple(excluded))
+
+
+def _unmet_requirement(placement: Placement, cluster: ClusterFacts) -> tuple[str, str] | None:
+    req = placement.requirements
+    if req is None:
+        return None
+    if req.tiers and cluster.tier not in req.tiers:
+        return "TierNotAllowed", f"tier {cluster.tier} is not one of {', '.join(req.tiers)}"
+    needs_facts = bool(req.architectures or req.gpu or req.min_memory)
+    if needs_facts and not cluster.probed:
+        return "NotProbedYet", "the cluster has not been reached yet, so its hardware is unknown"
+    if req.architectures and not set(req.architectures) & set(cluster.architectures):
+        have = ", ".join(cluster.architectures) or "none"
+        return "ArchitectureMismatch", f"nodes are {have}; the deployment needs {', '.join(req.architectures)}"
+    if req.gpu and cluster.gpus < 1:
+        return "NoGPU", "the deployment needs a GPU and the cluster has no allocatable GPU"
+    if req.min_memory:
+        have = parse_quantity(cluster.memory) if cluster.memory else 0
+        if have < parse_quantity(req.min_memory):
+            return "NotEnoughMemory", f"allocatable memory {cluster.memory or 0} is below {req.min_memory}"
+    return None

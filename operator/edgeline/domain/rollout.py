@@ -1,0 +1,331 @@
+"""The rollout of an EdgeDeployment as a pure function of what was recorded in status and
+what was just observed on the clusters: `decide()` returns the next status and the actions
+(apply a revision to a cluster, remove Edgeline's objects from a cluster).
+
+Everything the decision needs lives in status, so that a restarted operator continues
+where the last one stopped: the target revision, the current wave and when it started or
+began to soak, and what each cluster runs. Applying is idempotent (server-side apply of the
+same objects), so repeating an action after a crash changes nothing that matters.
+
+Gates slot in before a new target is taken: approval (issue 6) and the bad-revision mark
+left by a rollback (issue 7). A rollback is an ordinary rollout towards an older revision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, HistoryEntry,
+                                         RevisionRef, RolloutProgress)
+from edgeline.domain.placement import Exclusion
+from edgeline.domain.waves import WavePlan
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one cluster showed this tick. `revision` is the one its Deployment runs."""
+
+    name: str
+    reachable: bool
+    exists: bool = False
+    revision: str | None = None
+    ready_replicas: int = 0
+    replicas: int = 0
+    ready: bool = False
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Apply:
+    cluster: str
+    revision: RevisionRef
+
+
+@dataclass(frozen=True)
+class Remove:
+    cluster: str
+
+
+@dataclass(frozen=True)
+class Inputs:
+    spec: EdgeDeploymentSpec
+    status: EdgeDeploymentStatus
+    desired: RevisionRef | None            # None: the model is not resolved (yet)
+    waves: list[WavePlan]
+    excluded: list[Exclusion]
+    observations: dict[str, Observation]
+    stale_after: dict[str, int]             # seconds, per cluster
+    approved: bool                          # the gate for `desired` (issue 6)
+    paused: bool
+    rollback_to: str | None                 # value of the rollback-to annotation
+    now: dt.datetime
+
+
+@dataclass
+class Decision:
+    status: EdgeDeploymentStatus
+    actions: list[Apply | Remove] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)   # (type, reason, message)
+    held_reason: str | None = None          # why the desired revision is not being rolled out
+
+
+def iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse(text: str | None) -> dt.datetime | None:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc) if text else None
+
+
+def decide(inp: Inputs) -> Decision:
+    status = inp.status.model_copy(deep=True)
+    status.excluded = []
+    decision = Decision(status=status)
+    status.desired_revision = inp.desired
+    progress = status.rollout or RolloutProgress()
+
+    goal, reason = _choose_goal(inp, status, progress, decision)
+    if goal is not None and goal.revision != progress.revision:
+        progress = RolloutProgress(revision=goal.revision, target=goal, wave=0, reason=reason)
+        decision.events.append(("Normal", "RolloutStarted" if reason == "Update" else "RollbackStarted",
+                                f"rolling out revision {goal.revision} ({_label(goal)}) in {len(inp.waves)} wave(s)"))
+    status.rollout = progress
+    goal = goal or progress.target
+
+    all_clusters = [c for w in inp.waves for c in w.clusters]
+    wave_of = {c: w.name for w in inp.waves for c in w.clusters}
+    if goal is not None:
+        _advance(inp, status, progress, goal, decision)
+    reached = progress.wave if progress.wave is not None else -1
+    applied_now = {a.cluster for a in decision.actions if isinstance(a, Apply)}
+
+    clusters: list[ClusterState] = []
+    previous = {c.name: c for c in inp.status.clusters}
+    for index, wave in enumerate(inp.waves):
+        for name in wave.clusters:
+            clusters.append(_cluster_state(name, wave.name, index <= reached, goal, inp, previous.get(name),
+                                           name in applied_now))
+    for name, old in previous.items():
+        if name in wave_of:
+            continue
+        obs = inp.observations.get(name)
+        if obs is not None and obs.reachable and not obs.exists:
+            continue                                    # removed: forget it
+        decision.actions.append(Remove(name))
+        clusters.append(old.model_copy(update={"phase": "Removing", "wave": None,
+                                               "message": "left the selection; removing Edgeline's objects"
+                                               + ("" if obs is None or obs.reachable else
+                                                  " once the cluster answers again")}))
+    for state in clusters:
+        if state.name in progress.failed_clusters and state.phase == "Progressing":
+            state.phase = "Failed"
+    status.clusters = clusters
+    status.excluded = [_excluded(e) for e in inp.excluded]
+    status.total_clusters = len(all_clusters)
+    status.ready_clusters = sum(1 for c in clusters if c.phase == "Ready" and goal and c.revision == goal.revision)
+    status.ready = f"{status.ready_clusters}/{status.total_clusters}"
+    status.phase = _phase(inp, status, progress, decision)
+    _trim_history(status, inp.spec.revision_history_limit)
+    return decision
+
+
+def _choose_goal(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress,
+                 decision: Decision) -> tuple[RevisionRef | None, str]:
+    """The revision to converge on, or None to keep the current target."""
+    if inp.rollback_to and inp.rollback_to != status.last_rollback_request:
+        status.last_rollback_request = inp.rollback_to
+        target = _known(status, inp.rollback_to)
+        if target is None:
+            decision.events.append(("Warning", "RollbackTargetUnknown",
+                                    f"rollback-to={inp.rollback_to}: no such revision in status.history"))
+        elif target.revision != progress.revision:
+            bad = progress.revision
+            if bad and bad not in status.bad_revisions:
+                status.bad_revisions.append(bad)
+            _mark(status, bad, "RolledBack")
+            return target, "Rollback"
+    if progress.reason == "Rollback" and inp.desired is not None and inp.desired.revision in status.bad_revisions:
+        decision.held_reason = "RolledBack"
+        return None, "Rollback"
+    if inp.desired is None:
+        return None, progress.reason or "Update"
+    if inp.desired.revision == progress.revision:
+        return inp.desired, progress.reason or "Update"
+    if not inp.approved:
+        decision.held_reason = "AwaitingApproval"
+        return None, progress.reason or "Update"
+    return inp.desired, "Update"
+
+
+def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress, goal: RevisionRef,
+             decision: Decision) -> None:
+    """Apply the goal to every cluster of the waves reached so far; move on when the
+    current wave is ready and has soaked; fail it when its deadline passes."""
+    now = inp.now
+    waves = inp.waves
+    while True:
+        current = progress.wave or 0
+        for wave in waves[:current + 1]:
+            for name in wave.clusters:
+                obs = inp.observations.get(name)
+                if obs is None or not obs.reachable:
+                    continue
+                if obs.revision != goal.revision or not obs.exists:
+                    decision.actions.append(Apply(name, goal))
+        if current >= len(waves):
+            if progress.completed_at is None:
+                _complete(inp, status, progress, goal, decision)
+            _guard(inp, status, progress)
+            return
+        wave = waves[current]
+        if progress.wave_started_at is None:
+            progress.wave_started_at = iso(now)
+            progress.wave_name = wave.name
+        unready = [n for n in wave.clusters if not _ready_on(inp.observations.get(n), goal)]
+        if len(unready) > inp.spec.rollout.max_unavailable:
+            started = parse(progress.wave_started_at)
+            if (now - started).total_seconds() > inp.spec.rollout.wave_timeout_seconds:
+                message = f"wave {wave.name} not ready after {inp.spec.rollout.wave_timeout_seconds}s: " + \
+                          "; ".join(f"{n}: {_why(inp.observations.get(n), goal)}" for n in unready)
+                if progress.failed_message != message:
+                    decision.events.append(("Warning", "WaveFailed", message))
+                progress.failed_message = message
+                progress.failed_clusters = unready
+            progress.soak_until = None
+            return
+        progress.failed_message = None
+        progress.failed_clusters = []
+        if progress.soak_until is None:
+            progress.soak_until = iso(now + dt.timedelta(seconds=wave.soak_seconds))
+        if now < parse(progress.soak_until):
+            return
+        if inp.paused and current + 1 < len(waves):
+            return
+        if wave.require_approval and not inp.approved:
+            return
+        decision.events.append(("Normal", "WaveReady", f"wave {wave.name} ready on {len(wave.clusters)} cluster(s)"))
+        progress.wave = current + 1
+        progress.wave_started_at = None
+        progress.soak_until = None
+        progress.wave_name = waves[current + 1].name if current + 1 < len(waves) else None
+
+
+def _complete(inp, status, progress, goal, decision) -> None:
+    progress.completed_at = iso(inp.now)
+    progress.guard_until = iso(inp.now + dt.timedelta(seconds=inp.spec.rollback.guard_seconds))
+    previous = status.current_revision
+    status.current_revision = goal
+    for entry in status.history:
+        if entry.outcome == "Deployed" and entry.revision.revision != goal.revision:
+            entry.outcome = "Superseded"
+    if not status.history or status.history[0].revision.revision != goal.revision:
+        status.history.insert(0, HistoryEntry(revision=goal, deployed_at=iso(inp.now), outcome="Deployed",
+                                              approvals=_approvals_for(status, goal.revision)))
+    else:
+        status.history[0].deployed_at = iso(inp.now)
+    kind = "RollbackComplete" if progress.reason == "Rollback" else "RolloutComplete"
+    decision.events.append(("Normal", kind, f"revision {goal.revision} ({_label(goal)}) runs on every selected "
+                                            f"cluster" + (f"; replaced {previous.revision}" if previous else "")))
+
+
+def _guard(inp, status, progress) -> None:
+    """A revision that ran through its guard period without being rolled back is known-good."""
+    guard = parse(progress.guard_until)
+    if guard is None or inp.now < guard or progress.revision in status.bad_revisions:
+        return
+    if status.last_known_good is None or status.last_known_good.revision != progress.revision:
+        status.last_known_good = status.current_revision
+        _mark(status, progress.revision, "KnownGood")
+
+
+def _approvals_for(status: EdgeDeploymentStatus, revision: str):
+    pending = status.pending_approval
+    if pending and pending.revision.revision == revision:
+        return list(pending.approvals)
+    return []
+
+
+def _ready_on(obs: Observation | None, goal: RevisionRef) -> bool:
+    return obs is not None and obs.reachable and obs.exists and obs.revision == goal.revision and obs.ready
+
+
+def _why(obs: Observation | None, goal: RevisionRef) -> str:
+    if obs is None or not obs.reachable:
+        return (obs.message if obs and obs.message else "unreachable")
+    if obs.revision != goal.revision:
+        return f"runs revision {obs.revision or 'none'}"
+    return obs.message or f"{obs.ready_replicas}/{obs.replicas} replicas ready"
+
+
+def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None, inp: Inputs,
+                   old: ClusterState | None, applying: bool) -> ClusterState:
+    obs = inp.observations.get(name)
+    state = (old.model_copy() if old else ClusterState(name=name))
+    state.wave = wave
+    state.replicas = inp.spec.runtime.replicas
+    if obs is None or not obs.reachable:
+        state.phase = "Unreachable"
+        state.message = obs.message if obs else "not observed yet"
+    else:
+        state.last_observed = iso(inp.now)
+        state.revision = obs.revision if obs.exists else None
+        state.ready_replicas = obs.ready_replicas
+        state.message = obs.message
+        if goal is not None and _ready_on(obs, goal):
+            state.phase = "Ready"
+        elif applying or (reached and goal is not None and obs.revision == goal.revision):
+            state.phase = "Progressing"
+        elif not reached:
+            state.phase = "Pending"
+            state.message = state.message or "waits for its wave"
+        else:
+            state.phase = "Progressing"
+    seen = parse(state.last_observed)
+    state.stale = seen is None or (inp.now - seen).total_seconds() > inp.stale_after.get(name, 300)
+    return state
+
+
+def _phase(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress, decision: Decision) -> str:
+    if decision.held_reason == "AwaitingApproval":
+        return "AwaitingApproval"
+    if progress.revision is None:
+        return "Pending"
+    if progress.failed_message:
+        return "Degraded"
+    if progress.completed_at is None:
+        if inp.paused and progress.soak_until and inp.now >= parse(progress.soak_until):
+            return "Paused"
+        return "Progressing"
+    if status.ready_clusters != status.total_clusters:
+        return "Degraded"
+    return "RolledBack" if progress.reason == "Rollback" else "Healthy"
+
+
+def _known(status: EdgeDeploymentStatus, revision: str | None) -> RevisionRef | None:
+    if revision is None:
+        return None
+    for ref in [status.desired_revision, status.current_revision, status.last_known_good,
+                *(h.revision for h in status.history)]:
+        if ref is not None and ref.revision == revision:
+            return ref
+    return None
+
+
+def _mark(status: EdgeDeploymentStatus, revision: str | None, outcome: str) -> None:
+    for entry in status.history:
+        if entry.revision.revision == revision:
+            entry.outcome = outcome
+
+
+def _trim_history(status: EdgeDeploymentStatus, limit: int) -> None:
+    status.history = status.history[:limit]
+
+
+def _excluded(e: Exclusion):
+    from edgeline.api.edgedeployment import ExcludedCluster
+    return ExcludedCluster(name=e.name, reason=e.reason, message=e.message)
+
+
+def _label(ref: RevisionRef) -> str:
+    return f"{ref.model or ref.mlmodel} {ref.version}" if ref.version else (ref.mlmodel or ref.revision)

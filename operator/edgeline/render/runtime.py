@@ -1,0 +1,138 @@
+"""The Kubernetes objects that run one EdgeDeployment's revision on one member cluster:
+a ConfigMap with what the runtime must load (model URI and digest, so that the runtime
+verifies what it serves), a Deployment of the edge runtime, and a Service.
+
+Pure functions of their inputs: the same revision renders the same objects, which is what
+makes server-side apply idempotent across retries and operator restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, Runtime
+
+MANAGED_BY = "edgeline"
+LABEL_DEPLOYMENT = "edgeline.io/deployment"
+LABEL_NAMESPACE = "edgeline.io/deployment-namespace"
+LABEL_REVISION = "edgeline.io/revision"
+GPU_PROVIDERS = {"CUDA", "TensorRT"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the objects go: one member cluster and its namespace."""
+
+    cluster: str
+    namespace: str
+
+
+def object_name(deployment_namespace: str, deployment: str) -> str:
+    """One name per EdgeDeployment on a member cluster; hub namespaces may share a name."""
+    name = f"{deployment_namespace}-{deployment}"
+    if len(name) <= 52:
+        return name
+    return f"{name[:41]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def selector_labels(deployment_namespace: str, deployment: str) -> dict[str, str]:
+    return {LABEL_NAMESPACE: deployment_namespace, LABEL_DEPLOYMENT: deployment}
+
+
+def render(deployment_namespace: str, deployment: str, revision: RevisionRef, target: Target,
+           requirements: PlacementRequirements | None = None) -> list[dict]:
+    runtime = revision.runtime or Runtime()
+    name = object_name(deployment_namespace, deployment)
+    identity = selector_labels(deployment_namespace, deployment)
+    labels = {
+        "app.kubernetes.io/name": "edgeline-runtime",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **identity,
+        LABEL_REVISION: revision.revision,
+    }
+    if revision.version:
+        labels["edgeline.io/model-version"] = _label_value(revision.version)
+    meta = {"name": name, "namespace": target.namespace, "labels": labels,
+            "annotations": {"edgeline.io/model": f"{revision.mlmodel or ''}", "edgeline.io/digest": revision.digest or ""}}
+    config = {
+        "EDGELINE_MODEL_URI": revision.uri or "",
+        "EDGELINE_MODEL_SHA256": revision.digest or "",
+        "EDGELINE_MODEL_NAME": revision.model or revision.mlmodel or "",
+        "EDGELINE_MODEL_VERSION": revision.version or "",
+        "EDGELINE_DEPLOYMENT": deployment,
+        "EDGELINE_NAMESPACE": deployment_namespace,
+        "EDGELINE_CLUSTER": target.cluster,
+        "EDGELINE_PORT": str(runtime.port),
+        "EDGELINE_EXECUTION_PROVIDER": runtime.execution_provider,
+    }
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": config}
+    deployment_obj = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+        "spec": {
+            "replicas": runtime.replicas,
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": identity},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(runtime.port),
+                                    "prometheus.io/path": "/metrics"},
+                },
+                "spec": _pod_spec(name, runtime, requirements),
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1", "kind": "Service", "metadata": meta,
+        "spec": {"selector": identity,
+                 "ports": [{"name": "http", "port": runtime.port, "targetPort": "http", "protocol": "TCP"}]},
+    }
+    return [configmap, deployment_obj, service]
+
+
+def _pod_spec(name: str, runtime: Runtime, requirements: PlacementRequirements | None) -> dict:
+    resources = runtime.resources.dump() if runtime.resources else {}
+    gpu = runtime.execution_provider in GPU_PROVIDERS
+    if gpu:
+        resources.setdefault("limits", {}).setdefault("nvidia.com/gpu", "1")
+    container = {
+        "name": "runtime",
+        "image": runtime.image,
+        "args": ["runtime", "serve"],
+        "envFrom": [{"configMapRef": {"name": name}}],
+        "env": [e.dump() for e in runtime.env],
+        "ports": [{"name": "http", "containerPort": runtime.port, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
+                          "failureThreshold": 6},
+        "resources": resources,
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "models", "mountPath": "/var/lib/edgeline"}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    spec: dict = {
+        "containers": [container],
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumes": [{"name": "models", "emptyDir": {"sizeLimit": "2Gi"}}, {"name": "tmp", "emptyDir": {}}],
+    }
+    if runtime.node_selector:
+        spec["nodeSelector"] = dict(runtime.node_selector)
+    arches = list(requirements.architectures) if requirements and requirements.architectures else []
+    node_terms = []
+    if arches:
+        node_terms.append({"key": "kubernetes.io/arch", "operator": "In", "values": arches})
+    if node_terms:
+        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": node_terms}]}}}
+    if gpu:
+        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return spec
+
+
+def _label_value(text: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)[:63]
+    return cleaned.strip("-_.") or "unknown"

@@ -1,0 +1,174 @@
+"""The rollout state machine against a tiny simulated fleet. Every tick round-trips the
+status through JSON, as the operator does through the API server, so that anything kept
+only in memory would be lost here too."""
+
+import datetime as dt
+
+from edgeline.api.edgedeployment import EdgeDeploymentSpec, EdgeDeploymentStatus, RevisionRef, Runtime
+from edgeline.domain.rollout import Apply, Inputs, Observation, Remove, decide
+from edgeline.domain.waves import WavePlan
+
+T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
+SPEC = EdgeDeploymentSpec.model_validate({
+    "modelRef": {"name": "m-1"},
+    "placement": {"clusterSelector": {"matchLabels": {"site": "x"}}},
+    "approval": {"required": False},
+    "rollout": {"waveTimeoutSeconds": 60, "soakSeconds": 0},
+    "rollback": {"guardSeconds": 100},
+})
+REV1 = RevisionRef(revision="aaaa000001", mlmodel="m-1", version="1", digest="sha256:1", runtime=Runtime())
+REV2 = RevisionRef(revision="bbbb000002", mlmodel="m-2", version="2", digest="sha256:2", runtime=Runtime())
+WAVES = [WavePlan("pilot", ("a",), 0), WavePlan("rest", ("b", "c"), 0)]
+
+
+class Fleet:
+    """What runs where; `broken` clusters never become ready, `down` ones do not answer."""
+
+    def __init__(self, names):
+        self.running = {n: None for n in names}
+        self.broken, self.down = set(), set()
+        self.applied = []
+
+    def observe(self):
+        return {n: Observation(n, reachable=False, message="connection refused") if n in self.down else
+                Observation(n, reachable=True, exists=rev is not None, revision=rev, replicas=1,
+                            ready_replicas=0 if n in self.broken else 1, ready=n not in self.broken)
+                for n, rev in self.running.items()}
+
+    def execute(self, actions):
+        for action in actions:
+            if isinstance(action, Apply):
+                self.applied.append((action.cluster, action.revision.revision))
+                self.running[action.cluster] = action.revision.revision
+            elif isinstance(action, Remove):
+                self.running[action.cluster] = None
+
+
+def tick(fleet, status, now, desired=REV1, approved=True, waves=WAVES, rollback_to=None, paused=False,
+         spec=SPEC):
+    decision = decide(Inputs(spec=spec, status=status, desired=desired, waves=waves, excluded=[],
+                             observations=fleet.observe(), stale_after={}, approved=approved, paused=paused,
+                             rollback_to=rollback_to, now=now))
+    fleet.execute(decision.actions)
+    # What the API server stores and the next tick (or a restarted operator) reads back.
+    return EdgeDeploymentStatus.model_validate(decision.status.dump()), decision
+
+
+def test_waves_go_one_after_the_other_and_the_rollout_completes():
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+    status, d = tick(fleet, status, T0)
+    assert fleet.applied == [("a", REV1.revision)]          # only the pilot wave
+    assert status.phase == "Progressing" and status.rollout.wave_name == "pilot"
+    status, d = tick(fleet, status, T0 + dt.timedelta(seconds=1))
+    assert sorted(fleet.applied[1:]) == [("b", REV1.revision), ("c", REV1.revision)]
+    status, d = tick(fleet, status, T0 + dt.timedelta(seconds=2))
+    assert status.phase == "Healthy" and status.ready == "3/3"
+    assert status.current_revision.revision == REV1.revision
+    assert [h.revision.revision for h in status.history] == [REV1.revision]
+    assert "RolloutComplete" in [e[1] for e in d.events]
+    again, d = tick(fleet, status, T0 + dt.timedelta(seconds=3))
+    assert d.actions == [] and again.phase == "Healthy"
+
+
+def test_a_wave_that_misses_its_deadline_stops_the_rollout_and_names_the_cluster():
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+    fleet.broken.add("a")
+    status, _ = tick(fleet, status, T0)
+    status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=30))
+    assert status.phase == "Progressing"
+    status, d = tick(fleet, status, T0 + dt.timedelta(seconds=61))
+    assert status.phase == "Degraded" and status.rollout.failed_clusters == ["a"]
+    assert "a: 0/1 replicas ready" in status.rollout.failed_message
+    assert {c.name: c.phase for c in status.clusters}["a"] == "Failed"
+    assert ("b", REV1.revision) not in fleet.applied           # later waves untouched
+
+
+def test_max_unavailable_lets_a_wave_pass_without_an_unreachable_cluster_which_converges_later():
+    spec = SPEC.model_copy(update={"rollout": SPEC.rollout.model_copy(update={"max_unavailable": 1})})
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+    fleet.down.add("c")
+    for second in range(4):
+        status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=second), spec=spec)
+    states = {c.name: c for c in status.clusters}
+    assert states["c"].phase == "Unreachable" and status.ready == "2/3" and status.phase == "Degraded"
+    fleet.down.clear()
+    status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=10), spec=spec)
+    status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=11), spec=spec)
+    assert fleet.running["c"] == REV1.revision and status.phase == "Healthy"
+
+
+def test_stale_is_set_when_a_cluster_has_not_been_seen_for_its_stale_time():
+    fleet, status = Fleet("a"), EdgeDeploymentStatus()
+    waves = [WavePlan("all", ("a",), 0)]
+    status, _ = tick(fleet, status, T0, waves=waves)
+    fleet.down.add("a")
+    status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=200), waves=waves)
+    assert not status.clusters[0].stale
+    status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=400), waves=waves)
+    assert status.clusters[0].stale and status.clusters[0].phase == "Unreachable"
+
+
+def test_a_new_revision_waits_for_approval_and_nothing_changes_on_the_clusters():
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+    for second in range(3):
+        status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=second))
+    before = list(fleet.applied)
+    status, d = tick(fleet, status, T0 + dt.timedelta(seconds=5), desired=REV2, approved=False)
+    assert status.phase == "AwaitingApproval" and fleet.applied == before
+    assert status.desired_revision.revision == REV2.revision
+    assert status.current_revision.revision == REV1.revision
+
+
+def test_manual_rollback_returns_to_the_earlier_revision_and_holds_there():
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+    t = T0
+    for desired in (REV1, REV2):
+        for _ in range(3):
+            t += dt.timedelta(seconds=1)
+            status, _ = tick(fleet, status, t, desired=desired)
+    assert set(fleet.running.values()) == {REV2.revision}
+    for _ in range(3):
+        t += dt.timedelta(seconds=1)
+        status, _ = tick(fleet, status, t, desired=REV2, rollback_to=REV1.revision)
+    assert set(fleet.running.values()) == {REV1.revision}
+    assert status.phase == "RolledBack" and status.bad_revisions == [REV2.revision]
+    assert status.current_revision.revision == REV1.revision
+    t += dt.timedelta(seconds=1)
+    status, d = tick(fleet, status, t, desired=REV2, rollback_to=REV1.revision)
+    assert d.actions == [] and status.phase == "RolledBack"      # the bad revision does not come back by itself
+
+
+def test_a_cluster_that_leaves_the_selection_is_cleaned_up_then_forgotten():
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+    for second in range(3):
+        status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=second))
+    smaller = [WavePlan("pilot", ("a",), 0), WavePlan("rest", ("b",), 0)]
+    status, d = tick(fleet, status, T0 + dt.timedelta(seconds=5), waves=smaller)
+    assert Remove("c") in d.actions and {c.name: c.phase for c in status.clusters}["c"] == "Removing"
+    status, d = tick(fleet, status, T0 + dt.timedelta(seconds=6), waves=smaller)
+    assert [c.name for c in status.clusters] == ["a", "b"] and status.ready == "2/2"
+
+
+def test_a_revision_that_passes_its_guard_period_becomes_last_known_good():
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+    for second in range(3):
+        status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=second))
+    assert status.last_known_good is None
+    status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=200))
+    assert status.last_known_good.revision == REV1.revision and status.history[0].outcome == "KnownGood"
+
+
+def test_pause_holds_between_waves():
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+    status, _ = tick(fleet, status, T0, paused=True)
+    status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=1), paused=True)
+    assert status.phase == "Paused" and fleet.running["b"] is None
+    status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=2))
+    assert fleet.running["b"] == REV1.revision
+
+
+def test_status_patches_clear_fields_that_disappeared():
+    from edgeline.clusters.resources import merge_patch
+    old = {"rollout": {"revision": "a", "completedAt": "t"}, "phase": "Healthy", "clusters": [1]}
+    new = {"rollout": {"revision": "b"}, "phase": "Progressing", "clusters": [1]}
+    assert merge_patch(old, new) == {"rollout": {"revision": "b", "completedAt": None}, "phase": "Progressing"}
