@@ -11,6 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported fo
 
 IDENTITY = ("model", "version", "deployment", "namespace", "cluster")
 # Edge CPUs: from a tiny model on a fast core (~0.1 ms) to a large one on a slow ARM board (seconds).
+# The status codes inference answers with; their series start at 0 (see below).
+ANSWER_CODES = (200, 400, 404, 413, 500, 503)
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -31,9 +33,14 @@ class RuntimeMetrics:
         self._ready = Gauge("edgeline_runtime_ready",
                             "1 once the model is fetched, verified, loaded and passed its golden sample",
                             IDENTITY, registry=self.registry)
-        # Series exist from the start (at zero), so a dashboard tells "no inference yet" from "no runtime".
+        # Series exist from the start, at zero: a counter that first appears at 1 hides its first
+        # increase from rate(), so the first 500s of a broken version would not count towards an alert.
         self._ready.labels(**self.identity).set(0)
         self._seconds.labels(**self.identity)
+        for code in ANSWER_CODES:
+            self._requests.labels(**self.identity, code=str(code))
+            if code >= 400:
+                self._errors.labels(**self.identity, code=str(code))
 
     def request(self, code: int) -> None:
         self._requests.labels(**self.identity, code=str(code)).inc()

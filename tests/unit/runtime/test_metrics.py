@@ -16,6 +16,9 @@ def value(metrics: RuntimeMetrics, name: str, **labels) -> float | None:
 
 def test_requests_are_counted_by_code_and_errors_apart():
     metrics = RuntimeMetrics(IDENTITY)
+    # present at 0 before the first request, so that rate() sees the first error
+    assert value(metrics, "edgeline_runtime_request_errors_total", code="500") == 0
+    assert value(metrics, "edgeline_runtime_requests_total", code="200") == 0
     for code in (200, 200, 400, 500):
         metrics.request(code)
     assert value(metrics, "edgeline_runtime_requests_total", code="200") == 2
@@ -40,5 +43,6 @@ def test_readiness_model_info_and_latency_carry_the_identity():
 def test_two_runtimes_in_one_process_do_not_share_series():
     first, second = RuntimeMetrics(IDENTITY), RuntimeMetrics(IDENTITY)
     first.request(200)
-    assert value(second, "edgeline_runtime_requests_total", code="200") is None
+    assert value(first, "edgeline_runtime_requests_total", code="200") == 1
+    assert value(second, "edgeline_runtime_requests_total", code="200") == 0
     assert REGISTRY.get_sample_value("edgeline_runtime_requests_total", {**IDENTITY, "code": "200"}) is None
