@@ -32,3 +32,8 @@ ARTIFACT_BYTES_FETCHED = Counter(
 ROLLOUTS = Counter(
     "edgeline_rollouts_total", "EdgeDeployment rollouts that reached every selected cluster", ["result"],
 )
+MEMBER_REQUESTS = Counter(
+    "edgeline_member_cluster_requests_total",
+    "API requests the operator sent to member clusters, by purpose (probe, apply, observe, remove)",
+    ["purpose"],
+)

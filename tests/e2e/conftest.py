@@ -148,6 +148,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen | None = None
         self.metrics_port = _free_port()
         self.health_port = _free_port()
+        self.webhook_port = _free_port()
 
     @property
     def metrics_url(self) -> str:
@@ -165,6 +166,10 @@ class OperatorProcess:
             "EDGELINE_ARTIFACT_RETRIES": "1",
             "EDGELINE_ARTIFACT_MAX_BYTES": str(5 * 2**20),
             "EDGELINE_ARTIFACT_DIR": str(STATE_DIR / "artifacts"),
+            # The hub API server reaches the approval webhook on loopback.
+            "EDGELINE_WEBHOOK_PORT": str(self.webhook_port),
+            "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",
+            "EDGELINE_WEBHOOK_URL": f"https://127.0.0.1:{self.webhook_port}",
         }
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")

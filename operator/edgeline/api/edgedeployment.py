@@ -66,8 +66,6 @@ class Wave(ApiModel):
         None, ge=1, le=100, description="Cumulative share of the selected clusters deployed once this wave is done")
     soak_seconds: int | None = Field(None, ge=0, le=604800,
                                      description="Time to watch this wave after it is ready (default: rollout.soakSeconds)")
-    require_approval: bool = Field(False, description="Hold before this wave until the revision's approval counts "
-                                                       "again for the wave (a gate per wave)")
 
 
 class Rollout(ApiModel):
@@ -88,7 +86,7 @@ class Approval(ApiModel):
         [], max_length=16, description="Groups (as the API server authenticates them) whose members may approve")
     min_approvers: int = Field(1, ge=1, le=5, description="Distinct approvers needed (2 = four-eyes)")
     allow_self_approval: bool = Field(False, description="Whether the person who changed the spec may approve it")
-    valid_for_seconds: int = Field(86400, ge=60, le=2592000,
+    valid_for_seconds: int = Field(86400, ge=10, le=2592000,
                                    description="How long an approval counts before it expires")
 
 
@@ -210,6 +208,7 @@ class RolloutProgress(ApiModel):
     soak_until: str | None = Field(None, description="When the current wave's soak ends")
     completed_at: str | None = Field(None, description="When the revision reached every cluster")
     guard_until: str | None = Field(None, description="Until when alerts still roll the revision back")
+    approvals: list[ApprovalRecord] = Field([], description="Approvals the rollout of this revision started with")
     failed_clusters: list[str] = Field([], description="Clusters that kept the current wave from becoming ready")
     failed_message: str | None = Field(None, description="Why the current wave failed")
 

@@ -11,6 +11,7 @@ from lightkube.resources.core_v1 import Node
 
 from edgeline.clusters.connections import ConnectionProblem, server_version
 from edgeline.domain.quantities import parse_quantity
+from edgeline.metrics import MEMBER_REQUESTS
 
 GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu", "gpu.intel.com/i915")
 
@@ -45,6 +46,7 @@ async def probe(client: AsyncClient, timeout_s: float) -> ClusterFacts:
 
 
 async def _gather(client: AsyncClient):
+    MEMBER_REQUESTS.labels(purpose="probe").inc(2)
     version = await server_version(client)
     nodes = [n async for n in client.list(Node)]
     return version, nodes

@@ -13,6 +13,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap, Service
 
 from edgeline import FIELD_MANAGER
+from edgeline.metrics import MEMBER_REQUESTS
 from edgeline.render.runtime import LABEL_REVISION
 
 
@@ -37,6 +38,7 @@ def _unreachable(exc: Exception) -> Unreachable:
 
 
 async def apply(client: AsyncClient, namespace: str, objects: list[dict]) -> None:
+    MEMBER_REQUESTS.labels(purpose="apply").inc(1 + len(objects))
     try:
         await client.apply(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {
             "name": namespace, "labels": {"app.kubernetes.io/managed-by": "edgeline"}}}), field_manager=FIELD_MANAGER)
@@ -47,6 +49,7 @@ async def apply(client: AsyncClient, namespace: str, objects: list[dict]) -> Non
 
 
 async def observe(client: AsyncClient, namespace: str, name: str) -> WorkloadState:
+    MEMBER_REQUESTS.labels(purpose="observe").inc()
     try:
         deployment = await client.get(Deployment, name, namespace=namespace)
     except ApiError as exc:
@@ -78,6 +81,7 @@ def _state_of(deployment: Deployment) -> WorkloadState:
 
 
 async def remove(client: AsyncClient, namespace: str, name: str) -> None:
+    MEMBER_REQUESTS.labels(purpose="remove").inc(3)
     try:
         for kind in (Deployment, Service, ConfigMap):
             try:

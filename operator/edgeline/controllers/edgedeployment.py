@@ -18,10 +18,13 @@ import kopf
 
 from edgeline import GROUP, VERSION, metrics
 from edgeline.api.conditions import Condition, set_condition
-from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, PendingApproval, RevisionRef
+from edgeline.api.edgedeployment import (ApprovalRecord, EdgeDeployment, EdgeDeploymentStatus, PendingApproval,
+                                         RevisionRef)
 from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef
 from edgeline.clusters.resources import merge_patch, patch_status, read
+from edgeline.controllers.admission import signing_key
+from edgeline.domain import admission
 from edgeline.domain.approvals import is_approved, valid_approvers
 from edgeline.domain.model_choice import ModelSummary, choose
 from edgeline.domain.placement import ClusterFacts, place
@@ -129,8 +132,13 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     labels = {n: known[n]["facts"].labels for n in placement.selected}
     waves = plan_waves(ed.spec.rollout, list(placement.selected), labels)
 
-    records = old_status.pending_approval.approvals if old_status.pending_approval else []
-    approved = desired is not None and is_approved(ed.spec.approval, records, desired.revision, now)
+    records, forged = _approvals(fresh, old_status)
+    if forged:
+        await events.warning(snapshot, "ApprovalRecordRejected",
+                             f"{forged} approval record(s) in edgeline.io/approvals do not carry a valid signature; "
+                             "they are ignored")
+    author = admission.author(admission_key(), fresh) if admission_key() else None
+    approved = desired is not None and is_approved(ed.spec.approval, records, desired.revision, now, author)
 
     to_observe = set(placement.selected) | {c.name for c in old_status.clusters}
     observations = dict(await asyncio.gather(*(
@@ -139,7 +147,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     decision = decide(Inputs(
         spec=ed.spec, status=old_status, desired=desired, waves=waves, excluded=list(placement.excluded),
         observations=observations, stale_after={c: (known[c] or {}).get("stale_after", 300) for c in known if known[c]},
-        approved=approved, paused=annotations.get(PAUSE, "").lower() == "true",
+        approved=approved, approvals=records, paused=annotations.get(PAUSE, "").lower() == "true",
         rollback_to=annotations.get(ROLLBACK_TO), now=now))
 
     failures = await _execute(members, known, decision.actions, namespace, name, ed)
@@ -149,7 +157,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
             state.message = failures[state.name]
             state.phase = "Unreachable"
 
-    _approval_status(ed, status, desired, decision.held_reason, approved, records, now)
+    _approval_status(ed, status, desired, decision.held_reason, approved, records, author, now)
     status.observed_generation = generation
     status.conditions = [Condition.model_validate(c) for c in _conditions(
         [c.dump() for c in old_status.conditions], status, choice, decision, generation, now)]
@@ -209,7 +217,31 @@ async def _execute(members, known, actions, namespace, name, ed) -> dict[str, st
     return {cluster: problem for cluster, problem in results if problem}
 
 
-def _approval_status(ed, status, desired, held, approved, records, now) -> None:
+def admission_key() -> bytes | None:
+    try:
+        return signing_key()
+    except RuntimeError:
+        return None
+
+
+def _approvals(obj: dict, status: EdgeDeploymentStatus) -> tuple[list[ApprovalRecord], int]:
+    """Signed approval records that count. A revision that was rolled back needs approvals
+    given after its rollback; status is never read as a source of approvals."""
+    key = admission_key()
+    if key is None:
+        return [], 0
+    raw, forged = admission.approval_records(key, obj)
+    rolled_back_at = {}
+    for record in status.rollbacks:
+        if record.received_at:
+            rolled_back_at[record.from_revision] = max(rolled_back_at.get(record.from_revision, ""),
+                                                       record.received_at)
+    records = [ApprovalRecord(revision=r["revision"], user=r["user"], groups=r.get("groups", []), at=r["at"])
+               for r in raw if r.get("at", "") > rolled_back_at.get(r.get("revision"), "")]
+    return records, forged
+
+
+def _approval_status(ed, status, desired, held, approved, records, author, now) -> None:
     policy = ed.spec.approval
     if not policy.required:
         status.approval = "NotRequired"
@@ -221,15 +253,16 @@ def _approval_status(ed, status, desired, held, approved, records, now) -> None:
         pending = status.pending_approval
         if pending is None or pending.revision.revision != desired.revision:
             pending = PendingApproval(revision=desired, requested_at=iso(now), needed=policy.min_approvers,
-                                      requested_by=(ed.metadata.get("annotations") or {}).get(
-                                          "edgeline.io/last-changed-by"),
                                       runtime_change=_runtime_change(status.current_revision, desired))
         pending.needed = policy.min_approvers
+        pending.requested_by = author
+        pending.approvals = [r for r in records if r.revision == desired.revision]
         status.pending_approval = pending
-        have = len(valid_approvers(policy, pending.approvals, desired.revision, now))
+        have = len(valid_approvers(policy, pending.approvals, desired.revision, now, author))
         status.approval = f"Pending {have}/{policy.min_approvers}"
     elif approved:
         status.approval = "Approved"
+        status.pending_approval = None
 
 
 def _runtime_change(current: RevisionRef | None, desired: RevisionRef) -> str | None:

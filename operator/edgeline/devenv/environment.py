@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from edgeline.devenv import processes
-from edgeline.devenv.pki import CertificateAuthority, write_service_account_keys
+from edgeline.pki import CertificateAuthority, write_service_account_keys
 from edgeline.devenv.topology import CLUSTERS, HUB_USERS, ClusterSpec
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")

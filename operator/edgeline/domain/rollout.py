@@ -60,6 +60,7 @@ class Inputs:
     paused: bool
     rollback_to: str | None                 # value of the rollback-to annotation
     now: dt.datetime
+    approvals: list = field(default_factory=list)   # ApprovalRecords of `desired`, kept with the rollout
 
 
 @dataclass
@@ -87,7 +88,8 @@ def decide(inp: Inputs) -> Decision:
 
     goal, reason = _choose_goal(inp, status, progress, decision)
     if goal is not None and goal.revision != progress.revision:
-        progress = RolloutProgress(revision=goal.revision, target=goal, wave=0, reason=reason)
+        progress = RolloutProgress(revision=goal.revision, target=goal, wave=0, reason=reason,
+                                   approvals=[a for a in inp.approvals if a.revision == goal.revision])
         decision.events.append(("Normal", "RolloutStarted" if reason == "Update" else "RollbackStarted",
                                 f"rolling out revision {goal.revision} ({_label(goal)}) in {len(inp.waves)} wave(s)"))
     status.rollout = progress
@@ -202,8 +204,6 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
             return
         if inp.paused and current + 1 < len(waves):
             return
-        if wave.require_approval and not inp.approved:
-            return
         decision.events.append(("Normal", "WaveReady", f"wave {wave.name} ready on {len(wave.clusters)} cluster(s)"))
         progress.wave = current + 1
         progress.wave_started_at = None
@@ -221,7 +221,7 @@ def _complete(inp, status, progress, goal, decision) -> None:
             entry.outcome = "Superseded"
     if not status.history or status.history[0].revision.revision != goal.revision:
         status.history.insert(0, HistoryEntry(revision=goal, deployed_at=iso(inp.now), outcome="Deployed",
-                                              approvals=_approvals_for(status, goal.revision)))
+                                              approvals=list(progress.approvals)))
     else:
         status.history[0].deployed_at = iso(inp.now)
     kind = "RollbackComplete" if progress.reason == "Rollback" else "RolloutComplete"
@@ -237,13 +237,6 @@ def _guard(inp, status, progress) -> None:
     if status.last_known_good is None or status.last_known_good.revision != progress.revision:
         status.last_known_good = status.current_revision
         _mark(status, progress.revision, "KnownGood")
-
-
-def _approvals_for(status: EdgeDeploymentStatus, revision: str):
-    pending = status.pending_approval
-    if pending and pending.revision.revision == revision:
-        return list(pending.approvals)
-    return []
 
 
 def _ready_on(obs: Observation | None, goal: RevisionRef) -> bool:

@@ -20,7 +20,6 @@ class WavePlan:
     name: str
     clusters: tuple[str, ...]
     soak_seconds: int
-    require_approval: bool = False
 
 
 def plan_waves(rollout: Rollout, selected: list[str], labels: dict[str, dict[str, str]]) -> list[WavePlan]:
@@ -47,4 +46,4 @@ def plan_waves(rollout: Rollout, selected: list[str], labels: dict[str, dict[str
 
 def _plan(wave, clusters, rollout: Rollout) -> WavePlan:
     soak = wave.soak_seconds if wave.soak_seconds is not None else rollout.soak_seconds
-    return WavePlan(wave.name, tuple(clusters), soak, wave.require_approval)
+    return WavePlan(wave.name, tuple(clusters), soak)

@@ -1,0 +1,225 @@
+"""The admission webhook for approvals, served by the operator over TLS.
+
+Two mutating webhooks on EdgeDeployments, scoped narrowly with matchConditions so that the
+rest of the API keeps working when the operator is down:
+  - approvals (failurePolicy Fail): called only when a request sets edgeline.io/approve or
+    touches the signed annotations; an unavailable webhook means no approvals, never
+    unchecked ones.
+  - authors (failurePolicy Ignore): called on spec changes; records who made the change,
+    so that the four-eyes rule can refuse self-approval.
+The decisions are `domain.admission`; this module is transport: TLS, AdmissionReview, and
+keeping the MutatingWebhookConfiguration, the TLS Secret and the signing key in place.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import secrets
+import ssl
+import tempfile
+from pathlib import Path
+
+import kopf
+from aiohttp import web
+from lightkube import ApiError
+from lightkube.codecs import from_dict
+from lightkube.resources.core_v1 import Secret
+
+from edgeline import FIELD_MANAGER
+from edgeline.clusters.connections import hub_client
+from edgeline.domain import admission
+from edgeline.pki import CertificateAuthority
+from edgeline.settings import get_settings
+
+log = logging.getLogger(__name__)
+CONFIG_NAME = "edgeline-approvals"
+KEY_SECRET = "edgeline-approval-key"
+TLS_SECRET = "edgeline-webhook-tls"
+_signing_key: bytes | None = None
+
+
+def signing_key() -> bytes:
+    if _signing_key is None:
+        raise RuntimeError("the approval signing key is not loaded yet")
+    return _signing_key
+
+
+# --- admission endpoints --------------------------------------------------------------------
+
+def _response(review: dict, verdict: admission.Verdict) -> web.Response:
+    response = {"uid": review["request"]["uid"], "allowed": verdict.allowed}
+    if not verdict.allowed:
+        response["status"] = {"code": 403, "reason": "Forbidden", "message": verdict.message}
+    if verdict.patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(verdict.patch).encode()).decode()
+    if verdict.warnings:
+        response["warnings"] = verdict.warnings
+    return web.json_response({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+
+
+async def _review(request: web.Request) -> dict | web.Response:
+    try:
+        review = await request.json()
+        review["request"]["uid"]
+        return review
+    except (ValueError, KeyError, TypeError):
+        log.warning("admission request that is not an AdmissionReview from %s", request.remote)
+        return web.Response(status=400, text="expected an admission.k8s.io/v1 AdmissionReview")
+
+
+async def approvals_endpoint(request: web.Request) -> web.Response:
+    review = await _review(request)
+    if isinstance(review, web.Response):
+        return review
+    req = review["request"]
+    user = req.get("userInfo") or {}
+    verdict = admission.review_approval(req.get("operation", ""), req.get("oldObject"), req.get("object") or {},
+                                        user.get("username", ""), list(user.get("groups") or []), signing_key(),
+                                        dt.datetime.now(dt.timezone.utc))
+    log.info("approval review of %s/%s by %s: %s %s", req.get("namespace"), req.get("name"),
+             user.get("username"), "allowed" if verdict.allowed else "denied", verdict.message or "; ".join(
+                 verdict.warnings))
+    return _response(review, verdict)
+
+
+async def authors_endpoint(request: web.Request) -> web.Response:
+    review = await _review(request)
+    if isinstance(review, web.Response):
+        return review
+    req = review["request"]
+    user = req.get("userInfo") or {}
+    verdict = admission.review_author(req.get("operation", ""), req.get("oldObject"), req.get("object") or {},
+                                      user.get("username", ""), signing_key(), dt.datetime.now(dt.timezone.utc))
+    return _response(review, verdict)
+
+
+def make_app() -> web.Application:
+    app = web.Application(client_max_size=4 * 2**20)
+    app.router.add_post("/approvals", approvals_endpoint)
+    app.router.add_post("/authors", authors_endpoint)
+    app.router.add_get("/healthz", lambda _: web.Response(text="ok"))
+    return app
+
+
+# --- secrets and configuration ----------------------------------------------------------------
+
+async def _secret(name: str) -> dict[str, bytes] | None:
+    try:
+        found = await hub_client().get(Secret, name, namespace=get_settings().namespace)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v) for k, v in (found.data or {}).items()}
+
+
+async def _create_secret(name: str, data: dict[str, bytes]) -> dict[str, bytes]:
+    """Create once; when another replica won the race, use theirs."""
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": get_settings().namespace,
+                         "labels": {"app.kubernetes.io/part-of": "edgeline"}},
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+    try:
+        await hub_client().create(from_dict(body))
+    except ApiError as exc:
+        if exc.status.code != 409:
+            raise
+        return await _secret(name)
+    return data
+
+
+async def _load_key() -> bytes:
+    existing = await _secret(KEY_SECRET)
+    if existing and existing.get("key"):
+        return existing["key"]
+    return (await _create_secret(KEY_SECRET, {"key": secrets.token_bytes(32)}))["key"]
+
+
+async def _load_tls(names: tuple[str, ...]) -> dict[str, bytes]:
+    existing = await _secret(TLS_SECRET)
+    if existing and all(existing.get(k) for k in ("ca.crt", "tls.crt", "tls.key")) and \
+            existing.get("names", b"").decode() == ",".join(names):
+        return existing
+    ca = CertificateAuthority.create("edgeline-webhook-ca")
+    cert, key = ca.issue(names[0], server_names=names)
+    data = {"ca.crt": ca.cert_pem, "tls.crt": cert, "tls.key": key, "names": ",".join(names).encode()}
+    if existing is None:
+        return await _create_secret(TLS_SECRET, data)
+    await hub_client().patch(Secret, TLS_SECRET, {"data": {k: base64.b64encode(v).decode() for k, v in data.items()}},
+                             namespace=get_settings().namespace)
+    return data
+
+
+def _changed(key: str) -> str:
+    def value(obj: str) -> str:
+        return (f"(has({obj}.metadata.annotations) && '{key}' in {obj}.metadata.annotations ? "
+                f"{obj}.metadata.annotations['{key}'] : '')")
+    return f"(oldObject == null ? {value('object')} != '' : {value('object')} != {value('oldObject')})"
+
+
+def webhook_configuration(ca_pem: bytes) -> dict:
+    settings = get_settings()
+    if settings.webhook_url:
+        def client(path: str) -> dict:
+            return {"url": settings.webhook_url.rstrip("/") + path, "caBundle": base64.b64encode(ca_pem).decode()}
+    else:
+        def client(path: str) -> dict:
+            return {"service": {"namespace": settings.namespace, "name": settings.webhook_service,
+                                "port": settings.webhook_port, "path": path},
+                    "caBundle": base64.b64encode(ca_pem).decode()}
+    rules = [{"apiGroups": ["edgeline.io"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"],
+              "resources": ["edgedeployments"], "scope": "Namespaced"}]
+    approve_set = (f"(has(object.metadata.annotations) && '{admission.APPROVE}' in object.metadata.annotations)")
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": CONFIG_NAME, "labels": {"app.kubernetes.io/part-of": "edgeline"}},
+        "webhooks": [
+            {"name": "approvals.edgeline.io", "clientConfig": client("/approvals"), "rules": rules,
+             "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+             "timeoutSeconds": 10, "reinvocationPolicy": "Never",
+             "matchConditions": [{"name": "approval-annotations-touched", "expression": " || ".join(
+                 [approve_set] + [_changed(k) for k in admission.PROTECTED])}]},
+            {"name": "authors.edgeline.io", "clientConfig": client("/authors"), "rules": rules,
+             "failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+             "timeoutSeconds": 5, "reinvocationPolicy": "Never",
+             "matchConditions": [{"name": "spec-changed",
+                                  "expression": "oldObject == null || object.spec != oldObject.spec"}]},
+        ],
+    }
+
+
+@kopf.on.startup()
+async def start_webhook(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+    global _signing_key
+    settings = get_settings()
+    if not settings.webhook_port:
+        logger.warning("the approval webhook is disabled (EDGELINE_WEBHOOK_PORT=0): approvals cannot be given")
+        return
+    _signing_key = await _load_key()
+    names = tuple(settings.webhook_dns_names())
+    tls = await _load_tls(names)
+    folder = Path(tempfile.mkdtemp(prefix="edgeline-webhook-"))
+    (folder / "tls.crt").write_bytes(tls["tls.crt"])
+    (folder / "tls.key").write_bytes(tls["tls.key"])
+    (folder / "tls.key").chmod(0o600)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "tls.crt", folder / "tls.key")
+    runner = web.AppRunner(make_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.webhook_listen, settings.webhook_port, ssl_context=context).start()
+    memo.webhook_runner = runner
+    if settings.webhook_manage_configuration:
+        await hub_client().apply(from_dict(webhook_configuration(tls["ca.crt"])), field_manager=FIELD_MANAGER,
+                                 force=True)
+    logger.info("approval webhook serving on %s:%d", settings.webhook_listen, settings.webhook_port)
+
+
+@kopf.on.cleanup()
+async def stop_webhook(memo: kopf.Memo, **_) -> None:
+    runner = memo.get("webhook_runner")
+    if runner is not None:
+        await runner.cleanup()

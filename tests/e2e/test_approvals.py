@@ -1,0 +1,167 @@
+"""No model change reaches a line without a recorded approval from someone allowed to give it.
+
+Everything is driven through kubectl as the hub's test users (bearer tokens):
+editor (group factory:editors), approver-a and approver-b (factory:approvers), outsider.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import OPERATOR_NAMESPACE, ROOT, wait_for
+from tests.helpers.artifact_server import serve
+
+MODELS = ROOT / "manifests" / "samples" / "models"
+DIGESTS = {d["spec"]["version"]: d["spec"]["artifact"]["sha256"] for d in yaml.safe_load_all(
+    (ROOT / "manifests" / "samples" / "20-mlmodels.yaml").read_text())}
+
+
+@pytest.fixture(scope="module")
+def people(hub, crds_installed):
+    """The platform team's mapping: groups to Edgeline's roles (docs/approvals.md)."""
+    hub.kubectl("apply", "-f", str(ROOT / "manifests" / "rbac" / "user-roles.yaml"))
+    hub.apply([{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": f"factory-{role}"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"edgeline-{role}"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]}
+               for role, group in (("editor", "factory:editors"), ("approver", "factory:approvers"))])
+
+
+@pytest.fixture
+def line(hub, edge_a, operator, namespace, people):
+    """One edge cluster, two validated model versions, all in a fresh namespace."""
+    name = f"line-{uuid.uuid4().hex[:5]}"
+    hub.apply({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": f"{name}-kubeconfig", "namespace": OPERATOR_NAMESPACE},
+               "stringData": {"kubeconfig": edge_a.kubeconfig.read_text()}})
+    hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
+               "metadata": {"name": name, "labels": {"edgeline.io/line": name}},
+               "spec": {"tier": "edge", "targetNamespace": f"ns-{name}",
+                        "connection": {"kubeconfigSecretRef": {"name": f"{name}-kubeconfig"}}}})
+    with serve(MODELS) as url:
+        for version in ("1.0.0", "2.0.0"):
+            hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
+                       "metadata": {"name": f"detector-{version}", "namespace": namespace},
+                       "spec": {"model": "defect-detector", "version": version, "stage": "production",
+                                "artifact": {"uri": f"{url}/defect-detector-{version}.onnx",
+                                             "sha256": DIGESTS[version]}}})
+        for version in ("1.0.0", "2.0.0"):
+            hub.kubectl("wait", f"mlmodel/detector-{version}", "-n", namespace, "--for=condition=Ready",
+                        "--timeout=60s")
+        hub.kubectl("wait", f"edgecluster/{name}", "--for=condition=Ready", "--timeout=60s")
+        yield name
+    hub.kubectl("delete", "edgedeployments", "--all", "-n", namespace, "--timeout=60s", check=False)
+    hub.kubectl("delete", "edgecluster", name, "--wait=false", check=False)
+
+
+def _deployment(namespace, line, version="1.0.0", **approval):
+    return {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
+            "metadata": {"name": "detector", "namespace": namespace},
+            "spec": {"modelRef": {"name": f"detector-{version}"},
+                     "placement": {"clusterSelector": {"matchLabels": {"edgeline.io/line": line}}},
+                     "runtime": {"resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}},
+                     "approval": {"required": True, "approverGroups": ["factory:approvers"], "minApprovers": 2,
+                                  "allowSelfApproval": False, **approval}}}
+
+
+def _status(hub, namespace):
+    return hub.get("edgedeployment", "detector", "-n", namespace).get("status") or {}
+
+
+def _pending(hub, namespace, not_revision=None):
+    def waiting():
+        status = _status(hub, namespace)
+        rev = ((status.get("pendingApproval") or {}).get("revision") or {}).get("revision")
+        return status if status.get("phase") == "AwaitingApproval" and rev and rev != not_revision else None
+    return wait_for(waiting, timeout=60, what=f"AwaitingApproval (last: {json.dumps(_status(hub, namespace))[:800]})")
+
+
+def _approve(hub, namespace, user, revision):
+    return hub.kubectl("annotate", "edgedeployment", "detector", "-n", namespace, "--overwrite",
+                       f"edgeline.io/approve={revision}", user=user, check=False)
+
+
+def _on_edge(edge, line) -> list[dict]:
+    return edge.get("configmaps", "-n", f"ns-{line}", "-l", "edgeline.io/deployment=detector")["items"]
+
+
+def test_the_approval_matrix(hub, edge_a, namespace, line):
+    # The editor makes the change: it waits, and nothing reaches the line.
+    hub.apply(_deployment(namespace, line), user="editor")
+    status = _pending(hub, namespace)
+    revision = status["pendingApproval"]["revision"]["revision"]
+    assert status["pendingApproval"]["requestedBy"] == "editor"
+    assert status["pendingApproval"]["revision"]["version"] == "1.0.0"
+    assert status["approval"] == "Pending 0/2"
+    time.sleep(2)
+    assert _on_edge(edge_a, line) == []
+
+    # The editor may not approve; the outsider may not even touch the object.
+    denied = _approve(hub, namespace, "editor", revision)
+    assert denied.returncode != 0 and "editor is not in an approver group" in denied.stderr
+    outsider = _approve(hub, namespace, "outsider", revision)
+    assert outsider.returncode != 0 and "forbidden" in outsider.stderr.lower()
+
+    # An approval of another revision approves nothing, and says so.
+    stale = _approve(hub, namespace, "approver-a", "0123456789")
+    assert stale.returncode != 0 and f"is not the revision waiting for approval ({revision})" in stale.stderr
+
+    # Four eyes: one approver is not enough, a second distinct one is.
+    first = _approve(hub, namespace, "approver-a", revision)
+    assert first.returncode == 0, first.stderr
+    assert "1 of 2 needed" in first.stderr           # kubectl shows the webhook's warning
+    wait_for(lambda: _status(hub, namespace).get("approval") == "Pending 1/2", timeout=30, what="Pending 1/2")
+    again = _approve(hub, namespace, "approver-a", revision)
+    assert again.returncode == 0 and "1 of 2 needed" in again.stderr   # the same person twice still counts once
+    time.sleep(2)
+    assert _status(hub, namespace)["phase"] == "AwaitingApproval" and _on_edge(edge_a, line) == []
+    second = _approve(hub, namespace, "approver-b", revision)
+    assert second.returncode == 0 and "2 of 2 needed" in second.stderr
+    status = wait_for(lambda: (s := _status(hub, namespace)).get("phase") == "Healthy" and s, timeout=90,
+                      what="the approved rollout")
+    assert {a["user"] for a in status["history"][0]["approvals"]} == {"approver-a", "approver-b"}
+    assert _on_edge(edge_a, line)[0]["data"]["EDGELINE_MODEL_SHA256"] == DIGESTS["1.0.0"]
+
+    # approver-a changes the model: approver-a may not approve their own change.
+    hub.apply(_deployment(namespace, line, version="2.0.0"), user="approver-a")
+    status = _pending(hub, namespace, not_revision=revision)
+    new_revision = status["pendingApproval"]["revision"]["revision"]
+    assert status["pendingApproval"]["requestedBy"] == "approver-a"
+    own = _approve(hub, namespace, "approver-a", new_revision)
+    assert own.returncode != 0 and "forbids approving one's own change" in own.stderr
+    # The old approvals do not carry over to the new revision: the line keeps 1.0.0.
+    time.sleep(2)
+    assert _on_edge(edge_a, line)[0]["data"]["EDGELINE_MODEL_SHA256"] == DIGESTS["1.0.0"]
+    assert _status(hub, namespace)["currentRevision"]["revision"] == revision
+
+
+def test_approval_records_cannot_be_forged(hub, namespace, line):
+    hub.apply(_deployment(namespace, line), user="editor")
+    revision = _pending(hub, namespace)["pendingApproval"]["revision"]["revision"]
+    fake = json.dumps([{"revision": revision, "user": "approver-a", "groups": ["factory:approvers"],
+                        "at": "2026-11-25T10:00:00Z", "sig": "0" * 64}])
+    for user in ("editor", "approver-a", None):          # None: the cluster admin
+        forged = hub.kubectl("annotate", "edgedeployment", "detector", "-n", namespace, "--overwrite",
+                             f"edgeline.io/approvals={fake}", user=user, check=False)
+        assert forged.returncode != 0 and "written by Edgeline's admission webhook only" in forged.stderr
+    status_write = hub.kubectl("patch", "edgedeployment", "detector", "-n", namespace, "--subresource=status",
+                               "--type=merge", "-p", json.dumps({"status": {"approval": "Approved"}}),
+                               user="editor", check=False)
+    assert status_write.returncode != 0 and "forbidden" in status_write.stderr.lower()
+    assert _status(hub, namespace)["phase"] == "AwaitingApproval"
+
+
+def test_an_expired_approval_no_longer_counts(hub, namespace, line):
+    hub.apply(_deployment(namespace, line, validForSeconds=10), user="editor")
+    revision = _pending(hub, namespace)["pendingApproval"]["revision"]["revision"]
+    assert _approve(hub, namespace, "approver-a", revision).returncode == 0
+    time.sleep(12)
+    assert _approve(hub, namespace, "approver-b", revision).returncode == 0
+    time.sleep(3)
+    status = _status(hub, namespace)
+    assert status["phase"] == "AwaitingApproval" and status["approval"] == "Pending 1/2"
