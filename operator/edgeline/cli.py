@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # Command groups, in the order `edgeline --help` lists them.
-COMMAND_GROUPS = ["run", "dev", "model", "runtime"]
+COMMAND_GROUPS = ["run", "dev", "model", "approve", "runtime"]
 
 
 def build_parser() -> argparse.ArgumentParser:

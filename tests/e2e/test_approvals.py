@@ -165,3 +165,29 @@ def test_an_expired_approval_no_longer_counts(hub, namespace, line):
     time.sleep(3)
     status = _status(hub, namespace)
     assert status["phase"] == "AwaitingApproval" and status["approval"] == "Pending 1/2"
+
+
+def test_edgeline_approve_does_the_same_and_a_dead_webhook_fails_closed(hub, edge_a, namespace, line, operator):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    hub.apply(_deployment(namespace, line), user="editor")
+    revision = _pending(hub, namespace)["pendingApproval"]["revision"]["revision"]
+    assert _approve(hub, namespace, "approver-a", revision).returncode == 0
+    cli = subprocess.run([str(Path(sys.executable).parent / "edgeline"), "approve", "detector", "-n", namespace,
+                          "--kubeconfig", str(hub._user_config("approver-b"))], capture_output=True, text=True,
+                         timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert f"revision {revision}: defect-detector 1.0.0" in cli.stdout and "requested by editor" in cli.stdout
+    wait_for(lambda: _status(hub, namespace).get("phase") == "Healthy", timeout=90, what="the approved rollout")
+
+    operator.stop()
+    try:
+        # With the webhook gone, editors still work; approvals cannot be given at all.
+        changed = hub.apply(_deployment(namespace, line, version="2.0.0"), user="editor", check=False)
+        assert changed.returncode == 0, changed.stderr
+        refused = _approve(hub, namespace, "approver-a", revision)
+        assert refused.returncode != 0 and "approvals.edgeline.io" in refused.stderr
+    finally:
+        operator.start()

@@ -147,7 +147,9 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     decision = decide(Inputs(
         spec=ed.spec, status=old_status, desired=desired, waves=waves, excluded=list(placement.excluded),
         observations=observations, stale_after={c: (known[c] or {}).get("stale_after", 300) for c in known if known[c]},
-        approved=approved, approvals=records, paused=annotations.get(PAUSE, "").lower() == "true",
+        approved=approved, approvals=records,
+        reapproved=desired is not None and desired.revision in old_status.bad_revisions and ed.spec.approval.required
+        and approved, paused=annotations.get(PAUSE, "").lower() == "true",
         rollback_to=annotations.get(ROLLBACK_TO), now=now))
 
     failures = await _execute(members, known, decision.actions, namespace, name, ed)
@@ -249,7 +251,7 @@ def _approval_status(ed, status, desired, held, approved, records, author, now) 
         return
     if desired is None:
         return
-    if held == "AwaitingApproval":
+    if held in ("AwaitingApproval", "RolledBack"):
         pending = status.pending_approval
         if pending is None or pending.revision.revision != desired.revision:
             pending = PendingApproval(revision=desired, requested_at=iso(now), needed=policy.min_approvers,

@@ -17,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, HistoryEntry,
-                                         RevisionRef, RolloutProgress)
+                                         RevisionRef, RollbackRecord, RolloutProgress)
 from edgeline.domain.placement import Exclusion
 from edgeline.domain.waves import WavePlan
 
@@ -61,6 +61,7 @@ class Inputs:
     rollback_to: str | None                 # value of the rollback-to annotation
     now: dt.datetime
     approvals: list = field(default_factory=list)   # ApprovalRecords of `desired`, kept with the rollout
+    reapproved: bool = False    # a rolled-back `desired` was approved again after its rollback
 
 
 @dataclass
@@ -146,10 +147,16 @@ def _choose_goal(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutPro
             if bad and bad not in status.bad_revisions:
                 status.bad_revisions.append(bad)
             _mark(status, bad, "RolledBack")
+            status.rollbacks.insert(0, RollbackRecord(
+                alert=f"annotation edgeline.io/rollback-to={target.revision}", from_revision=bad or "",
+                to_revision=target.revision, received_at=iso(inp.now), mode="Manual",
+                clusters=[c for w in inp.waves for c in w.clusters]))
+            del status.rollbacks[20:]
             return target, "Rollback"
-    if progress.reason == "Rollback" and inp.desired is not None and inp.desired.revision in status.bad_revisions:
+    if inp.desired is not None and inp.desired.revision in status.bad_revisions and not inp.reapproved:
+        # A revision that was rolled back returns only with an approval given after the rollback.
         decision.held_reason = "RolledBack"
-        return None, "Rollback"
+        return None, progress.reason or "Rollback"
     if inp.desired is None:
         return None, progress.reason or "Update"
     if inp.desired.revision == progress.revision:

@@ -172,3 +172,20 @@ def test_status_patches_clear_fields_that_disappeared():
     old = {"rollout": {"revision": "a", "completedAt": "t"}, "phase": "Healthy", "clusters": [1]}
     new = {"rollout": {"revision": "b"}, "phase": "Progressing", "clusters": [1]}
     assert merge_patch(old, new) == {"rollout": {"revision": "b", "completedAt": None}, "phase": "Progressing"}
+
+
+def test_a_rolled_back_revision_returns_only_when_approved_again_after_the_rollback():
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+    t = T0
+    for desired in (REV1, REV2):
+        for _ in range(3):
+            t += dt.timedelta(seconds=1)
+            status, _ = tick(fleet, status, t, desired=desired)
+    for _ in range(3):
+        t += dt.timedelta(seconds=1)
+        status, _ = tick(fleet, status, t, desired=REV2, rollback_to=REV1.revision)
+    assert status.rollbacks[0].mode == "Manual" and status.rollbacks[0].from_revision == REV2.revision
+    decision = decide(Inputs(spec=SPEC, status=status, desired=REV2, waves=WAVES, excluded=[],
+                             observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                             rollback_to=REV1.revision, now=t, reapproved=True))
+    assert [a.cluster for a in decision.actions] == ["a"] and decision.status.phase == "Progressing"
