@@ -37,3 +37,14 @@ MEMBER_REQUESTS = Counter(
     "API requests the operator sent to member clusters, by purpose (probe, apply, observe, remove)",
     ["purpose"],
 )
+ALERTS_RECEIVED = Counter(
+    "edgeline_alerts_received_total",
+    "Alerts from Alertmanager, by result (routed, unrouted, invalid, unauthorized)", ["result"],
+)
+ROLLBACKS = Counter(
+    "edgeline_rollbacks_total", "Rollbacks applied, by reason (alert, manual)", ["reason"],
+)
+ROLLBACK_LATENCY = Histogram(
+    "edgeline_rollback_latency_seconds", "From receiving an alert to the revert being applied on every cluster",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)

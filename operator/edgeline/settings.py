@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         service = f"{self.webhook_service}.{self.namespace}"
         return [f"{service}.svc", service, f"{service}.svc.cluster.local"]
 
+    # The Alertmanager webhook receiver (docs/rollback.md).
+    alerts_port: int = Field(8082, description="Port of the alert receiver (POST /alerts); 0 disables it")
+    alerts_listen: str = Field("0.0.0.0", description="Address the alert receiver listens on")
+    alerts_token: str | None = Field(None, description="Bearer token Alertmanager must send; default: the "
+                                                       "token in Secret edgeline-alerts (created on first start)")
+
     # Metrics and health endpoints.
     metrics_port: int = Field(8080, description="Port of /metrics")
 

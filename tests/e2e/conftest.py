@@ -139,6 +139,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+ALERTS_TOKEN = "alertmanager-test-token"
+
+
 class OperatorProcess:
     """`edgeline run` as a real process against the hub, as it runs in a cluster."""
 
@@ -149,6 +152,11 @@ class OperatorProcess:
         self.metrics_port = _free_port()
         self.health_port = _free_port()
         self.webhook_port = _free_port()
+        self.alerts_port = _free_port()
+
+    @property
+    def alerts_url(self) -> str:
+        return f"http://127.0.0.1:{self.alerts_port}/alerts"
 
     @property
     def metrics_url(self) -> str:
@@ -170,6 +178,10 @@ class OperatorProcess:
             "EDGELINE_WEBHOOK_PORT": str(self.webhook_port),
             "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",
             "EDGELINE_WEBHOOK_URL": f"https://127.0.0.1:{self.webhook_port}",
+            # Alertmanager (or a test) posts alerts here with this token.
+            "EDGELINE_ALERTS_PORT": str(self.alerts_port),
+            "EDGELINE_ALERTS_LISTEN": "127.0.0.1",
+            "EDGELINE_ALERTS_TOKEN": ALERTS_TOKEN,
         }
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")

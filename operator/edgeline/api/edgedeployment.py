@@ -232,6 +232,13 @@ class RollbackRecord(ApiModel):
     mode: Literal["Automatic", "Proposed", "Manual"] | None = Field(None, description="How it came about")
 
 
+class PinnedCluster(ApiModel):
+    cluster: str = Field(description="EdgeCluster rolled back on its own (rollback scope Cluster)")
+    revision: RevisionRef = Field(description="Revision it was rolled back to and stays on")
+    reason: str | None = Field(None, description="Alert that caused it")
+    since: str | None = Field(None, description="When")
+
+
 class EdgeDeploymentStatus(ApiModel):
     observed_generation: int | None = Field(None, description="Generation of the spec last acted upon")
     phase: Literal["Pending", "AwaitingApproval", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"] | None \
@@ -252,6 +259,8 @@ class EdgeDeploymentStatus(ApiModel):
     bad_revisions: list[str] = Field([], description="Revisions rolled back; they need a new approval to return")
     rollbacks: list[RollbackRecord] = Field([], description="Rollbacks, newest first")
     last_rollback_request: str | None = Field(None, description="Value of the rollback-to annotation last acted upon")
+    pinned: list[PinnedCluster] = Field([], description="Clusters rolled back on their own; the rollout is halted "
+                                                        "until a new revision is rolled out")
 
 
 class EdgeDeployment(Resource):

@@ -12,24 +12,31 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
+import time
+from dataclasses import dataclass
 
 import kopf
+from lightkube.types import PatchType
 
 from edgeline import GROUP, VERSION, metrics
 from edgeline.api.conditions import Condition, set_condition
 from edgeline.api.edgedeployment import (ApprovalRecord, EdgeDeployment, EdgeDeploymentStatus, PendingApproval,
-                                         RevisionRef)
+                                         RevisionRef, RollbackRecord)
 from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef
-from edgeline.clusters.resources import merge_patch, patch_status, read
+from edgeline.clusters.connections import hub_client
+from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status, read
+from edgeline.controllers.alerts import ANNOTATION_PREFIX
+from edgeline.domain.rollback import Alert, decide_rollback
 from edgeline.controllers.admission import signing_key
 from edgeline.domain import admission
 from edgeline.domain.approvals import is_approved, valid_approvers
 from edgeline.domain.model_choice import ModelSummary, choose
 from edgeline.domain.placement import ClusterFacts, place
 from edgeline.domain.revisions import revision_of
-from edgeline.domain.rollout import Apply, Inputs, Observation, Remove, decide, iso
+from edgeline.domain.rollout import Apply, AutoRollback, Inputs, Observation, Remove, decide, iso
 from edgeline.domain.waves import plan_waves
 from edgeline.render.runtime import Target, object_name, render
 from edgeline.settings import get_settings
@@ -144,13 +151,17 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     observations = dict(await asyncio.gather(*(
         _observe(members, known.get(c), c, namespace, name) for c in sorted(to_observe))))
 
+    alerts = _pending_alerts(snapshot["metadata"])
+    auto, notes = _rollback_requests(ed, old_status, alerts, now)
+
     decision = decide(Inputs(
         spec=ed.spec, status=old_status, desired=desired, waves=waves, excluded=list(placement.excluded),
         observations=observations, stale_after={c: (known[c] or {}).get("stale_after", 300) for c in known if known[c]},
         approved=approved, approvals=records,
         reapproved=desired is not None and desired.revision in old_status.bad_revisions and ed.spec.approval.required
         and approved, paused=annotations.get(PAUSE, "").lower() == "true",
-        rollback_to=annotations.get(ROLLBACK_TO), now=now))
+        rollback_to=annotations.get(ROLLBACK_TO), now=now, auto_rollbacks=auto))
+    decision.events.extend(notes)
 
     failures = await _execute(members, known, decision.actions, namespace, name, ed)
     status = decision.status
@@ -159,6 +170,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
             state.message = failures[state.name]
             state.phase = "Unreachable"
 
+    _rollback_latency(status, old_status, decision, failures, alerts)
     _approval_status(ed, status, desired, decision.held_reason, approved, records, author, now)
     status.observed_generation = generation
     status.conditions = [Condition.model_validate(c) for c in _conditions(
@@ -171,7 +183,89 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     patch = merge_patch(snapshot["status"], status.dump())
     if patch:
         await patch_status(PLURAL, name, namespace, patch)
+    if alerts:
+        # Only after status holds the outcome: a crash in between repeats an idempotent decision.
+        await hub_client().patch(RESOURCES[PLURAL], name, {"metadata": {"annotations": {
+            a.annotation: None for a in alerts}}}, namespace=namespace, patch_type=PatchType.MERGE)
     return status.phase
+
+
+@dataclass(frozen=True)
+class _ReceivedAlert:
+    annotation: str
+    alert: Alert
+
+
+def _pending_alerts(metadata: dict) -> list[_ReceivedAlert]:
+    found = []
+    for key, value in (metadata.get("annotations") or {}).items():
+        if not key.startswith(ANNOTATION_PREFIX):
+            continue
+        try:
+            data = json.loads(value)
+            alert = Alert(name=data["name"], labels=dict(data["labels"]), fingerprint=data["fingerprint"],
+                          starts_at=data.get("startsAt", ""), received_at=float(data["receivedAt"]))
+        except (ValueError, KeyError, TypeError):
+            alert = Alert(name="unreadable", labels={}, fingerprint=key, starts_at="", received_at=0.0)
+        found.append(_ReceivedAlert(key, alert))
+    return sorted(found, key=lambda r: r.alert.received_at)
+
+
+def _rollback_requests(ed, status, alerts, now) -> tuple[list[AutoRollback], list[tuple[str, str, str]]]:
+    requests, notes = [], []
+    for received in alerts:
+        alert = received.alert
+        verdict = decide_rollback(ed.spec.rollback, status, alert, now)
+        if verdict.action == "revert":
+            requests.append(AutoRollback(alert.name, verdict.target, verdict.clusters,
+                                         _precise(alert.received_at)))
+        elif verdict.action == "propose":
+            status.rollbacks.insert(0, RollbackRecord(alert=alert.name, from_revision=status.rollout.revision,
+                                                      to_revision=verdict.target.revision,
+                                                      clusters=list(verdict.clusters or []),
+                                                      received_at=_precise(alert.received_at), mode="Proposed"))
+            notes.append(("Warning", verdict.reason, verdict.message))
+        else:
+            notes.append(("Normal", "AlertIgnored", f"{alert.name}: {verdict.message}"))
+    return requests, notes
+
+
+def _precise(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def _rollback_latency(status, old_status, decision, failures, alerts) -> None:
+    """An automatic rollback is applied when every affected cluster runs the restored revision
+    or took it in this tick; its latency counts from the alert's arrival at the receiver."""
+    applied = {a.cluster for a in decision.actions if isinstance(a, Apply) and a.cluster not in failures}
+    running = {c.name: c.revision for c in status.clusters}
+    known = {(r.alert, r.received_at) for r in old_status.rollbacks}
+    for record in status.rollbacks:
+        if record.applied_at or record.mode not in ("Automatic", "Manual"):
+            continue
+        done = all(c in applied or running.get(c) == record.to_revision for c in record.clusters)
+        if not done:
+            continue
+        finished = time.time()
+        record.applied_at = _precise(finished)
+        received = _parse_precise(record.received_at)
+        if received is not None:
+            record.latency_ms = int((finished - received) * 1000)
+        if (record.alert, record.received_at) not in known:
+            metrics.ROLLBACKS.labels(reason="alert" if record.mode == "Automatic" else "manual").inc()
+        if record.mode == "Automatic" and record.latency_ms is not None:
+            metrics.ROLLBACK_LATENCY.observe(record.latency_ms / 1000)
+
+
+def _parse_precise(text: str | None) -> float | None:
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc).timestamp()
+        except ValueError:
+            continue
+    return None
 
 
 async def _observe(members: MemberClusters, entry: dict | None, cluster: str, namespace: str,
@@ -233,13 +327,13 @@ def _approvals(obj: dict, status: EdgeDeploymentStatus) -> tuple[list[ApprovalRe
     if key is None:
         return [], 0
     raw, forged = admission.approval_records(key, obj)
-    rolled_back_at = {}
+    rolled_back_at: dict[str, float] = {}
     for record in status.rollbacks:
-        if record.received_at:
-            rolled_back_at[record.from_revision] = max(rolled_back_at.get(record.from_revision, ""),
-                                                       record.received_at)
+        when = _parse_precise(record.received_at)
+        if when is not None and record.mode in ("Automatic", "Manual"):
+            rolled_back_at[record.from_revision] = max(rolled_back_at.get(record.from_revision, 0.0), when)
     records = [ApprovalRecord(revision=r["revision"], user=r["user"], groups=r.get("groups", []), at=r["at"])
-               for r in raw if r.get("at", "") > rolled_back_at.get(r.get("revision"), "")]
+               for r in raw if (_parse_precise(r.get("at")) or 0.0) > rolled_back_at.get(r.get("revision"), -1.0)]
     return records, forged
 
 

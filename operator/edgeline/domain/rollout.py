@@ -17,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, HistoryEntry,
-                                         RevisionRef, RollbackRecord, RolloutProgress)
+                                         PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress)
 from edgeline.domain.placement import Exclusion
 from edgeline.domain.waves import WavePlan
 
@@ -48,6 +48,16 @@ class Remove:
 
 
 @dataclass(frozen=True)
+class AutoRollback:
+    """A rollback an alert asked for (domain.rollback decided it should happen)."""
+
+    alert: str
+    target: RevisionRef
+    clusters: tuple[str, ...] | None      # None: the whole deployment
+    received_at: str
+
+
+@dataclass(frozen=True)
 class Inputs:
     spec: EdgeDeploymentSpec
     status: EdgeDeploymentStatus
@@ -62,6 +72,7 @@ class Inputs:
     now: dt.datetime
     approvals: list = field(default_factory=list)   # ApprovalRecords of `desired`, kept with the rollout
     reapproved: bool = False    # a rolled-back `desired` was approved again after its rollback
+    auto_rollbacks: list = field(default_factory=list)   # AutoRollback, oldest first
 
 
 @dataclass
@@ -89,8 +100,11 @@ def decide(inp: Inputs) -> Decision:
 
     goal, reason = _choose_goal(inp, status, progress, decision)
     if goal is not None and goal.revision != progress.revision:
-        progress = RolloutProgress(revision=goal.revision, target=goal, wave=0, reason=reason,
+        # A rollback reverts every affected cluster at once; an update goes wave by wave.
+        progress = RolloutProgress(revision=goal.revision, target=goal,
+                                   wave=len(inp.waves) if reason == "Rollback" else 0, reason=reason,
                                    approvals=[a for a in inp.approvals if a.revision == goal.revision])
+        status.pinned = []
         decision.events.append(("Normal", "RolloutStarted" if reason == "Update" else "RollbackStarted",
                                 f"rolling out revision {goal.revision} ({_label(goal)}) in {len(inp.waves)} wave(s)"))
     status.rollout = progress
@@ -105,10 +119,11 @@ def decide(inp: Inputs) -> Decision:
 
     clusters: list[ClusterState] = []
     previous = {c.name: c for c in inp.status.clusters}
+    pins = {p.cluster: p.revision for p in status.pinned}
     for index, wave in enumerate(inp.waves):
         for name in wave.clusters:
-            clusters.append(_cluster_state(name, wave.name, index <= reached, goal, inp, previous.get(name),
-                                           name in applied_now))
+            clusters.append(_cluster_state(name, wave.name, index <= reached or name in pins, pins.get(name, goal),
+                                           inp, previous.get(name), name in applied_now))
     for name, old in previous.items():
         if name in wave_of:
             continue
@@ -126,7 +141,8 @@ def decide(inp: Inputs) -> Decision:
     status.clusters = clusters
     status.excluded = [_excluded(e) for e in inp.excluded]
     status.total_clusters = len(all_clusters)
-    status.ready_clusters = sum(1 for c in clusters if c.phase == "Ready" and goal and c.revision == goal.revision)
+    status.ready_clusters = sum(1 for c in clusters if c.phase == "Ready" and goal and
+                                c.revision == pins.get(c.name, goal).revision)
     status.ready = f"{status.ready_clusters}/{status.total_clusters}"
     status.phase = _phase(inp, status, progress, decision)
     _trim_history(status, inp.spec.revision_history_limit)
@@ -136,6 +152,27 @@ def decide(inp: Inputs) -> Decision:
 def _choose_goal(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress,
                  decision: Decision) -> tuple[RevisionRef | None, str]:
     """The revision to converge on, or None to keep the current target."""
+    for request in inp.auto_rollbacks:
+        bad = progress.revision
+        if progress.reason == "Rollback" or bad is None or request.target.revision == bad:
+            continue
+        if bad not in status.bad_revisions:
+            status.bad_revisions.append(bad)
+        clusters = list(request.clusters) if request.clusters else [c for w in inp.waves for c in w.clusters]
+        status.rollbacks.insert(0, RollbackRecord(alert=request.alert, from_revision=bad,
+                                                  to_revision=request.target.revision, clusters=clusters,
+                                                  received_at=request.received_at, mode="Automatic"))
+        del status.rollbacks[20:]
+        decision.events.append(("Warning", "RolledBack", f"{request.alert}: rolling back "
+                                f"{'on ' + ', '.join(clusters) if request.clusters else 'everywhere'} "
+                                f"from {bad} to {request.target.revision}"))
+        if request.clusters:
+            pinned = {p.cluster for p in status.pinned}
+            status.pinned += [PinnedCluster(cluster=c, revision=request.target, reason=request.alert,
+                                            since=iso(inp.now)) for c in request.clusters if c not in pinned]
+            continue
+        _mark(status, bad, "RolledBack")
+        return request.target, "Rollback"
     if inp.rollback_to and inp.rollback_to != status.last_rollback_request:
         status.last_rollback_request = inp.rollback_to
         target = _known(status, inp.rollback_to)
@@ -173,15 +210,22 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
     current wave is ready and has soaked; fail it when its deadline passes."""
     now = inp.now
     waves = inp.waves
+    pins = {p.cluster: p.revision for p in status.pinned}
+    for name, revision in pins.items():
+        obs = inp.observations.get(name)
+        if obs is not None and obs.reachable and (obs.revision != revision.revision or not obs.exists):
+            decision.actions.append(Apply(name, revision))
     while True:
         current = progress.wave or 0
         for wave in waves[:current + 1]:
             for name in wave.clusters:
                 obs = inp.observations.get(name)
-                if obs is None or not obs.reachable:
+                if obs is None or not obs.reachable or name in pins:
                     continue
                 if obs.revision != goal.revision or not obs.exists:
                     decision.actions.append(Apply(name, goal))
+        if pins and progress.completed_at is None:
+            return      # part of the fleet was rolled back: the rollout goes no further
         if current >= len(waves):
             if progress.completed_at is None:
                 _complete(inp, status, progress, goal, decision)
@@ -291,15 +335,17 @@ def _phase(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress,
         return "AwaitingApproval"
     if progress.revision is None:
         return "Pending"
+    if status.pinned:
+        return "RolledBack"
     if progress.failed_message:
         return "Degraded"
     if progress.completed_at is None:
         if inp.paused and progress.soak_until and inp.now >= parse(progress.soak_until):
             return "Paused"
         return "Progressing"
-    if status.ready_clusters != status.total_clusters:
-        return "Degraded"
-    return "RolledBack" if progress.reason == "Rollback" else "Healthy"
+    if progress.reason == "Rollback":
+        return "RolledBack"        # readiness of the restored revision shows in Ready and per cluster
+    return "Healthy" if status.ready_clusters == status.total_clusters else "Degraded"
 
 
 def _known(status: EdgeDeploymentStatus, revision: str | None) -> RevisionRef | None:

@@ -189,3 +189,49 @@ def test_a_rolled_back_revision_returns_only_when_approved_again_after_the_rollb
                              observations=fleet.observe(), stale_after={}, approved=True, paused=False,
                              rollback_to=REV1.revision, now=t, reapproved=True))
     assert [a.cluster for a in decision.actions] == ["a"] and decision.status.phase == "Progressing"
+
+
+def _deployed_then_v2_in_pilot(fleet):
+    status, t = EdgeDeploymentStatus(), T0
+    for _ in range(3):
+        t += dt.timedelta(seconds=1)
+        status, _ = tick(fleet, status, t)
+    waves = [WavePlan("pilot", ("a",), 60), WavePlan("rest", ("b", "c"), 0)]
+    t += dt.timedelta(seconds=1)
+    status, _ = tick(fleet, status, t, desired=REV2, waves=waves)
+    assert fleet.running == {"a": REV2.revision, "b": REV1.revision, "c": REV1.revision}
+    return status, t, waves
+
+
+def test_an_alert_during_the_rollout_reverts_at_once_and_stops_it():
+    from edgeline.domain.rollout import AutoRollback
+    fleet = Fleet("abc")
+    status, t, waves = _deployed_then_v2_in_pilot(fleet)
+    request = AutoRollback("ErrorRateHigh", REV1, None, "2026-11-25T10:00:05Z")
+    decision = decide(Inputs(spec=SPEC, status=status, desired=REV2, waves=waves, excluded=[],
+                             observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                             rollback_to=None, now=t + dt.timedelta(seconds=1), auto_rollbacks=[request]))
+    fleet.execute(decision.actions)
+    assert set(fleet.running.values()) == {REV1.revision}
+    status = decision.status
+    assert status.bad_revisions == [REV2.revision] and status.rollbacks[0].mode == "Automatic"
+    assert status.rollbacks[0].alert == "ErrorRateHigh" and status.phase == "RolledBack"
+
+
+def test_cluster_scope_pins_only_the_cluster_the_alert_names():
+    from edgeline.domain.rollout import AutoRollback
+    fleet = Fleet("abc")
+    status, t, waves = _deployed_then_v2_in_pilot(fleet)
+    request = AutoRollback("ErrorRateHigh", REV1, ("a",), "2026-11-25T10:00:05Z")
+    status, _ = tick(fleet, status, t + dt.timedelta(seconds=1), desired=REV2, waves=waves)
+    decision = decide(Inputs(spec=SPEC, status=status, desired=REV2, waves=waves, excluded=[],
+                             observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                             rollback_to=None, now=t + dt.timedelta(seconds=2), auto_rollbacks=[request]))
+    fleet.execute(decision.actions)
+    assert fleet.running["a"] == REV1.revision and decision.status.pinned[0].cluster == "a"
+    status = EdgeDeploymentStatus.model_validate(decision.status.dump())
+    for second in range(3, 100, 20):           # long after the pilot's soak: the rollout stays halted
+        status, _ = tick(fleet, status, t + dt.timedelta(seconds=second), desired=REV2, waves=waves)
+    assert fleet.running == {"a": REV1.revision, "b": REV1.revision, "c": REV1.revision}
+    assert status.phase == "RolledBack" and status.ready == "1/3"
+    assert {c.name: c.phase for c in status.clusters} == {"a": "Ready", "b": "Pending", "c": "Pending"}

@@ -1,0 +1,135 @@
+"""The Alertmanager webhook receiver (docs/rollback.md).
+
+Alertmanager POSTs its webhook payload (version 4) with a bearer token. Each firing alert
+that names an EdgeDeployment through its labels (edgeline_deployment, namespace) is written
+onto that object as an annotation under alerts.operator.edgeline.io/, which wakes the
+deployment's loop; the loop decides (domain.rollback) and rolls back through the same path
+as rollback-to. Writing the alert onto the object first makes a receipt survive an operator
+restart. A bad payload gets a 4xx and a log line, never a crash.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import time
+
+import kopf
+from aiohttp import web
+from lightkube import ApiError
+from lightkube.types import PatchType
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from edgeline import metrics
+from edgeline.clusters.connections import hub_client
+from edgeline.clusters.resources import RESOURCES
+from edgeline.domain.rollback import target_of
+from edgeline.settings import get_settings
+
+log = logging.getLogger(__name__)
+ANNOTATION_PREFIX = "alerts.operator.edgeline.io/"
+TOKEN_SECRET = "edgeline-alerts"
+
+
+class _Alert(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    status: str
+    labels: dict[str, str]
+    startsAt: str = ""
+    fingerprint: str = ""
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    version: str
+    alerts: list[_Alert]
+
+
+def alert_annotations(payload: _Payload, received_at: float) -> dict[tuple[str, str], dict[str, str]]:
+    """Per (namespace, EdgeDeployment): the annotations that carry its firing alerts."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for alert in payload.alerts:
+        target = target_of(alert.labels)
+        if alert.status != "firing" or target is None:
+            continue
+        fingerprint = alert.fingerprint or str(abs(hash(json.dumps(alert.labels, sort_keys=True))))
+        out.setdefault(target, {})[ANNOTATION_PREFIX + fingerprint[:40]] = json.dumps({
+            "name": alert.labels.get("alertname", "unnamed"), "labels": alert.labels, "fingerprint": fingerprint,
+            "startsAt": alert.startsAt, "receivedAt": received_at})
+    return out
+
+
+def make_app(token: str) -> web.Application:
+    async def receive(request: web.Request) -> web.Response:
+        received_at = time.time()
+        offered = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+            log.warning("alert webhook call without the right bearer token from %s", request.remote)
+            metrics.ALERTS_RECEIVED.labels(result="unauthorized").inc()
+            return web.Response(status=401, text="a valid bearer token is required")
+        try:
+            payload = _Payload.model_validate(await request.json())
+        except (ValueError, ValidationError) as exc:
+            log.warning("alert webhook payload rejected: %s", str(exc).splitlines()[0])
+            metrics.ALERTS_RECEIVED.labels(result="invalid").inc()
+            return web.Response(status=400, text="expected an Alertmanager webhook payload (version 4)")
+        routed = alert_annotations(payload, received_at)
+        unrouted = sum(1 for a in payload.alerts if a.status == "firing" and target_of(a.labels) is None)
+        metrics.ALERTS_RECEIVED.labels(result="unrouted").inc(unrouted)
+        failed = []
+        for (namespace, name), annotations in routed.items():
+            try:
+                await hub_client().patch(RESOURCES["edgedeployments"], name,
+                                         {"metadata": {"annotations": annotations}}, namespace=namespace,
+                                         patch_type=PatchType.MERGE)
+                metrics.ALERTS_RECEIVED.labels(result="routed").inc(len(annotations))
+            except ApiError as exc:
+                log.warning("alert for %s/%s not delivered: %s", namespace, name, exc.status.message)
+                failed.append(f"{namespace}/{name}: {exc.status.message}")
+        log.info("alerts received: %d routed to %d EdgeDeployment(s), %d without edgeline_deployment/namespace",
+                 sum(len(a) for a in routed.values()), len(routed), unrouted)
+        if failed and len(failed) == len(routed):
+            # Alertmanager retries on 5xx: a deployment that does not exist will not appear by retrying,
+            # but a hub API error may pass.
+            return web.Response(status=503 if any("not found" not in f for f in failed) else 404,
+                                text="; ".join(failed))
+        return web.Response(status=200, text="ok")
+
+    app = web.Application(client_max_size=2 * 2**20)
+    app.router.add_post("/alerts", receive)
+    return app
+
+
+async def _token() -> str:
+    settings = get_settings()
+    if settings.alerts_token:
+        return settings.alerts_token
+    from edgeline.controllers.admission import _create_secret, _secret
+
+    existing = await _secret(TOKEN_SECRET)
+    if existing and existing.get("token"):
+        return existing["token"].decode()
+    created = await _create_secret(TOKEN_SECRET, {"token": secrets.token_urlsafe(32).encode()})
+    return created["token"].decode()
+
+
+@kopf.on.startup()
+async def start_receiver(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+    settings = get_settings()
+    if not settings.alerts_port:
+        logger.info("the alert receiver is disabled (EDGELINE_ALERTS_PORT=0)")
+        return
+    runner = web.AppRunner(make_app(await _token()), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.alerts_listen, settings.alerts_port).start()
+    memo.alerts_runner = runner
+    logger.info("alert receiver on %s:%d/alerts", settings.alerts_listen, settings.alerts_port)
+
+
+@kopf.on.cleanup()
+async def stop_receiver(memo: kopf.Memo, **_) -> None:
+    runner = memo.get("alerts_runner")
+    if runner is not None:
+        await runner.cleanup()

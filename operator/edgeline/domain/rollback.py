@@ -1,0 +1,112 @@
+"""Automatic rollback: which alerts concern an EdgeDeployment, whether one triggers a
+rollback now, and to which revision (docs/rollback.md).
+
+Last known-good is the newest revision that ran through its guard period without a
+triggering alert. When none has yet (e.g. the first revision's guard is still running), the
+revision deployed before the bad one is used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from edgeline.api.edgedeployment import EdgeDeploymentStatus, RevisionRef, RollbackPolicy
+
+LABEL_DEPLOYMENT = "edgeline_deployment"
+LABEL_NAMESPACE = "namespace"
+LABEL_CLUSTER = "cluster"
+LABEL_VERSION = "model_version"
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    labels: dict[str, str]
+    fingerprint: str
+    starts_at: str
+    received_at: float          # epoch seconds, when the receiver got it
+
+    @property
+    def key(self) -> str:
+        return f"{self.fingerprint}/{self.starts_at}"
+
+
+@dataclass(frozen=True)
+class RollbackDecision:
+    action: str                  # "revert", "propose" or "ignore"
+    reason: str
+    message: str
+    target: RevisionRef | None = None
+    clusters: tuple[str, ...] | None = None     # None: every cluster
+
+
+def target_of(labels: dict[str, str]) -> tuple[str, str] | None:
+    """(namespace, EdgeDeployment) an alert is about, from its labels."""
+    deployment, namespace = labels.get(LABEL_DEPLOYMENT), labels.get(LABEL_NAMESPACE)
+    return (namespace, deployment) if deployment and namespace else None
+
+
+def matches(policy: RollbackPolicy, labels: dict[str, str]) -> bool:
+    for matcher in policy.alert_matchers:
+        value = labels.get(matcher.name, "")
+        if matcher.operator == "=" and value != matcher.value:
+            return False
+        if matcher.operator == "!=" and value == matcher.value:
+            return False
+        if matcher.operator in ("=~", "!~"):
+            hit = re.fullmatch(matcher.value, value) is not None
+            if hit != (matcher.operator == "=~"):
+                return False
+    return True
+
+
+def _parse(text: str | None) -> dt.datetime | None:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc) if text else None
+
+
+def known_good(status: EdgeDeploymentStatus, bad: str) -> RevisionRef | None:
+    if status.last_known_good and status.last_known_good.revision != bad \
+            and status.last_known_good.revision not in status.bad_revisions:
+        return status.last_known_good
+    for entry in status.history:
+        rev = entry.revision.revision
+        if rev != bad and rev not in status.bad_revisions and entry.outcome != "RolledBack":
+            return entry.revision
+    return None
+
+
+def decide_rollback(policy: RollbackPolicy, status: EdgeDeploymentStatus, alert: Alert,
+                    now: dt.datetime) -> RollbackDecision:
+    if policy.mode == "Disabled":
+        return RollbackDecision("ignore", "RollbackDisabled", "spec.rollback.mode is Disabled")
+    if not matches(policy, alert.labels):
+        return RollbackDecision("ignore", "AlertNotMatched", f"{alert.name} does not match spec.rollback.alertMatchers")
+    progress = status.rollout
+    if progress is None or progress.target is None or progress.reason == "Rollback":
+        return RollbackDecision("ignore", "NothingToRollBack", "no rollout of a new revision to roll back")
+    bad = progress.target
+    version = alert.labels.get(LABEL_VERSION)
+    if version and bad.version and version != bad.version:
+        return RollbackDecision("ignore", "AlertForOtherVersion",
+                                f"{alert.name} is about version {version}; the deployment rolls out {bad.version}")
+    guard = _parse(progress.guard_until)
+    if progress.completed_at and guard and now > guard:
+        return RollbackDecision("ignore", "GuardPeriodOver",
+                                f"revision {bad.revision} passed its guard period at {progress.guard_until}")
+    target = known_good(status, bad.revision)
+    if target is None:
+        return RollbackDecision("ignore", "NoKnownGoodRevision",
+                                f"{alert.name} fired but no earlier revision is known to be good")
+    cluster = alert.labels.get(LABEL_CLUSTER)
+    clusters = (cluster,) if policy.scope == "Cluster" and cluster else None
+    where = f"on {cluster}" if clusters else "everywhere"
+    if policy.mode == "Propose":
+        return RollbackDecision("propose", "RollbackProposed",
+                                f"{alert.name}: proposing to roll back {where} from {bad.revision} to "
+                                f"{target.revision} (annotate edgeline.io/rollback-to={target.revision} to apply)",
+                                target, clusters)
+    return RollbackDecision("revert", "AlertFired",
+                            f"{alert.name}: rolling back {where} from {bad.revision} ({bad.version}) to "
+                            f"{target.revision} ({target.version})", target, clusters)
