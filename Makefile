@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # Components the tests and the demo need, built from Go modules (dev/versions.env).
 TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok
 
-.PHONY: help setup tools test test-unit test-e2e demo demo-down crds crds-check lint clean
+.PHONY: help setup tools test test-unit test-e2e demo demo-down crds crds-check argocd argocd-check lint bench clean
 
 help:
 	@echo "make demo      local hub + two edge clusters, the operator and the samples (Ctrl-C stops)"
@@ -26,6 +26,8 @@ setup: $(STAMP)
 
 tools:
 	bash dev/build-tools.sh $(TOOLS)
+	bash dev/install-monitoring.sh
+	bash dev/build-luahealth.sh >/dev/null
 
 test: setup tools
 	$(PY) -m pytest tests
@@ -47,6 +49,18 @@ crds: setup
 
 crds-check: setup
 	$(PY) -m edgeline.api.crdgen --check crds
+
+argocd: setup
+	$(PY) manifests/argocd/render_cm.py
+
+argocd-check: setup
+	$(PY) manifests/argocd/render_cm.py --check
+
+bench: setup tools
+	$(PY) bench/artifacts/bench_fetch.py
+	$(PY) bench/fanout/bench_fanout.py
+	$(PY) bench/rollback/bench_rollback.py
+	$(PY) bench/runtime/bench_infer.py
 
 lint: setup
 	$(VENV)/bin/lint-imports

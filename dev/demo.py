@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
 
-from edgeline.devenv.environment import DevEnvError, DevEnvironment  # noqa: E402
+from edgeline.devenv.environment import DevEnvError, DevEnvironment, free_port, user_kubeconfig  # noqa: E402
 
 STATE = ROOT / ".edgeline" / "dev"
 SAMPLES = ROOT / "manifests" / "samples"
@@ -103,12 +103,43 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def start_operator() -> subprocess.Popen:
     log = (STATE / "operator.log").open("ab")
+    webhook = free_port()
     env = {**os.environ, "KUBECONFIG": str(STATE / "hub.kubeconfig"), "EDGELINE_NAMESPACE": OPERATOR_NAMESPACE,
-           "EDGELINE_METRICS_PORT": "0"}
+           "EDGELINE_METRICS_PORT": "0",
+           # The local hub API server calls the approval webhook on loopback.
+           "EDGELINE_WEBHOOK_PORT": str(webhook), "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",
+           "EDGELINE_WEBHOOK_URL": f"https://127.0.0.1:{webhook}",
+           "EDGELINE_ALERTS_PORT": str(free_port()), "EDGELINE_ALERTS_LISTEN": "127.0.0.1"}
     proc = subprocess.Popen([sys.executable, "-m", "edgeline", "run", "--liveness", ""],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
     (STATE / "operator.pid").write_text(str(proc.pid))
     return proc
+
+
+def grant_roles() -> None:
+    """The platform team's mapping of groups to roles (docs/approvals.md)."""
+    kubectl("apply", "-f", str(ROOT / "manifests" / "rbac" / "user-roles.yaml"))
+    bindings = [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                 "metadata": {"name": f"factory-{role}"},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"edgeline-{role}"},
+                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]}
+                for role, group in (("editor", "factory:editors"), ("approver", "factory:approvers"))]
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(bindings))
+
+
+def approve_as_two_people(env: DevEnvironment) -> bool:
+    """Once the sample deployment waits for approval, approve it as approver-a and approver-b."""
+    found = kubectl("get", "edgedeployment", "defect-detector", "-n", "factory", "-o", "json", check=False)
+    if found.returncode:
+        return False
+    pending = ((json.loads(found.stdout).get("status") or {}).get("pendingApproval") or {}).get("revision") or {}
+    if not pending.get("revision"):
+        return False
+    for user in ("approver-a", "approver-b"):
+        config = user_kubeconfig(env, "hub", user)
+        subprocess.run([sys.executable, "-m", "edgeline", "approve", "defect-detector", "-n", "factory",
+                        "--kubeconfig", str(config)], capture_output=True, text=True, cwd=ROOT)
+    return True
 
 
 def stop_operator() -> None:
@@ -146,19 +177,21 @@ def up() -> int:
     server = serve_models()
     stop_operator()
     operator = start_operator()
-    print("5/5 applying manifests/samples ...")
+    print("5/5 applying the user roles and manifests/samples ...")
+    grant_roles()
     kubectl("apply", "-f", str(SAMPLES))
-    # Until EdgeDeployments exist, a plain Deployment shows Pods running on the arm64 site's kwok nodes.
-    kubectl("create", "namespace", "edgeline-smoke", check=False, cluster="edge-b")
-    kubectl("-n", "edgeline-smoke", "create", "deployment", "smoke", "--image=edgeline/runtime:dev",
-            "--replicas=2", check=False, cluster="edge-b")
+    approved = False
     try:
         while operator.poll() is None:
             time.sleep(5)
+            if not approved:
+                approved = approve_as_two_people(env)
             print("\033[2J\033[H", end="")
             print(kubectl("get", "edgeline", "-A", check=False).stdout)
-            print("edge-b (Brno, arm64):")
-            print(kubectl("-n", "edgeline-smoke", "get", "pods", "-o", "wide", check=False, cluster="edge-b").stdout)
+            print("edge-b (Brno, arm64), the runtime of EdgeDeployment factory/defect-detector:")
+            print(kubectl("-n", "edgeline-assembly", "get", "pods", "-o", "wide", check=False, cluster="edge-b").stdout)
+            if approved:
+                print("factory/defect-detector was approved by approver-a and approver-b (four eyes).")
             print(f"operator log: {STATE / 'operator.log'}   kubeconfig: {STATE / 'hub.kubeconfig'}")
             print("Ctrl-C stops the demo (the clusters too); `make demo-down` from another shell does the same.")
         print(f"the operator exited ({operator.returncode}); see {STATE / 'operator.log'}", file=sys.stderr)

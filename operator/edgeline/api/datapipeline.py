@@ -74,8 +74,7 @@ STEP_RULES = [
      "message": "a step cannot depend on itself", "fieldPath": ".steps"},
     {"rule": f"{_STEPS}.all(s, !has(s.dependsOn) || s.dependsOn.all(d, d in {_NAMES}))",
      "message": "dependsOn names a step that does not exist", "fieldPath": ".steps"},
-    # Longer cycles cost more than CEL's budget allows; the controller reports them (condition Ready=False,
-    # reason DependencyCycle) before anything runs.
+    # Longer cycles cost more than CEL's budget allows; they are the DataPipeline controller's to report.
     {"rule": f"{_STEPS}.all(s, !has(s.dependsOn) || s.dependsOn.all(d, !{_STEPS}.exists(t, t.name == d && "
              f"has(t.dependsOn) && s.name in t.dependsOn)))",
      "message": "two steps depend on each other (a cycle); dependsOn must form a DAG", "fieldPath": ".steps"},

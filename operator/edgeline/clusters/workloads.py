@@ -37,11 +37,14 @@ def _unreachable(exc: Exception) -> Unreachable:
     return Unreachable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
-async def apply(client: AsyncClient, namespace: str, objects: list[dict]) -> None:
-    MEMBER_REQUESTS.labels(purpose="apply").inc(1 + len(objects))
+async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure_namespace: bool = True) -> None:
+    """Namespace first (unless our objects already live there), then the objects in order."""
+    MEMBER_REQUESTS.labels(purpose="apply").inc(int(ensure_namespace) + len(objects))
     try:
-        await client.apply(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-            "name": namespace, "labels": {"app.kubernetes.io/managed-by": "edgeline"}}}), field_manager=FIELD_MANAGER)
+        if ensure_namespace:
+            await client.apply(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": namespace, "labels": {"app.kubernetes.io/managed-by": "edgeline"}}}),
+                field_manager=FIELD_MANAGER)
         for obj in objects:
             await client.apply(from_dict(obj), field_manager=FIELD_MANAGER, force=True)
     except (ApiError, httpx.HTTPError, OSError) as exc:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from edgeline import metrics
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import RESOURCES
+from edgeline.controllers import wakeups
 from edgeline.domain.rollback import target_of
 from edgeline.settings import get_settings
 
@@ -85,6 +86,7 @@ def make_app(token: str) -> web.Application:
                                          {"metadata": {"annotations": annotations}}, namespace=namespace,
                                          patch_type=PatchType.MERGE)
                 metrics.ALERTS_RECEIVED.labels(result="routed").inc(len(annotations))
+                wakeups.wake(namespace, name)   # the watch would wake it too, a little later
             except ApiError as exc:
                 log.warning("alert for %s/%s not delivered: %s", namespace, name, exc.status.message)
                 failed.append(f"{namespace}/{name}: {exc.status.message}")

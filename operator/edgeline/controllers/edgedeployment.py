@@ -28,6 +28,7 @@ from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status, read
+from edgeline.controllers import wakeups
 from edgeline.controllers.alerts import ANNOTATION_PREFIX
 from edgeline.domain.rollback import Alert, decide_rollback
 from edgeline.controllers.admission import signing_key
@@ -93,7 +94,15 @@ def wake(memo: kopf.Memo, **_) -> None:
 async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
                       cluster_index: kopf.Index, model_index: kopf.Index, **_) -> None:
     memo.wake = asyncio.Event()
+    wakeups.register(body.metadata["namespace"], body.metadata["name"], memo.wake)
     settings = get_settings()
+    try:
+        await _loop(body, memo, stopped, logger, cluster_index, model_index, settings)
+    finally:
+        wakeups.unregister(body.metadata["namespace"], body.metadata["name"])
+
+
+async def _loop(body, memo, stopped, logger, cluster_index, model_index, settings) -> None:
     while not stopped:
         memo.wake.clear()
         phase = None
@@ -163,7 +172,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         rollback_to=annotations.get(ROLLBACK_TO), now=now, auto_rollbacks=auto))
     decision.events.extend(notes)
 
-    failures = await _execute(members, known, decision.actions, namespace, name, ed)
+    failures = await _execute(members, known, decision.actions, namespace, name, ed, observations)
     status = decision.status
     for state in status.clusters:
         if state.name in failures:
@@ -290,7 +299,7 @@ async def _client(members: MemberClusters, cluster: str, entry: dict):
     return await members.client_for(cluster, ref, entry["namespace"])
 
 
-async def _execute(members, known, actions, namespace, name, ed) -> dict[str, str]:
+async def _execute(members, known, actions, namespace, name, ed, observations) -> dict[str, str]:
     async def one(action) -> tuple[str, str | None]:
         entry = known.get(action.cluster)
         if entry is None:
@@ -300,7 +309,9 @@ async def _execute(members, known, actions, namespace, name, ed) -> dict[str, st
             if isinstance(action, Apply):
                 objects = render(namespace, name, action.revision, Target(action.cluster, entry["namespace"]),
                                  ed.spec.placement.requirements)
-                await workloads.apply(client, entry["namespace"], objects)
+                seen = observations.get(action.cluster)
+                await workloads.apply(client, entry["namespace"], objects,
+                                      ensure_namespace=not (seen and seen.exists))
             else:
                 await workloads.remove(client, entry["namespace"], object_name(namespace, name))
         except ConnectionProblem as exc:
