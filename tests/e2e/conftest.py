@@ -142,6 +142,19 @@ def _free_port() -> int:
 ALERTS_TOKEN = "alertmanager-test-token"
 
 
+def register_edge_cluster(hub: Cluster, name: str, member: Cluster, labels: dict[str, str],
+                          stale_after: int = 300) -> None:
+    """An EdgeCluster `name` that reaches `member` through a kubeconfig Secret, with its
+    workloads in the namespace ns-<name> (several EdgeClusters may share one API server)."""
+    hub.apply({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": f"{name}-kubeconfig", "namespace": OPERATOR_NAMESPACE},
+               "stringData": {"kubeconfig": member.kubeconfig.read_text()}})
+    hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
+               "metadata": {"name": name, "labels": labels},
+               "spec": {"tier": "edge", "targetNamespace": f"ns-{name}", "staleAfterSeconds": stale_after,
+                        "connection": {"kubeconfigSecretRef": {"name": f"{name}-kubeconfig"}}}})
+
+
 class OperatorProcess:
     """`edgeline run` as a real process against the hub, as it runs in a cluster."""
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.e2e.conftest import OPERATOR_NAMESPACE, ROOT, wait_for
+from tests.e2e.conftest import ROOT, register_edge_cluster, wait_for
 from tests.helpers.artifact_server import serve
 
 MODELS = ROOT / "manifests" / "samples" / "models"
@@ -36,13 +36,7 @@ def people(hub, crds_installed):
 def line(hub, edge_a, operator, namespace, people):
     """One edge cluster, two validated model versions, all in a fresh namespace."""
     name = f"line-{uuid.uuid4().hex[:5]}"
-    hub.apply({"apiVersion": "v1", "kind": "Secret",
-               "metadata": {"name": f"{name}-kubeconfig", "namespace": OPERATOR_NAMESPACE},
-               "stringData": {"kubeconfig": edge_a.kubeconfig.read_text()}})
-    hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
-               "metadata": {"name": name, "labels": {"edgeline.io/line": name}},
-               "spec": {"tier": "edge", "targetNamespace": f"ns-{name}",
-                        "connection": {"kubeconfigSecretRef": {"name": f"{name}-kubeconfig"}}}})
+    register_edge_cluster(hub, name, edge_a, {"edgeline.io/line": name})
     with serve(MODELS) as url:
         for version in ("1.0.0", "2.0.0"):
             hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from edgeline.devenv.monitoring import Monitoring, ScrapeTarget, Webhook
-from tests.e2e.conftest import ALERTS_TOKEN, OPERATOR_NAMESPACE, ROOT, wait_for
+from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, wait_for
 from tests.e2e.test_runtime import RuntimeProcess
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
@@ -45,14 +45,8 @@ def setup(hub, edge_a, edge_b, operator, namespace, model_server):
     tag = "r" + uuid.uuid4().hex[:5]
     members = {f"{tag}-line-1": edge_a, f"{tag}-brno": edge_b}
     for name, member in members.items():
-        hub.apply({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": f"{name}-kubeconfig", "namespace": OPERATOR_NAMESPACE},
-                   "stringData": {"kubeconfig": member.kubeconfig.read_text()}})
-        hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
-                   "metadata": {"name": name, "labels": {"edgeline.io/fleet": tag,
-                                                         "edgeline.io/line": name.split("-", 1)[1]}},
-                   "spec": {"tier": "edge", "targetNamespace": f"ns-{name}",
-                            "connection": {"kubeconfigSecretRef": {"name": f"{name}-kubeconfig"}}}})
+        register_edge_cluster(hub, name, member, {"edgeline.io/fleet": tag,
+                                                  "edgeline.io/line": name.split("-", 1)[1]})
     for version, (uri, digest) in models.items():
         hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
                    "metadata": {"name": f"detector-{version}", "namespace": namespace},

@@ -10,7 +10,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.e2e.conftest import OPERATOR_NAMESPACE, ROOT, wait_for
+from tests.e2e.conftest import ROOT, register_edge_cluster, wait_for
 from tests.helpers.artifact_server import serve
 
 MODELS = ROOT / "manifests" / "samples" / "models"
@@ -33,15 +33,9 @@ def fleet(hub, edge_a, edge_b, operator, namespace):
                f"{tag}-line-2": (edge_a, {"site": "hamburg", "line": "line-2"}),
                f"{tag}-brno": (edge_b, {"site": "brno", "line": "assembly"})}
     for name, (member, labels) in members.items():
-        hub.apply({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": f"{name}-kubeconfig", "namespace": OPERATOR_NAMESPACE},
-                   "stringData": {"kubeconfig": member.kubeconfig.read_text()}})
-        hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
-                   "metadata": {"name": name, "labels": {"edgeline.io/fleet": tag,
-                                                         **{f"edgeline.io/{k}": v for k, v in labels.items()}}},
-                   "spec": {"tier": "edge", "site": labels["site"], "targetNamespace": f"ns-{name}",
-                            "connection": {"kubeconfigSecretRef": {"name": f"{name}-kubeconfig"}},
-                            "staleAfterSeconds": 15}})
+        register_edge_cluster(hub, name, member, {"edgeline.io/fleet": tag,
+                                                  **{f"edgeline.io/{k}": v for k, v in labels.items()}},
+                              stale_after=15)
     for name in members:
         hub.kubectl("wait", f"edgecluster/{name}", "--for=condition=Ready", "--timeout=60s")
     yield tag, {name: member for name, (member, _) in members.items()}

@@ -92,7 +92,7 @@ def decide_rollback(policy: RollbackPolicy, status: EdgeDeploymentStatus, alert:
         return RollbackDecision("ignore", "AlertForOtherVersion",
                                 f"{alert.name} is about version {version}; the deployment rolls out {bad.version}")
     guard = _parse(progress.guard_until)
-    if progress.completed_at and guard and now > guard:
+    if progress.completed_at and guard and now >= guard:
         return RollbackDecision("ignore", "GuardPeriodOver",
                                 f"revision {bad.revision} passed its guard period at {progress.guard_until}")
     target = known_good(status, bad.revision)
