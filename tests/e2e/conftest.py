@@ -27,7 +27,8 @@ from edgeline.devenv.environment import DevEnvError, DevEnvironment, user_kubeco
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE_DIR = ROOT / ".edgeline" / "test"
+# Another folder lets a second test session run beside this one (its own clusters and ports).
+STATE_DIR = ROOT / os.environ.get("EDGELINE_TEST_STATE", ".edgeline/test")
 OPERATOR_NAMESPACE = "edgeline-system"
 
 
