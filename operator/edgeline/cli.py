@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # Command groups, in the order `edgeline --help` lists them.
-COMMAND_GROUPS = ["run", "dev", "model", "approve", "runtime"]
+COMMAND_GROUPS = ["run", "dev", "model", "models", "approve", "status", "history", "rollback", "runtime"]
 
 
 def build_parser() -> argparse.ArgumentParser:
