@@ -52,6 +52,9 @@ class Step(ApiModel):
     timeout_seconds: int = Field(3600, ge=1, le=604800, description="How long one attempt may run")
     retries: int = Field(0, ge=0, le=10, description="Attempts after the first one fails")
     backoff_seconds: int = Field(10, ge=0, le=3600, description="Wait before the first retry; doubles each time")
+    pod_annotations: dict[str, str] = Field(
+        {}, description="Annotations on the step's Pod (e.g. for a service mesh or, in tests, kwok's outcome)",
+        json_schema_extra={"maxProperties": 16})
 
 
 class MLModelTemplate(ApiModel):
@@ -98,8 +101,9 @@ class DataPipelineSpec(ApiModel):
 class StepState(ApiModel):
     name: str = Field(description="Step name")
     cluster: str | None = Field(None, description="Where it ran; empty: the hub")
-    phase: Literal["Pending", "Waiting", "Running", "Succeeded", "Failed", "Skipped"] | None = Field(
-        None, description="Pending, Waiting (cluster unreachable), Running, Succeeded, Failed or Skipped")
+    phase: Literal["Pending", "Waiting", "Running", "Succeeded", "Failed", "Skipped", "Cancelled"] | None = Field(
+        None, description="Pending, Waiting (cluster unreachable), Running, Succeeded, Failed, Skipped (an earlier "
+                          "step failed) or Cancelled (the run was stopped)")
     attempts: int | None = Field(None, description="Attempts started")
     job: str | None = Field(None, description="Name of the current Job")
     started_at: str | None = Field(None, description="When the first attempt started")
@@ -107,6 +111,9 @@ class StepState(ApiModel):
     retry_at: str | None = Field(None, description="When the next attempt starts")
     outputs: dict[str, str] = Field({}, description="What the step reported (termination message, JSON object)")
     message: str | None = Field(None, description="Why it failed or waits")
+    reason: str | None = Field(None, description="Why it failed, one CamelCase word")
+    attempt_started_at: str | None = Field(None, description="When the current attempt started")
+    unreachable_since: str | None = Field(None, description="Since when its cluster does not answer")
 
 
 class Run(ApiModel):
@@ -123,6 +130,12 @@ class Run(ApiModel):
     message: str | None = Field(None, description="Why it failed, for people")
 
 
+class Cleanup(ApiModel):
+    run: str = Field(description="Run whose Jobs are to be deleted")
+    clusters: list[str] = Field([], description="Clusters that may still hold its Jobs; empty string: the hub")
+    jobs: list[str] = Field([], description="Only these Jobs (empty: every Job of the run)")
+
+
 class DataPipelineStatus(ApiModel):
     observed_generation: int | None = Field(None, description="Generation of the spec last acted upon")
     phase: Literal["Idle", "Running", "Succeeded", "Failed", "Invalid"] | None = Field(
@@ -132,7 +145,11 @@ class DataPipelineStatus(ApiModel):
     last_run_time: str | None = Field(None, description="When the newest run started")
     next_run_time: str | None = Field(None, description="When the schedule starts the next run")
     last_run_request: str | None = Field(None, description="Value of the run-now annotation last acted upon")
+    handled_alerts: list[str] = Field([], description="Alert receipts already acted upon (newest first, at most "
+                                                      "20), so that an operator restart never starts a run twice")
     runs: list[Run] = Field([], description="Runs, newest first")
+    cleanup: list[Cleanup] = Field([], description="Jobs still to delete: of runs that left the history or "
+                                                   "were stopped, per cluster")
 
 
 class DataPipeline(Resource):
