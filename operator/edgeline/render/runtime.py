@@ -66,6 +66,8 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
         "EDGELINE_CLUSTER": target.cluster,
         "EDGELINE_PORT": str(runtime.port),
         "EDGELINE_EXECUTION_PROVIDER": runtime.execution_provider,
+        # The model goes on the size-limited volume, not the container's /tmp.
+        "EDGELINE_MODEL_DIR": "/var/lib/edgeline",
     }
     configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": config}
     deployment_obj = {
