@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from edgeline.commands.models import format_models, model_row
+from edgeline.commands.models import format_models, model_row, users_of
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 
@@ -36,3 +36,15 @@ def test_the_default_domain_opset_and_the_size_for_people():
 def test_all_namespaces_adds_the_column_and_nothing_found_says_so():
     assert format_models([model_row(_model("a", "1"))], NOW, namespaces=True).startswith("NAMESPACE")
     assert format_models([], NOW) == "no MLModels found"
+
+
+def test_used_by_comes_from_the_deployments_revisions():
+    deployments = [{"metadata": {"name": "d1", "namespace": "factory"},
+                    "status": {"desiredRevision": {"mlmodel": "det-2"}, "currentRevision": {"mlmodel": "det-1"}}},
+                   {"metadata": {"name": "d2", "namespace": "factory"},
+                    "status": {"desiredRevision": {"mlmodel": "det-2"}, "currentRevision": {"mlmodel": "det-2"}}},
+                   {"metadata": {"name": "d3", "namespace": "other"}, "status": {}}]
+    users = users_of(deployments)
+    assert users[("factory", "det-2")] == ["d1", "d2"] and users[("factory", "det-1")] == ["d1"]
+    row = model_row(_model("det-2", "2.0.0", "Ready"), users.get(("factory", "det-2")))
+    assert "d1, d2" in format_models([row], NOW)
