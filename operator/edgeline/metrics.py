@@ -48,3 +48,12 @@ ROLLBACK_LATENCY = Histogram(
     "edgeline_rollback_latency_seconds", "From receiving an alert to the revert being applied on every cluster",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+
+PIPELINE_RUNS = Counter(
+    "edgeline_pipeline_runs_total", "DataPipeline runs that ended, by result (Succeeded, Failed, Cancelled)",
+    ["result"],
+)
+PIPELINE_RUN_SECONDS = Histogram(
+    "edgeline_pipeline_run_duration_seconds", "From the start of a DataPipeline run to its end",
+    buckets=(1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
+)

@@ -6,6 +6,9 @@ onto that object as an annotation under alerts.operator.edgeline.io/, which wake
 deployment's loop; the loop decides (domain.rollback) and rolls back through the same path
 as rollback-to. Writing the alert onto the object first makes a receipt survive an operator
 restart. A bad payload gets a 4xx and a log line, never a crash.
+
+Alerts labelled edgeline_pipeline (and namespace) reach that DataPipeline the same way; its
+loop starts a run when the alertname is in spec.triggers.alerts (docs/pipelines.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from edgeline.settings import get_settings
 
 log = logging.getLogger(__name__)
 ANNOTATION_PREFIX = "alerts.operator.edgeline.io/"
+LABEL_PIPELINE = "edgeline_pipeline"
+# wakeups is keyed by (namespace, name): pipelines register under this prefix.
+PIPELINE_WAKE_PREFIX = "datapipeline/"
 TOKEN_SECRET = "edgeline-alerts"
 
 
@@ -48,8 +54,16 @@ class _Payload(BaseModel):
     alerts: list[_Alert]
 
 
-def alert_annotations(payload: _Payload, received_at: float) -> dict[tuple[str, str], dict[str, str]]:
-    """Per (namespace, EdgeDeployment): the annotations that carry its firing alerts."""
+def pipeline_of(labels: dict[str, str]) -> tuple[str, str] | None:
+    """(namespace, DataPipeline) an alert is about, from its labels."""
+    pipeline, namespace = labels.get(LABEL_PIPELINE), labels.get("namespace")
+    return (namespace, pipeline) if pipeline and namespace else None
+
+
+def alert_annotations(payload: _Payload, received_at: float, target_of=target_of
+                      ) -> dict[tuple[str, str], dict[str, str]]:
+    """Per (namespace, EdgeDeployment) -- or DataPipeline, with target_of=pipeline_of --
+    the annotations that carry its firing alerts."""
     out: dict[tuple[str, str], dict[str, str]] = {}
     for alert in payload.alerts:
         target = target_of(alert.labels)
@@ -76,21 +90,26 @@ def make_app(token: str) -> web.Application:
             log.warning("alert webhook payload rejected: %s", str(exc).splitlines()[0])
             metrics.ALERTS_RECEIVED.labels(result="invalid").inc()
             return web.Response(status=400, text="expected an Alertmanager webhook payload (version 4)")
-        routed = alert_annotations(payload, received_at)
-        unrouted = sum(1 for a in payload.alerts if a.status == "firing" and target_of(a.labels) is None)
+        routed = {("edgedeployments", ns, n): a for (ns, n), a in alert_annotations(payload, received_at).items()}
+        routed.update({("datapipelines", ns, n): a for (ns, n), a in
+                       alert_annotations(payload, received_at, pipeline_of).items()})
+        unrouted = sum(1 for a in payload.alerts if a.status == "firing" and target_of(a.labels) is None
+                       and pipeline_of(a.labels) is None)
         metrics.ALERTS_RECEIVED.labels(result="unrouted").inc(unrouted)
         failed = []
-        for (namespace, name), annotations in routed.items():
+        for (plural, namespace, name), annotations in routed.items():
             try:
-                await hub_client().patch(RESOURCES["edgedeployments"], name,
+                await hub_client().patch(RESOURCES[plural], name,
                                          {"metadata": {"annotations": annotations}}, namespace=namespace,
                                          patch_type=PatchType.MERGE)
                 metrics.ALERTS_RECEIVED.labels(result="routed").inc(len(annotations))
-                wakeups.wake(namespace, name)   # the watch would wake it too, a little later
+                # The watch would wake the loop too, a little later.
+                wakeups.wake(namespace, name if plural == "edgedeployments" else PIPELINE_WAKE_PREFIX + name)
             except ApiError as exc:
-                log.warning("alert for %s/%s not delivered: %s", namespace, name, exc.status.message)
+                log.warning("alert for %s %s/%s not delivered: %s", plural, namespace, name, exc.status.message)
                 failed.append(f"{namespace}/{name}: {exc.status.message}")
-        log.info("alerts received: %d routed to %d EdgeDeployment(s), %d without edgeline_deployment/namespace",
+        log.info("alerts received: %d routed to %d EdgeDeployment(s) or DataPipeline(s), %d without "
+                 "edgeline_deployment/edgeline_pipeline and namespace",
                  sum(len(a) for a in routed.values()), len(routed), unrouted)
         if failed and len(failed) == len(routed):
             # Alertmanager retries on 5xx: a deployment that does not exist will not appear by retrying,

@@ -331,9 +331,16 @@ def decide(inp: Inputs) -> Decision:
     for entry in status.cleanup:
         for cluster in entry.clusters:
             d.actions.append(DeleteJobs(cluster, entry.run, tuple(entry.jobs)))
+    summarize(inp, status)
+    return d
+
+
+def summarize(inp: Inputs, status: DataPipelineStatus) -> None:
+    """Phase and conditions from the runs and the spec's checks (also after the controller
+    had to change a run's outcome, e.g. when the candidate MLModel was refused)."""
+    found = problems(inp.spec)
     status.phase = phase_of(status, found)
     _conditions(inp, status, found)
-    return d
 
 
 def phase_of(status: DataPipelineStatus, found: list) -> str:
