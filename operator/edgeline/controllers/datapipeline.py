@@ -140,7 +140,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
     keys = {cluster_key(s) for s in pipeline.spec.steps}
-    keys |= {s.cluster or HUB for r in old_status.runs for s in r.steps}
+    keys |= {s.cluster or HUB for r in old_status.runs if r.phase == "Running" for s in r.steps}
     keys |= {c for entry in old_status.cleanup for c in entry.clusters}
     targets = dict(zip(sorted(keys), await asyncio.gather(*(
         _target(members, cluster_index, k, namespace) for k in sorted(keys)))))
