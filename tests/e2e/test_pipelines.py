@@ -93,7 +93,7 @@ def reasons(hub, namespace, name="retrain") -> list[str]:
 
 
 def test_a_run_collects_on_the_edge_trains_on_the_hub_and_its_candidate_model_becomes_ready(
-        hub, edge_a, line, namespace, model_url, capsys):
+        hub, edge_a, line, namespace, model_url, operator, capsys):
     steps = [
         {"name": "collect", "cluster": line, "image": "example/collector:1", "args": ["--camera=press-1"],
          "podAnnotations": outcome(dataset="s3://lake/line-1/2026-11-25")},
@@ -147,6 +147,11 @@ def test_a_run_collects_on_the_edge_trains_on_the_hub_and_its_candidate_model_be
     assert model["metadata"]["ownerReferences"][0]["kind"] == "DataPipeline"
     assert model["status"]["artifact"]["digest"] == DIGEST
     assert {"RunStarted", "RunSucceeded"} <= set(reasons(hub, namespace))
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        exposed = response.read().decode()
+    assert 'edgeline_pipeline_runs_total{result="Succeeded"}' in exposed
+    assert "edgeline_pipeline_run_duration_seconds_count" in exposed
+    assert 'edgeline_member_cluster_requests_total{purpose="jobs"}' in exposed
     with capsys.disabled():
         print(f"\n  run-now -> candidate MLModel Ready: {ready_after:.1f}s")
 
