@@ -192,6 +192,10 @@ def test_other_values_show_up_where_they_belong(helm, tmp_path):
     source = yaml.safe_load((ROOT / "manifests" / "monitoring" / "prometheusrule.yaml").read_text())
     assert one(objects, "PrometheusRule")["spec"] == source["spec"]
     assert {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"} == {"edgeline-operator"}
+    # Plain namespace names need no access to namespaces; a pattern does (kopf watches them to match it).
+    assert not [r for r in one(objects, "ClusterRole")["rules"] if "namespaces" in r["resources"]]
+    patterned = one(render(helm, "--set", "watchNamespaces={factory-*}"), "ClusterRole", "edgeline-operator")
+    assert {"resources": ["namespaces"], "verbs": ["list", "watch"], "apiGroups": [""]} in patterned["rules"]
 
 
 def test_every_key_under_settings_is_an_operator_setting(helm):
@@ -364,9 +368,20 @@ def chart_operator(hub, release, tmp_path_factory):
     op.stop()
 
 
-def _forbidden(log: Path) -> list[str]:
-    return [line for line in log.read_text(errors="replace").splitlines()
-            if re.search(r"\b403\b|forbidden", line, re.IGNORECASE)]
+def _forbidden(log: Path, hub=None, namespace: str | None = None) -> list[str]:
+    """403s in the operator's log, and (some controllers report a refused call in status or an
+    Event rather than in the log) in the Events and status of the test namespace's objects."""
+    found = [line for line in log.read_text(errors="replace").splitlines()
+             if re.search(r"\b403\b|forbidden", line, re.IGNORECASE)]
+    if hub is not None:
+        for kinds, ns in (("events,edgedeployments,datapipelines,mlmodels", namespace), ("events", "default")):
+            for obj in hub.get(kinds, "-n", ns)["items"]:
+                text = json.dumps({"message": obj.get("message"), "status": obj.get("status")})
+                match = re.search(r"forbidden", text, re.IGNORECASE)
+                if match:
+                    found.append(f"{obj['kind']} {obj['metadata']['name']}: "
+                                 f"...{text[max(0, match.start() - 300):match.end() + 200]}...")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -392,12 +407,12 @@ def rolled_out(hub, edge_a, release, chart_operator):
         hub.kubectl("wait", f"edgecluster/{cluster}", "--for=condition=Ready", "--timeout=60s")
         for version in ("1.0.0", "2.0.0"):
             hub.kubectl("wait", f"mlmodel/detector-{version}", "-n", namespace, "--for=condition=Ready",
-                        "--timeout=90s")
+                        "--timeout=90s", timeout=120)
         hub.apply(_deployment(namespace, cluster, "1.0.0"))
         hub.kubectl("wait", "edgedeployment/detector", "-n", namespace, "--for=jsonpath={.status.phase}=Healthy",
-                    "--timeout=120s")
-        yield namespace, cluster
-    hub.kubectl("delete", "edgedeployments", "--all", "-n", namespace, "--timeout=60s", check=False)
+                    "--timeout=120s", timeout=150)
+        yield namespace, cluster, url
+    hub.kubectl("delete", "datapipelines,edgedeployments", "--all", "-n", namespace, "--timeout=60s", check=False)
     hub.kubectl("delete", "edgecluster", cluster, "--wait=false", check=False)
     hub.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
@@ -415,7 +430,7 @@ def _deployment(namespace: str, cluster: str, version: str) -> dict:
 
 def test_the_operator_does_its_work_with_only_the_charts_permissions(hub, edge_a, release, chart_operator,
                                                                     rolled_out):
-    namespace, cluster = rolled_out
+    namespace, cluster, _ = rolled_out
     status = hub.get("edgedeployment", "detector", "-n", namespace)["status"]
     assert status["ready"] == "1/1" and status["clusters"][0]["name"] == cluster
     assert edge_a.get("deployments", "-n", f"ns-{cluster}", "-l", "edgeline.io/deployment=detector")["items"]
@@ -425,7 +440,32 @@ def test_the_operator_does_its_work_with_only_the_charts_permissions(hub, edge_a
         hub.get("secret", secret, "-n", release)
     # Events were posted (cluster-scoped objects' go to default).
     assert hub.get("events", "-n", namespace, "--field-selector", "involvedObject.name=detector")["items"]
-    assert not _forbidden(chart_operator.log), "\n".join(_forbidden(chart_operator.log))
+    assert not _forbidden(chart_operator.log, hub, namespace), "\n".join(_forbidden(chart_operator.log, hub, namespace))
+
+
+def test_a_datapipeline_runs_its_hub_step_and_registers_its_model_with_only_the_charts_permissions(
+        hub, rolled_out, chart_operator):
+    namespace, _, url = rolled_out
+    # kwok ends the step's container with this exit code and termination message (the step's outputs).
+    outputs = {"uri": f"{url}/defect-detector-2.0.0.onnx", "sha256": SAMPLE_DIGESTS["2.0.0"]}
+    hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "DataPipeline",
+               "metadata": {"name": "retrain", "namespace": namespace},
+               "spec": {"steps": [{"name": "train", "image": "example/trainer:1", "podAnnotations": {
+                   "kwok.edgeline.io/exit-code": "0", "kwok.edgeline.io/termination-message": json.dumps(outputs)}}],
+                        "produces": {"fromStep": "train", "model": "defect-detector"}}})
+    hub.kubectl("annotate", "--overwrite", "datapipeline", "retrain", "-n", namespace, "edgeline.io/run-now=helm")
+    def finished():
+        status = hub.get("datapipeline", "retrain", "-n", namespace).get("status") or {}
+        refused = re.search("forbidden", json.dumps(status), re.IGNORECASE)
+        return status if status.get("phase") in ("Succeeded", "Failed") or refused else None
+    status = wait_for(finished, timeout=90, what="the pipeline run to end")
+    assert not _forbidden(chart_operator.log, hub, namespace), "\n".join(_forbidden(chart_operator.log, hub, namespace))
+    assert status["phase"] == "Succeeded", json.dumps(status)[:2000]
+    run = status["runs"][0]
+    assert hub.get("jobs", "-n", namespace)["items"], "the step ran as a Job on the hub"
+    hub.kubectl("wait", f"mlmodel/{run['producedModel']}", "-n", namespace, "--for=condition=Ready",
+                "--timeout=60s")
+    assert not _forbidden(chart_operator.log, hub, namespace), "\n".join(_forbidden(chart_operator.log, hub, namespace))
 
 
 # --- the kubectl plugin on that deployment --------------------------------------------------------------
@@ -442,7 +482,7 @@ def plugin(hub, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_kubectl_edgeline_status_history_models_and_rollback(hub, rolled_out, chart_operator):
-    namespace, cluster = rolled_out
+    namespace, cluster, _ = rolled_out
     status = hub.get("edgedeployment", "detector", "-n", namespace)["status"]
     first = status["currentRevision"]["revision"]
 
@@ -475,4 +515,4 @@ def test_kubectl_edgeline_status_history_models_and_rollback(hub, rolled_out, ch
     assert record["mode"] == "Manual" and record["toRevision"] == first
     unknown = plugin(hub, "rollback", "detector", "-n", namespace, "--to", "zzzz")
     assert unknown.returncode == 1 and "no revision 'zzzz'" in unknown.stderr
-    assert not _forbidden(chart_operator.log), "\n".join(_forbidden(chart_operator.log))
+    assert not _forbidden(chart_operator.log, hub, namespace), "\n".join(_forbidden(chart_operator.log, hub, namespace))
