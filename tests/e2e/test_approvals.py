@@ -185,3 +185,26 @@ def test_edgeline_approve_does_the_same_and_a_dead_webhook_fails_closed(hub, edg
         assert refused.returncode != 0 and "approvals.edgeline.io" in refused.stderr
     finally:
         operator.start()
+
+
+def test_a_deployment_that_follows_the_newest_model_waits_for_approval_of_each_new_version(hub, edge_a, namespace,
+                                                                                           line):
+    spec = _deployment(namespace, line, minApprovers=1)
+    spec["spec"]["modelRef"] = {"model": "defect-detector", "follow": "LatestReady"}
+    hub.apply(spec, user="editor")
+    first = _pending(hub, namespace)["pendingApproval"]["revision"]
+    assert first["version"] == "2.0.0"                      # the newest Ready version
+    assert _approve(hub, namespace, "approver-a", first["revision"]).returncode == 0
+    wait_for(lambda: _status(hub, namespace).get("phase") == "Healthy", timeout=90, what="2.0.0 rolled out")
+
+    # A retrained candidate (what a DataPipeline run produces) becomes Ready: it waits for approval.
+    with serve(MODELS) as url:
+        hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
+                   "metadata": {"name": "detector-3.0.0", "namespace": namespace},
+                   "spec": {"model": "defect-detector", "version": "3.0.0", "stage": "staging",
+                            "artifact": {"uri": f"{url}/defect-detector-1.0.0.onnx", "sha256": DIGESTS["1.0.0"]}}})
+        hub.kubectl("wait", "mlmodel/detector-3.0.0", "-n", namespace, "--for=condition=Ready", "--timeout=60s")
+    status = _pending(hub, namespace, not_revision=first["revision"])
+    assert status["pendingApproval"]["revision"]["version"] == "3.0.0"
+    assert status["currentRevision"]["version"] == "2.0.0"
+    assert _on_edge(edge_a, line)[0]["data"]["EDGELINE_MODEL_SHA256"] == DIGESTS["2.0.0"]
