@@ -362,6 +362,11 @@ def chart_operator(hub, release, tmp_path_factory):
     kubeconfig = _service_account_kubeconfig(hub, release, tmp_path_factory.mktemp("sa") / "operator.kubeconfig")
     log = STATE_DIR / "operator-helm.log"
     log.unlink(missing_ok=True)
+    # What the operator creates on its first start must be created by this ServiceAccount, not found
+    # left over from an earlier run or from the session's operator.
+    hub.kubectl("delete", "mutatingwebhookconfiguration", "edgeline-approvals", "--ignore-not-found")
+    hub.kubectl("delete", "secret", "-n", release, "--ignore-not-found", "edgeline-approval-key",
+                "edgeline-webhook-tls", "edgeline-alerts")
     op = ChartOperator(kubeconfig, log, release)
     op.start()
     yield op
@@ -437,7 +442,7 @@ def test_the_operator_does_its_work_with_only_the_charts_permissions(hub, edge_a
     config = hub.get("mutatingwebhookconfiguration", "edgeline-approvals")
     assert config["webhooks"][0]["clientConfig"]["url"].startswith("https://127.0.0.1:")
     for secret in ("edgeline-approval-key", "edgeline-webhook-tls"):
-        hub.get("secret", secret, "-n", release)
+        assert hub.get("secret", secret, "-n", release)["metadata"]["labels"]["app.kubernetes.io/part-of"] == "edgeline"
     # Events were posted (cluster-scoped objects' go to default).
     assert hub.get("events", "-n", namespace, "--field-selector", "involvedObject.name=detector")["items"]
     assert not _forbidden(chart_operator.log, hub, namespace), "\n".join(_forbidden(chart_operator.log, hub, namespace))
