@@ -282,6 +282,7 @@ def hub_to_ourselves(operator):
 
 @pytest.fixture(scope="module")
 def release(helm, hub, hub_to_ourselves):
+    roles_before = hub.kubectl("get", "clusterrole", "edgeline-viewer", check=False).returncode == 0
     install = helm("install", "edgeline", str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
                    # The user roles may already be there (test_approvals applies manifests/rbac/user-roles.yaml).
                    "--take-ownership", kubeconfig=hub.kubeconfig)
@@ -289,6 +290,8 @@ def release(helm, hub, hub_to_ourselves):
     yield RELEASE_NAMESPACE
     helm("uninstall", "edgeline", "--namespace", RELEASE_NAMESPACE, kubeconfig=hub.kubeconfig, check=False)
     hub.kubectl("delete", "mutatingwebhookconfiguration", "edgeline-approvals", "--ignore-not-found", check=False)
+    if roles_before:   # the uninstall took the adopted user roles along; leave the hub as it was
+        hub.kubectl("apply", "-f", str(ROOT / "manifests" / "rbac" / "user-roles.yaml"))
 
 
 def _operator_pod_ready(hub):
