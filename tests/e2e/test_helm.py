@@ -215,6 +215,13 @@ def test_install_yaml_is_the_chart_rendered_with_default_values(helm):
         {"edgeline-system"}
 
 
+def test_install_yaml_is_accepted_by_a_real_api_server(hub):
+    hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "edgeline-system"}})
+    applied = hub.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", str(INSTALL_YAML))
+    assert applied.stdout.count("serverside-applied (server dry run)") == \
+        len([d for d in yaml.safe_load_all(INSTALL_YAML.read_text()) if d])
+
+
 # --- the Grafana dashboard -----------------------------------------------------------------------
 
 def _dashboard_expressions() -> list[str]:
