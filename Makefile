@@ -7,9 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # Components the tests and the demo need, built from Go modules (dev/versions.env).
-TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok
+TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm
 
-.PHONY: help setup tools test test-unit test-e2e demo demo-down crds crds-check argocd argocd-check lint bench clean
+.PHONY: help setup tools test test-unit test-e2e demo demo-down crds crds-check chart-sync chart-check argocd argocd-check lint bench clean
 
 help:
 	@echo "make demo      local hub + two edge clusters, the operator and the samples (Ctrl-C stops)"
@@ -46,6 +46,14 @@ demo-down: setup
 
 crds: setup
 	$(PY) -m edgeline.api.crdgen --out crds
+	$(MAKE) chart-sync
+
+# The chart carries copies of crds/, the PrometheusRule and the user roles; install.yaml is rendered from it.
+chart-sync: setup
+	$(PY) helm/sync-crds.py && $(PY) helm/render-install.py
+
+chart-check: setup
+	$(PY) helm/sync-crds.py --check && $(PY) helm/render-install.py --check
 
 crds-check: setup
 	$(PY) -m edgeline.api.crdgen --check crds

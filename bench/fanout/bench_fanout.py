@@ -67,6 +67,13 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def clean_slate(env) -> None:
+    """Leftovers of an interrupted run (deployments, clusters) would load the operator and skew every figure."""
+    kubectl(env, "hub", "delete", "edgedeployments", "--all", "-n", NS, "--ignore-not-found", "--timeout=300s",
+            check=False)
+    kubectl(env, "hub", "delete", "edgeclusters", "--all", "--ignore-not-found", "--timeout=300s", check=False)
+
+
 def wait(check, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,6 +103,7 @@ def run(sizes: list[int]) -> dict:
         with serve(ROOT / "manifests/samples/models") as url:
             # The model server's port changes per run and an MLModel's spec is immutable.
             kubectl(env, "hub", "delete", "mlmodel", "detector-1.0.0", "-n", NS, "--ignore-not-found")
+            clean_slate(env)
             apply(env, [{"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
                          "metadata": {"name": "detector-1.0.0", "namespace": NS},
                          "spec": {"model": "defect-detector", "version": "1.0.0", "stage": "production",

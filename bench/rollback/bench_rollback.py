@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "fanout"))
 
-from bench_fanout import NS, STATE, apply, kubectl, wait  # noqa: E402
+from bench_fanout import NS, STATE, apply, clean_slate, kubectl, wait  # noqa: E402
 
 from edgeline.devenv.environment import DevEnvironment, free_port  # noqa: E402
 from edgeline.devenv.monitoring import Monitoring, ScrapeTarget, Timings, Webhook  # noqa: E402
@@ -218,6 +218,7 @@ def main() -> int:
     onnx_models.write(runtime_models.broken_defect_detector("9.0.0"), root / "broken.onnx")
     try:
         with ArtifactServer(root) as server:
+            clean_slate(env)
             for version, file in (("1.0.0", "1.0.0.onnx"), ("2.0.0", "2.0.0.onnx"), ("broken", "broken.onnx")):
                 kubectl(env, "hub", "delete", "mlmodel", f"detector-{version}", "-n", NS, "--ignore-not-found")
                 apply(env, [{"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",

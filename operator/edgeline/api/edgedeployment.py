@@ -96,12 +96,6 @@ class AlertMatcher(ApiModel):
     operator: Literal["=", "!=", "=~", "!~"] = Field("=", description="=, !=, =~ or !~ as in Alertmanager")
 
 
-class PromQLCheck(ApiModel):
-    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL, description="Name shown when the check fails")
-    query: str = Field(min_length=1, max_length=2048,
-                       description="PromQL that returns a result only when something is wrong")
-
-
 class RollbackPolicy(ApiModel):
     mode: Literal["Automatic", "Propose", "Disabled"] = Field(
         "Automatic", description="Automatic reverts at once; Propose records the proposal for a person to apply")
@@ -113,7 +107,6 @@ class RollbackPolicy(ApiModel):
     guard_seconds: int = Field(3600, ge=0, le=2592000,
                                description="After full rollout, how long alerts still roll back; a revision that "
                                            "passes it becomes the last known-good")
-    checks: list[PromQLCheck] = Field([], max_length=8, description="PromQL checks the operator runs during waves")
 
 
 _WAVES = "self.waves"

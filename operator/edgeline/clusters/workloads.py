@@ -4,6 +4,7 @@ so one dead site never stalls the others."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import httpx2 as httpx
@@ -45,8 +46,16 @@ async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure
             await client.apply(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {
                 "name": namespace, "labels": {"app.kubernetes.io/managed-by": "edgeline"}}}),
                 field_manager=FIELD_MANAGER)
-        for obj in objects:
-            await client.apply(from_dict(obj), field_manager=FIELD_MANAGER, force=True)
+        # The ConfigMap goes before the Deployment whose Pods read it; the Service is independent.
+        ordered = [o for o in objects if o["kind"] != "Service"]
+        services = [o for o in objects if o["kind"] == "Service"]
+
+        async def in_order():
+            for obj in ordered:
+                await client.apply(from_dict(obj), field_manager=FIELD_MANAGER, force=True)
+
+        await asyncio.gather(in_order(), *(client.apply(from_dict(o), field_manager=FIELD_MANAGER, force=True)
+                                           for o in services))
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
 
