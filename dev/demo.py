@@ -137,8 +137,11 @@ def approve_as_two_people(env: DevEnvironment) -> bool:
         return False
     for user in ("approver-a", "approver-b"):
         config = user_kubeconfig(env, "hub", user)
-        subprocess.run([sys.executable, "-m", "edgeline", "approve", "defect-detector", "-n", "factory",
-                        "--kubeconfig", str(config)], capture_output=True, text=True, cwd=ROOT)
+        result = subprocess.run([sys.executable, "-m", "edgeline", "approve", "defect-detector", "-n", "factory",
+                                 "--kubeconfig", str(config)], capture_output=True, text=True, cwd=ROOT)
+        if result.returncode != 0:
+            print(f"approval by {user} refused: {result.stderr.strip()}", file=sys.stderr)
+            return False
     return True
 
 
@@ -177,8 +180,17 @@ def up() -> int:
     server = serve_models()
     stop_operator()
     operator = start_operator()
+    # The approval webhook must see the samples being created: it records who made each change.
+    for _ in range(60):
+        if kubectl("get", "mutatingwebhookconfiguration", "edgeline-approvals", check=False).returncode == 0:
+            break
+        time.sleep(1)
     print("5/5 applying the user roles and manifests/samples ...")
     grant_roles()
+    # Deployments left from an earlier demo were made before the webhook could record their author,
+    # and re-applying an unchanged spec records nothing: start them afresh.
+    kubectl("delete", "edgedeployments", "--all", "-n", "factory", "--ignore-not-found", "--timeout=60s",
+            check=False)
     kubectl("apply", "-f", str(SAMPLES))
     approved = False
     try:
