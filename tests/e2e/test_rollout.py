@@ -209,3 +209,26 @@ def test_deleting_the_deployment_removes_the_runtime_everywhere(hub, fleet, name
     hub.kubectl("delete", "edgedeployment", "detector", "-n", namespace, "--timeout=60s")
     for cluster, member in members.items():
         assert _runtime_objects(member, cluster) == {}
+
+
+def test_a_cluster_unreachable_at_deletion_is_recorded_and_cleaned_when_back(hub, fleet, namespace, model_url,
+                                                                             dev_env):
+    tag, members = fleet
+    _models(hub, namespace, model_url)
+    hub.apply(_deployment(namespace, tag))
+    _wait_phase(hub, namespace, "Healthy")
+    brno = next(c for c in members if c.endswith("brno"))
+    dev_env.freeze("edge-b")
+    try:
+        hub.kubectl("delete", "edgedeployment", "detector", "-n", namespace, "--wait=false")
+        state = wait_for(lambda: {c["name"]: c for c in _status(hub, namespace).get("clusters", [])}
+                         .get(brno, {}).get("phase") == "Removing" and
+                         {c["name"]: c for c in _status(hub, namespace)["clusters"]}[brno], timeout=60,
+                         what="the unreachable cluster recorded as Removing")
+        assert "waiting to remove" in state["message"]
+        assert [c["name"] for c in _status(hub, namespace)["clusters"]] == [brno]   # the others are clean
+    finally:
+        dev_env.thaw("edge-b")
+    wait_for(lambda: hub.kubectl("get", "edgedeployment", "detector", "-n", namespace, "--ignore-not-found")
+             .stdout.strip() == "", timeout=90, what="the deletion to finish")
+    assert _runtime_objects(members[brno], brno) == {}

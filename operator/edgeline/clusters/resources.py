@@ -53,3 +53,43 @@ def merge_patch(old: dict, new: dict) -> dict:
         elif value != before:
             patch[key] = value
     return patch
+
+
+async def read_secret(name: str) -> dict[str, bytes] | None:
+    """A Secret in the operator's namespace, decoded, or None when it does not exist."""
+    import base64
+
+    from lightkube import ApiError
+    from lightkube.resources.core_v1 import Secret
+
+    from edgeline.settings import get_settings
+
+    try:
+        found = await hub_client().get(Secret, name, namespace=get_settings().namespace)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v) for k, v in (found.data or {}).items()}
+
+
+async def create_secret_once(name: str, data: dict[str, bytes]) -> dict[str, bytes]:
+    """Create a Secret in the operator's namespace; when another replica won the race, use theirs."""
+    import base64
+
+    from lightkube import ApiError
+    from lightkube.codecs import from_dict
+
+    from edgeline.settings import get_settings
+
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": get_settings().namespace,
+                         "labels": {"app.kubernetes.io/part-of": "edgeline"}},
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+    try:
+        await hub_client().create(from_dict(body))
+    except ApiError as exc:
+        if exc.status.code != 409:
+            raise
+        return await read_secret(name)
+    return data

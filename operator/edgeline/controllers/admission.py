@@ -24,12 +24,12 @@ from pathlib import Path
 
 import kopf
 from aiohttp import web
-from lightkube import ApiError
 from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import Secret
 
 from edgeline import FIELD_MANAGER
 from edgeline.clusters.connections import hub_client
+from edgeline.clusters.resources import create_secret_once, read_secret
 from edgeline.domain import admission
 from edgeline.pki import CertificateAuthority
 from edgeline.settings import get_settings
@@ -107,40 +107,15 @@ def make_app() -> web.Application:
 
 # --- secrets and configuration ----------------------------------------------------------------
 
-async def _secret(name: str) -> dict[str, bytes] | None:
-    try:
-        found = await hub_client().get(Secret, name, namespace=get_settings().namespace)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
-    return {k: base64.b64decode(v) for k, v in (found.data or {}).items()}
-
-
-async def _create_secret(name: str, data: dict[str, bytes]) -> dict[str, bytes]:
-    """Create once; when another replica won the race, use theirs."""
-    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": get_settings().namespace,
-                         "labels": {"app.kubernetes.io/part-of": "edgeline"}},
-            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
-    try:
-        await hub_client().create(from_dict(body))
-    except ApiError as exc:
-        if exc.status.code != 409:
-            raise
-        return await _secret(name)
-    return data
-
-
 async def _load_key() -> bytes:
-    existing = await _secret(KEY_SECRET)
+    existing = await read_secret(KEY_SECRET)
     if existing and existing.get("key"):
         return existing["key"]
-    return (await _create_secret(KEY_SECRET, {"key": secrets.token_bytes(32)}))["key"]
+    return (await create_secret_once(KEY_SECRET, {"key": secrets.token_bytes(32)}))["key"]
 
 
 async def _load_tls(names: tuple[str, ...]) -> dict[str, bytes]:
-    existing = await _secret(TLS_SECRET)
+    existing = await read_secret(TLS_SECRET)
     if existing and all(existing.get(k) for k in ("ca.crt", "tls.crt", "tls.key")) and \
             existing.get("names", b"").decode() == ",".join(names):
         return existing
@@ -148,7 +123,7 @@ async def _load_tls(names: tuple[str, ...]) -> dict[str, bytes]:
     cert, key = ca.issue(names[0], server_names=names)
     data = {"ca.crt": ca.cert_pem, "tls.crt": cert, "tls.key": key, "names": ",".join(names).encode()}
     if existing is None:
-        return await _create_secret(TLS_SECRET, data)
+        return await create_secret_once(TLS_SECRET, data)
     await hub_client().patch(Secret, TLS_SECRET, {"data": {k: base64.b64encode(v).decode() for k, v in data.items()}},
                              namespace=get_settings().namespace)
     return data

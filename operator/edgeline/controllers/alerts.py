@@ -27,16 +27,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgeline import metrics
 from edgeline.clusters.connections import hub_client
-from edgeline.clusters.resources import RESOURCES
-from edgeline.controllers import wakeups
+from edgeline.clusters.resources import RESOURCES, create_secret_once, read_secret
+from edgeline.controllers import loop
 from edgeline.domain.rollback import target_of
 from edgeline.settings import get_settings
 
 log = logging.getLogger(__name__)
 ANNOTATION_PREFIX = "alerts.operator.edgeline.io/"
 LABEL_PIPELINE = "edgeline_pipeline"
-# wakeups is keyed by (namespace, name): pipelines register under this prefix.
-PIPELINE_WAKE_PREFIX = "datapipeline/"
 TOKEN_SECRET = "edgeline-alerts"
 
 
@@ -104,7 +102,7 @@ def make_app(token: str) -> web.Application:
                                          patch_type=PatchType.MERGE)
                 metrics.ALERTS_RECEIVED.labels(result="routed").inc(len(annotations))
                 # The watch would wake the loop too, a little later.
-                wakeups.wake(namespace, name if plural == "edgedeployments" else PIPELINE_WAKE_PREFIX + name)
+                loop.wake(plural, namespace, name)
             except ApiError as exc:
                 log.warning("alert for %s %s/%s not delivered: %s", plural, namespace, name, exc.status.message)
                 failed.append(f"{namespace}/{name}: {exc.status.message}")
@@ -127,12 +125,10 @@ async def _token() -> str:
     settings = get_settings()
     if settings.alerts_token:
         return settings.alerts_token
-    from edgeline.controllers.admission import _create_secret, _secret
-
-    existing = await _secret(TOKEN_SECRET)
+    existing = await read_secret(TOKEN_SECRET)
     if existing and existing.get("token"):
         return existing["token"].decode()
-    created = await _create_secret(TOKEN_SECRET, {"token": secrets.token_urlsafe(32).encode()})
+    created = await create_secret_once(TOKEN_SECRET, {"token": secrets.token_urlsafe(32).encode()})
     return created["token"].decode()
 
 

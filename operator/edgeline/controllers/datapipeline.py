@@ -25,8 +25,8 @@ from edgeline.api.datapipeline import DataPipeline, DataPipelineStatus
 from edgeline.clusters import events, jobs
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef, hub_client
 from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status, read
-from edgeline.controllers import wakeups
-from edgeline.controllers.alerts import ANNOTATION_PREFIX, PIPELINE_WAKE_PREFIX
+from edgeline.controllers import loop
+from edgeline.controllers.alerts import ANNOTATION_PREFIX
 from edgeline.domain.pipeline import (HUB, ClusterView, CreateModel, DeleteJobs, Inputs, JobObservation,
                                       ReceivedAlert, StartJob, cluster_key, decide, summarize)
 from edgeline.render.jobs import Owner, render_job
@@ -36,48 +36,18 @@ PLURAL = "datapipelines"
 RUN_NOW = "edgeline.io/run-now"
 
 
-def wake_key(name: str) -> str:
-    # wakeups is keyed by (namespace, name); the prefix keeps pipelines apart from EdgeDeployments.
-    return PIPELINE_WAKE_PREFIX + name
-
-
-def _one(index: kopf.Index, key):
-    for value in index.get(key, []):
-        return value
-    return None
-
-
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def wake(memo: kopf.Memo, **_) -> None:
-    event = memo.get("wake")
-    if event is not None:
-        event.set()
+    loop.wake_on_event(memo)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def run_pipeline(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
                        cluster_index: kopf.Index, **_) -> None:
-    memo.wake = asyncio.Event()
-    namespace, name = body.metadata["namespace"], body.metadata["name"]
-    wakeups.register(namespace, wake_key(name), memo.wake)
     settings = get_settings()
-    try:
-        while not stopped:
-            memo.wake.clear()
-            phase = None
-            try:
-                phase = await reconcile(body, memo.member_clusters, cluster_index, logger)
-            except (kopf.TemporaryError, ConnectionProblem, OSError, ApiError) as exc:
-                logger.warning("pipeline tick failed, retrying: %s", exc)
-            except Exception:  # a bug must not stop this pipeline's loop for good
-                logger.exception("pipeline tick failed unexpectedly; retrying")
-            interval = settings.rollout_active_interval_s if phase == "Running" else settings.rollout_idle_interval_s
-            waiters = [asyncio.ensure_future(memo.wake.wait()), asyncio.ensure_future(stopped.wait())]
-            await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
-    finally:
-        wakeups.unregister(namespace, wake_key(name))
+    await loop.run(PLURAL, body, stopped, logger, lambda: reconcile(body, memo.member_clusters, cluster_index, logger),
+                   lambda phase: phase == "Running", settings.rollout_active_interval_s,
+                   settings.rollout_idle_interval_s, memo)
 
 
 class _Target:
@@ -90,7 +60,7 @@ class _Target:
 async def _target(members: MemberClusters, cluster_index: kopf.Index, key: str, pipeline_namespace: str) -> _Target:
     if key == HUB:
         return _Target(hub_client(), pipeline_namespace)
-    entry = _one(cluster_index, key)
+    entry = loop.first(cluster_index, key)
     if entry is None:
         return _Target(view=ClusterView(False, f"EdgeCluster {key} does not exist"))
     secret_name, secret_key = entry["secret"]

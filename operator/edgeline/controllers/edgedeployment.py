@@ -28,7 +28,7 @@ from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status, read
-from edgeline.controllers import wakeups
+from edgeline.controllers import loop
 from edgeline.controllers.alerts import ANNOTATION_PREFIX
 from edgeline.domain.rollback import Alert, decide_rollback
 from edgeline.controllers.admission import signing_key
@@ -75,48 +75,21 @@ def model_index(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, sta
         created=meta.get("creationTimestamp", ""))}
 
 
-def _one(index: kopf.Index, key):
-    for value in index.get(key, []):
-        return value
-    return None
-
-
 # --- the loop ---------------------------------------------------------------------------------
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def wake(memo: kopf.Memo, **_) -> None:
-    event = memo.get("wake")
-    if event is not None:
-        event.set()
+    loop.wake_on_event(memo)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
                       cluster_index: kopf.Index, model_index: kopf.Index, **_) -> None:
-    memo.wake = asyncio.Event()
-    wakeups.register(body.metadata["namespace"], body.metadata["name"], memo.wake)
     settings = get_settings()
-    try:
-        await _loop(body, memo, stopped, logger, cluster_index, model_index, settings)
-    finally:
-        wakeups.unregister(body.metadata["namespace"], body.metadata["name"])
-
-
-async def _loop(body, memo, stopped, logger, cluster_index, model_index, settings) -> None:
-    while not stopped:
-        memo.wake.clear()
-        phase = None
-        try:
-            phase = await reconcile(body, memo.member_clusters, cluster_index, model_index, logger)
-        except (kopf.TemporaryError, ConnectionProblem, OSError) as exc:
-            logger.warning("reconcile failed, retrying: %s", exc)
-        except Exception:  # a bug must not stop the loop of this deployment for good
-            logger.exception("reconcile failed unexpectedly; retrying")
-        interval = settings.rollout_active_interval_s if phase in ACTIVE else settings.rollout_idle_interval_s
-        waiters = [asyncio.ensure_future(memo.wake.wait()), asyncio.ensure_future(stopped.wait())]
-        await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
+    await loop.run(PLURAL, body, stopped, logger,
+                   lambda: reconcile(body, memo.member_clusters, cluster_index, model_index, logger),
+                   lambda phase: phase in ACTIVE, settings.rollout_active_interval_s,
+                   settings.rollout_idle_interval_s, memo)
 
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
@@ -143,7 +116,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
             mlmodel=choice.model.name, model=choice.model.model, version=choice.model.version,
             digest=choice.model.digest, uri=choice.model.uri, runtime=ed.spec.runtime)
 
-    known = {key: _one(cluster_index, key) for key in cluster_index}
+    known = {key: loop.first(cluster_index, key) for key in cluster_index}
     placement = place(ed.spec.placement, [entry["facts"] for entry in known.values() if entry])
     labels = {n: known[n]["facts"].labels for n in placement.selected}
     waves = plan_waves(ed.spec.rollout, list(placement.selected), labels)
@@ -419,7 +392,7 @@ async def clean_up(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, 
     status = EdgeDeploymentStatus.model_validate(dict(body.get("status") or {}))
     pending = []
     for state in status.clusters:
-        entry = _one(cluster_index, state.name)
+        entry = loop.first(cluster_index, state.name)
         if entry is None:
             # Without its EdgeCluster there are no credentials to reach it: say so, loudly.
             await events.warning(body, "RuntimeLeftBehind",
@@ -432,8 +405,9 @@ async def clean_up(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, 
         except (ConnectionProblem, workloads.Unreachable) as exc:
             pending.append((state.name, str(exc)))
     if pending:
-        clusters = [s.model_copy(update={"phase": "Removing", "message": f"waiting to remove: {why}"})
-                    if s.name in dict(pending) else s for s in status.clusters if s.name in dict(pending)]
+        waiting = dict(pending)
+        clusters = [s.model_copy(update={"phase": "Removing", "message": f"waiting to remove: {waiting[s.name]}"})
+                    for s in status.clusters if s.name in waiting]
         await patch_status(PLURAL, name, namespace, {"clusters": [c.dump() for c in clusters]})
         raise kopf.TemporaryError(f"cannot remove the runtime from {', '.join(n for n, _ in pending)} yet; "
                                   f"retrying (remove the finalizer by hand for a decommissioned site)", delay=15)
