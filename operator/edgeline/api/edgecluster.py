@@ -13,6 +13,11 @@ SITE_LABEL = "edgeline.io/site"             # by convention; EdgeDeployments sel
 LINE_LABEL = "edgeline.io/line"
 
 
+def _label_column(name: str, label: str) -> dict:
+    """A printer column showing a label; JSONPath needs the dots in the label key escaped."""
+    return {"name": name, "type": "string", "jsonPath": ".metadata.labels." + label.replace(".", "\\.")}
+
+
 class SecretKeyRef(ApiModel):
     name: str = Field(description="Name of the Secret in the operator's namespace", min_length=1, max_length=253,
                       pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -70,8 +75,8 @@ class EdgeCluster(Resource):
     PRINTER_COLUMNS = [
         {"name": "Tier", "type": "string", "jsonPath": ".spec.tier"},
         # Site and line are labels (what placement selects on), shown here, never a second field.
-        {"name": "Site", "type": "string", "jsonPath": f".metadata.labels.{SITE_LABEL.replace('.', chr(92) + '.')}"},
-        {"name": "Line", "type": "string", "jsonPath": f".metadata.labels.{LINE_LABEL.replace('.', chr(92) + '.')}"},
+        _label_column("Site", SITE_LABEL),
+        _label_column("Line", LINE_LABEL),
         {"name": "Reachable", "type": "boolean", "jsonPath": ".status.reachable"},
         {"name": "Version", "type": "string", "jsonPath": ".status.kubernetesVersion"},
         {"name": "Last Seen", "type": "date", "jsonPath": ".status.lastHeartbeat"},
