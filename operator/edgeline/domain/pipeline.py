@@ -103,7 +103,7 @@ class DeleteJobs:
 @dataclass
 class Decision:
     status: DataPipelineStatus
-    actions: list = field(default_factory=list)
+    actions: list[StartJob | DeleteJobs | CreateModel] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)      # (type, reason, message)
     finished: list[tuple[str, float]] = field(default_factory=list)       # (result, seconds) of runs that ended
 
