@@ -17,6 +17,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+from dataclasses import dataclass, field
 
 import kopf
 from lightkube import ApiError
@@ -49,11 +50,20 @@ def wake(memo: kopf.Memo, **_) -> None:
 async def run_pipeline(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
                        cluster_index: kopf.Index, **_) -> None:
     settings = get_settings()
-    refused: dict[str, object] = {}         # Job or MLModel name -> what the create was refused with
+    refused = _Refusals()
     await loop.run(PLURAL, body, stopped, logger,
                    lambda: reconcile(body, memo.member_clusters, cluster_index, logger, refused),
                    lambda phase: phase == "Running", settings.rollout_active_interval_s,
                    settings.rollout_idle_interval_s, memo)
+
+
+@dataclass
+class _Refusals:
+    """Creates that were refused, kept until the next tick observes them (in memory: after a
+    restart the create is tried again and refused again)."""
+
+    jobs: dict[str, str] = field(default_factory=dict)                    # Job name -> the cluster's answer
+    models: dict[str, tuple[str, str]] = field(default_factory=dict)      # MLModel name -> (reason, message)
 
 
 class _Target:
@@ -102,7 +112,7 @@ def _received_alerts(metadata: dict) -> list[tuple[str, ReceivedAlert]]:
 
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
-                    logger: logging.Logger, refused: dict[str, object] | None = None) -> str | None:
+                    logger: logging.Logger, refused: _Refusals) -> str | None:
     # Read fresh: the watch may not have delivered this loop's own last status write yet.
     fresh = await read(PLURAL, body.metadata["name"], body.metadata["namespace"])
     if fresh is None or fresh["metadata"].get("deletionTimestamp"):
@@ -122,7 +132,6 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     targets = dict(zip(sorted(keys), await asyncio.gather(*(
         _target(members, cluster_index, k, namespace) for k in sorted(keys)))))
 
-    refused = {} if refused is None else refused
     observed = await _observe_jobs(old_status, targets, owner, refused)
     models = await _observe_models(old_status, owner, refused)
     alerts = _received_alerts(meta)
@@ -151,7 +160,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
 
 
 async def _observe_jobs(status: DataPipelineStatus, targets: dict[str, _Target], owner: Owner,
-                        refused: dict[str, object]) -> dict[str, JobObservation]:
+                        refused: _Refusals) -> dict[str, JobObservation]:
     wanted = [(s.cluster or HUB, s.job) for r in status.runs if r.phase == "Running" for s in r.steps
               if s.phase == "Running" and s.job]
 
@@ -168,13 +177,13 @@ async def _observe_jobs(status: DataPipelineStatus, targets: dict[str, _Target],
     results = await asyncio.gather(*(one(k, j) for k, j in wanted))
     seen = {job: seen for _, job, seen in results if seen is not None}
     for job, observation in seen.items():
-        why = refused.pop(job, None)
+        why = refused.jobs.pop(job, None)
         if not observation.exists and why is not None:
-            seen[job] = JobObservation(exists=False, refused=str(why))
+            seen[job] = JobObservation(exists=False, refused=why)
     return seen
 
 
-async def _observe_models(status: DataPipelineStatus, owner: Owner, refused: dict[str, object]
+async def _observe_models(status: DataPipelineStatus, owner: Owner, refused: _Refusals
                           ) -> dict[str, ModelObservation]:
     """The candidate MLModels that runs wait for (all steps done, producedModel named)."""
     resource = RESOURCES["mlmodels"]
@@ -188,16 +197,14 @@ async def _observe_models(status: DataPipelineStatus, owner: Owner, refused: dic
         except ApiError as exc:
             if exc.status.code != 404:
                 raise
-            why = refused.pop(name, None)
-            seen[name] = ModelObservation(exists=False, refused=why if isinstance(why, tuple) else None)
+            seen[name] = ModelObservation(exists=False, refused=refused.models.pop(name, None))
             continue
         seen[name] = ModelObservation(exists=True, ours=candidates.made_by(existing["metadata"], run.name,
                                                                            owner.uid))
     return seen
 
 
-async def _execute(decision, targets: dict[str, _Target], owner: Owner, logger, refused: dict[str, object]
-                   ) -> None:
+async def _execute(decision, targets: dict[str, _Target], owner: Owner, logger, refused: _Refusals) -> None:
     status = decision.status
 
     async def start(action: StartJob) -> None:
@@ -210,7 +217,7 @@ async def _execute(decision, targets: dict[str, _Target], owner: Owner, logger, 
             if not await jobs.create(target.client, target.namespace, job, owner.uid):
                 logger.warning("Job %s exists on %s but is not ours", action.job, action.cluster or "the hub")
         except jobs.Rejected as exc:
-            refused[action.job] = str(exc)  # the next tick fails the step (domain.pipeline)
+            refused.jobs[action.job] = str(exc)     # the next tick fails the step (domain.pipeline)
         except jobs.Unreachable as exc:
             # The next tick reads the Job: missing means it is created again under the same name.
             logger.warning("could not create Job %s on %s: %s", action.job, action.cluster or "the hub", exc)
@@ -245,7 +252,7 @@ async def _execute(decision, targets: dict[str, _Target], owner: Owner, logger, 
             await _create_model(action, owner, refused)
 
 
-async def _create_model(action: CreateModel, owner: Owner, refused: dict[str, object]) -> None:
+async def _create_model(action: CreateModel, owner: Owner, refused: _Refusals) -> None:
     """Creates the candidate; the next tick looks for it (a 409 is then seen as ours or a
     conflict), and a refusal is remembered as that tick's observation."""
     body = candidates.manifest(action, owner.namespace, owner.name, owner.uid)
@@ -256,7 +263,8 @@ async def _create_model(action: CreateModel, owner: Owner, refused: dict[str, ob
         if code == 409:
             return
         if 400 <= code < 500:
-            refused[action.name] = ("ModelRejected", f"the hub refused MLModel {action.name}: {exc.status.message}")
+            refused.models[action.name] = ("ModelRejected",
+                                           f"the hub refused MLModel {action.name}: {exc.status.message}")
             return
         raise kopf.TemporaryError(f"cannot create MLModel {action.name}: {exc.status.message}", delay=5) from None
 
