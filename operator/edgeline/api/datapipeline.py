@@ -129,7 +129,8 @@ class Run(ApiModel):
     started_at: str = Field(description="When it started")
     finished_at: str | None = Field(None, description="When it ended")
     steps: list[StepState] = Field([], description="Every step and how it went")
-    produced_model: str | None = Field(None, description="Candidate MLModel created by the run")
+    produced_model: str | None = Field(None, description="Candidate MLModel of the run; while the run is still "
+                                                          "Running, the one being created")
     reason: str | None = Field(None, description="Why it failed, one CamelCase word")
     message: str | None = Field(None, description="Why it failed, for people")
 
