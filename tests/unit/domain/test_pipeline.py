@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from edgeline import timestamps
 from edgeline.api.datapipeline import DataPipelineSpec, DataPipelineStatus, Step
 from edgeline.domain.candidates import CreateModel, ModelObservation
 from edgeline.domain.pipeline import (HUB, ClusterView, DeleteJobs, Inputs, JobObservation, ReceivedAlert, StartJob,
@@ -187,8 +188,7 @@ def test_a_failing_step_is_retried_with_doubling_backoff_then_fails_the_run_with
         step = status.runs[0].steps[0]
         if step.retry_at and (not retries or retries[-1][1] != step.retry_at):
             retries.append((now, step.retry_at))
-    gaps = [(dt.datetime.strptime(r, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc) - t).total_seconds()
-            for t, r in retries]
+    gaps = [(timestamps.parse(r) - t).total_seconds() for t, r in retries]
     assert gaps == [10, 20]
     run = status.runs[0]
     assert status.phase == "Failed" and run.reason == "Error"
