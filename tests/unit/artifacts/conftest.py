@@ -37,3 +37,10 @@ def models(tmp_path_factory) -> Path:
 def server(models):
     with ArtifactServer(models, stall_s=2.0) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def tls_server(models):
+    """The same folder over HTTPS (https://localhost:<port>), trusted through server.ca_bundle."""
+    with ArtifactServer(models, stall_s=2.0, tls=True) as running:
+        yield running
