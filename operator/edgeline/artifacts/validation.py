@@ -70,12 +70,14 @@ class ValidationOutcome:
 
 def validate_artifact(uri: str, expected_sha256: str | None, *, settings: Settings,
                       credentials: dict | None = None, external_data: dict[str, str] | None = None,
-                      workdir: Path | None = None) -> ValidationOutcome:
-    """Blocking, in this process: fetch `uri` under the operator's fetch policy, compare its
-    digest, fetch the external data files the model names (relative to `uri`; each must be
-    listed in `external_data` with its digest), run the onnx checker and describe the model."""
+                      workdir: Path | None = None, limits: Limits | None = None) -> ValidationOutcome:
+    """Blocking, in this process: fetch `uri` (by default under the operator's fetch policy),
+    compare its digest, fetch the external data files the model names (relative to `uri`; each
+    must be listed in `external_data` with its digest), run the onnx checker and describe the
+    model. `external_data=None` fetches them unverified: only for `edgeline model inspect`, where
+    a person looks at their own file; the operator's path always passes a mapping."""
     outcome = ValidationOutcome()
-    limits = Limits.for_operator(settings)
+    limits = limits or Limits.for_operator(settings)
     own_workdir = workdir is None
     try:
         if own_workdir:
@@ -91,13 +93,13 @@ def validate_artifact(uri: str, expected_sha256: str | None, *, settings: Settin
         budget = limits.max_bytes - fetched.size_bytes
         listed = external_data or {}
         for location in _safe_locations(external_data_files(fetched.path)):
-            if location not in listed:
+            if external_data is not None and location not in listed:
                 raise ExternalDataNotListed(
                     f"the model reads external data file {location!r}, which spec.artifact.externalData does not "
                     "list with its sha256; list every external data file so that its bytes can be verified")
             extra = fetch_artifact(urllib.parse.urljoin(uri, urllib.parse.quote(location)), workdir / location,
                                    limits=replace(limits, max_bytes=max(budget, 0)), credentials=credentials)
-            verify_digest(extra, listed[location], what=f"external data file {location}")
+            verify_digest(extra, listed.get(location), what=f"external data file {location}")
             budget -= extra.size_bytes
             outcome.external_files.append(extra)
         outcome.inspection = inspect_model(fetched.path)
@@ -137,12 +139,12 @@ def validate_in_child(uri: str, expected_sha256: str | None, *, settings: Settin
         return ValidationOutcome(error=StorageFailed(f"cannot use the scratch folder {settings.artifact_dir}: "
                                                      f"{exc.strerror}"))
     request = json.dumps({"uri": uri, "sha256": expected_sha256, "credentials": credentials,
-                          "externalData": external_data, "workdir": str(workdir),
+                          "externalData": external_data or {}, "workdir": str(workdir),
                           "settings": settings.model_dump(mode="json")})
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgeline.artifacts.validation",
-             "--memory-bytes", str(settings.validation_memory_bytes)],
+             "--memory-bytes", str(settings.validation_memory_bytes), "--parent", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
         )
@@ -218,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m edgeline.artifacts.validation")
     parser.add_argument("--memory-bytes", type=int, default=0)
+    parser.add_argument("--parent", type=int, default=0, help="die with this process (the operator)")
     args = parser.parse_args(argv)
+    if args.parent:
+        _die_with_parent(args.parent)
     if args.memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (args.memory_bytes, args.memory_bytes))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -227,13 +232,26 @@ def main(argv: list[str] | None = None) -> int:
         outcome = validate_artifact(request["uri"], request.get("sha256"),
                                     settings=Settings(**request["settings"]),
                                     credentials=request.get("credentials"),
-                                    external_data=request.get("externalData"),
+                                    external_data=request.get("externalData") or {},
                                     workdir=Path(request["workdir"]))
         sys.stdout.write(json.dumps(_outcome_to_json(outcome)))
         sys.stdout.flush()
     except MemoryError:
         os._exit(EXIT_OUT_OF_MEMORY)  # no allocation may follow: leave at once
     return 0
+
+
+def _die_with_parent(parent: int) -> None:
+    """An operator killed mid-validation takes its child along (Linux PR_SET_PDEATHSIG), so a
+    restarted operator never finds an orphan still downloading."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 # -- the controller's call and the scratch folder ------------------------------------------------

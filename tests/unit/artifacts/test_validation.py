@@ -68,13 +68,15 @@ def test_external_data_files_are_fetched_beside_the_model_and_verified(server, m
 
 def test_external_data_must_be_listed_with_its_digest_and_match_it(server, models, settings):
     uri = f"{server.url}/external.onnx"
-    unlisted = validate_artifact(uri, file_digest(models / "external.onnx"), settings=settings)
+    unlisted = validate_artifact(uri, file_digest(models / "external.onnx"), settings=settings, external_data={})
     assert unlisted.reason == "ExternalDataNotListed" and "weights.bin" in unlisted.message
     assert not unlisted.transient and unlisted.inspection is None
     wrong = validate_artifact(uri, file_digest(models / "external.onnx"), settings=settings,
                               external_data={"weights.bin": "sha256:" + "2" * 64})
     assert wrong.reason == "DigestMismatch" and "external data file weights.bin" in wrong.message
     assert list(settings.artifact_dir.iterdir()) == []
+    # The operator's path (the child process) always demands the listing.
+    assert validate_in_child(uri, None, settings=settings).reason == "ExternalDataNotListed"
 
 
 def test_the_operator_fetches_under_its_policy(server, settings):
