@@ -146,7 +146,7 @@ def validate_in_child(uri: str, expected_sha256: str | None, *, settings: Settin
             [sys.executable, "-m", "edgeline.artifacts.validation",
              "--memory-bytes", str(settings.validation_memory_bytes), "--parent", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+            start_new_session=True, env=_child_environment(),
         )
         try:
             out, err = proc.communicate(request, timeout=settings.validation_deadline_s)
@@ -175,6 +175,17 @@ def validate_in_child(uri: str, expected_sha256: str | None, *, settings: Settin
     error = ArtifactError(f"the validation process failed ({proc.returncode}): {last[:300]}")
     error.reason = "ValidationCrashed"
     return ValidationOutcome(error=error)
+
+
+# The child parses untrusted bytes: it gets what Python and TLS need, not the operator's environment
+# (KUBECONFIG, tokens); its settings and credentials come on stdin.
+_CHILD_ENV = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "TZ")
+
+
+def _child_environment() -> dict[str, str]:
+    env = {key: os.environ[key] for key in _CHILD_ENV if key in os.environ}
+    env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+    return env
 
 
 def _outcome_to_json(outcome: ValidationOutcome) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -177,3 +178,11 @@ def _baseline() -> int:
             "print([l for l in open('/proc/self/status') if l.startswith('VmPeak')][0].split()[1])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return int(out) * 1024
+
+
+def test_the_child_does_not_inherit_the_operator_s_environment(monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", "/operator/hub.kubeconfig")
+    monkeypatch.setenv("EDGELINE_ALERTS_TOKEN", "secret")
+    env = validation._child_environment()
+    assert "KUBECONFIG" not in env and not any(key.startswith("EDGELINE_") for key in env)
+    assert env["PATH"] == os.environ["PATH"]
