@@ -71,6 +71,11 @@ def test_file_uris_are_limited_to_the_allowed_folders_also_through_symlinks(mode
     "http://[::ffff:169.254.169.254]/latest/meta-data/",
     "http://kubernetes.default.svc/api",
     "http://10.96.0.1/",
+    # Other spellings of 127.0.0.1 that resolvers accept: judged by the address they resolve to.
+    "http://2130706433:{port}/gemm.onnx",
+    "http://0x7f.0.0.1:{port}/gemm.onnx",
+    "http://127.1:{port}/gemm.onnx",
+    "http://metadata.google.internal./computeMetadata/v1/",
 ])
 def test_non_public_addresses_are_refused_before_any_connection(server, tmp_path, uri):
     before = sum(server.hits.values())
