@@ -111,8 +111,8 @@ async def prepare_scratch_folder(logger: logging.Logger, **_) -> None:
     if not report.sufficient:
         logger.error(
             f"the artifact scratch folder {settings.artifact_dir} has {format_bytes(report.free_bytes)} free, but "
-            f"{settings.validation_concurrency} validations at once of up to {format_bytes(settings.artifact_max_bytes)} "
-            f"each need {format_bytes(report.needed_bytes)}: enlarge the volume, or lower "
+            f"{settings.validation_concurrency} validations at once of up to "
+            f"{format_bytes(settings.artifact_max_bytes)} each need {format_bytes(report.needed_bytes)}: enlarge the volume, or lower "
             "EDGELINE_VALIDATION_CONCURRENCY or EDGELINE_ARTIFACT_MAX_BYTES; large models may fail with StorageFailed")
 
 

@@ -89,8 +89,8 @@ def test_the_operator_fetches_under_its_policy(server, settings):
 
 def test_a_broken_scratch_folder_is_a_transient_storage_failure(server, tmp_path):
     (tmp_path / "file").write_text("not a folder")
-    outcome = validate_artifact(f"{server.url}/gemm.onnx", None,
-                                settings=Settings(artifact_dir=tmp_path / "file", artifact_allowed_cidrs="127.0.0.1/32"))
+    broken = Settings(artifact_dir=tmp_path / "file", artifact_allowed_cidrs="127.0.0.1/32")
+    outcome = validate_artifact(f"{server.url}/gemm.onnx", None, settings=broken)
     assert outcome.reason == "StorageFailed" and outcome.transient
 
 
