@@ -143,6 +143,13 @@ class CredentialsRefused(ArtifactError):
     reason = "CredentialsRefused"
 
 
+class CredentialsUnavailable(ArtifactError):
+    """The credentials Secret cannot be read or is not labelled for Edgeline yet: fixable without a new model."""
+
+    reason = "CredentialsUnavailable"
+    transient = True
+
+
 class ValidationResourceExhausted(ArtifactError):
     """The memory-limited validation process ran out of memory or was killed."""
 

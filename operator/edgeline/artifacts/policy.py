@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeline.artifacts.errors import AddressNotAllowed, FetchFailed, PathNotAllowed, SchemeDisabled
+from edgeline.artifacts.errors import (
+    AddressNotAllowed,
+    CredentialsRefused,
+    CredentialsUnavailable,
+    FetchFailed,
+    PathNotAllowed,
+    SchemeDisabled,
+)
 
 if TYPE_CHECKING:
     from edgeline.settings import Settings
@@ -151,6 +158,32 @@ class FetchPolicy:
                 raise FetchFailed(unreachable(host))
         self.check_addresses(host, addresses)
         return addresses
+
+
+# Only Secrets so labelled lend their data to a fetch; ServiceAccount tokens never do.
+CREDENTIALS_LABEL = "edgeline.io/credentials"
+SERVICE_ACCOUNT_TOKEN = "kubernetes.io/service-account-token"
+
+
+def check_credentials(uri: str, namespace: str, name: str, secret_type: str | None,
+                      labels: dict[str, str] | None) -> None:
+    """May the Secret `namespace/name` (from the MLModel's own namespace) lend credentials to a
+    fetch of `uri`? Only over https, only a Secret labelled edgeline.io/credentials: "true", never a
+    ServiceAccount token (that would hand the API server's trust to whoever runs the artifact
+    server). With `labels` None the Secret is not read yet and only the URI is judged.
+    Not labelled is CredentialsUnavailable (transient: labelling it fixes it); the rest is permanent."""
+    scheme = uri.split(":", 1)[0].lower()
+    if scheme != "https":
+        raise CredentialsRefused(f"spec.artifact.credentialsSecretRef is only used with https:// URIs; "
+                                 f"Edgeline does not send credentials over {scheme}://")
+    if labels is None:
+        return
+    if secret_type == SERVICE_ACCOUNT_TOKEN:
+        raise CredentialsRefused(f"Secret {namespace}/{name} is a ServiceAccount token; Edgeline never "
+                                 "sends ServiceAccount tokens to artifact servers")
+    if labels.get(CREDENTIALS_LABEL) != "true":
+        raise CredentialsUnavailable(f"Secret {namespace}/{name} is not labelled {CREDENTIALS_LABEL}: \"true\"; "
+                                     "label it to let Edgeline use it for artifact downloads")
 
 
 def unreachable(host: str) -> str:

@@ -16,13 +16,14 @@ import time
 
 import kopf
 from lightkube import ApiError
-from prometheus_client import Gauge
 from lightkube.resources.core_v1 import Secret
+from prometheus_client import Gauge
 
 from edgeline import GROUP, VERSION, metrics
 from edgeline.api.conditions import set_condition
 from edgeline.api.mlmodel import MLModel
-from edgeline.artifacts.errors import ArtifactError, CredentialsRefused, ValidationAbandoned
+from edgeline.artifacts.errors import ArtifactError, CredentialsUnavailable, ValidationAbandoned
+from edgeline.artifacts.policy import check_credentials
 from edgeline.artifacts.validation import ValidationOutcome, fetch_and_inspect, prepare_scratch
 from edgeline.clusters import events
 from edgeline.clusters.connections import hub_client
@@ -35,9 +36,6 @@ PLURAL = "mlmodels"
 FINISHED = ("Ready", "Invalid")
 # Transient failures (a stalled server, a 503) are retried with a growing delay.
 RETRY_DELAYS_S = (10, 30, 60, 120, 300)
-# Only Secrets so labelled lend their data to a fetch; ServiceAccount tokens never do.
-CREDENTIALS_LABEL = "edgeline.io/credentials"
-SERVICE_ACCOUNT_TOKEN = "kubernetes.io/service-account-token"
 
 SCRATCH_FREE = Gauge("edgeline_artifact_scratch_free_bytes", "Free bytes in the artifact scratch folder at start")
 SCRATCH_NEEDED = Gauge("edgeline_artifact_scratch_needed_bytes",
@@ -65,33 +63,17 @@ class Verdict:
                 **self.fields}
 
 
-class CredentialsUnavailable(ArtifactError):
-    """The Secret cannot be read or is not labelled for Edgeline yet: fixable without a new model."""
-
-    reason = "CredentialsUnavailable"
-    transient = True
-
-
 async def _credentials(namespace: str, secret_name: str | None, uri: str) -> dict | None:
-    """The data of the credentials Secret, if it may be used: only for https://, only from the
-    MLModel's own namespace, only a Secret labelled edgeline.io/credentials: "true", never a
-    ServiceAccount token (it would hand the API server's trust to whoever runs the artifact server)."""
+    """The data of the credentials Secret, if `check_credentials` lets it be used."""
     if not secret_name:
         return None
-    if not uri.lower().startswith("https://"):
-        raise CredentialsRefused(f"spec.artifact.credentialsSecretRef is only used with https:// URIs; "
-                                 f"Edgeline does not send credentials over {uri.split(':', 1)[0]}://")
+    check_credentials(uri, namespace, secret_name, None, None)  # before the Secret is read at all
     try:
         secret = await hub_client().get(Secret, secret_name, namespace=namespace)
     except ApiError as exc:
         raise CredentialsUnavailable(
             f"cannot read the artifact credentials Secret {namespace}/{secret_name}: {exc.status.message}") from None
-    if secret.type == SERVICE_ACCOUNT_TOKEN:
-        raise CredentialsRefused(f"Secret {namespace}/{secret_name} is a ServiceAccount token; Edgeline never "
-                                 "sends ServiceAccount tokens to artifact servers")
-    if ((secret.metadata.labels or {}).get(CREDENTIALS_LABEL)) != "true":
-        raise CredentialsUnavailable(f"Secret {namespace}/{secret_name} is not labelled {CREDENTIALS_LABEL}: "
-                                     "\"true\"; label it to let Edgeline use it for artifact downloads")
+    check_credentials(uri, namespace, secret_name, secret.type, secret.metadata.labels or {})
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from edgeline.artifacts import errors
-from edgeline.artifacts.policy import FetchPolicy
+from edgeline.artifacts.policy import FetchPolicy, check_credentials
 from edgeline.settings import Settings
 
 STRICT = FetchPolicy()
@@ -95,3 +95,24 @@ def test_settings_refuse_what_is_not_a_cidr_or_an_absolute_folder():
         Settings(artifact_allowed_cidrs="127.0.0.1/32, loopback")
     with pytest.raises(ValueError, match="absolute"):
         Settings(artifact_file_roots="models")
+
+
+LABELLED = {"edgeline.io/credentials": "true"}
+
+
+@pytest.mark.parametrize("uri, secret_type, labels, error", [
+    ("https://models.example/m.onnx", "Opaque", LABELLED, None),
+    ("https://models.example/m.onnx", None, None, None),  # not read yet: only the URI is judged
+    ("http://models.example/m.onnx", None, None, errors.CredentialsRefused),
+    ("HTTP://models.example/m.onnx", "Opaque", LABELLED, errors.CredentialsRefused),
+    ("https://models.example/m.onnx", "Opaque", {}, errors.CredentialsUnavailable),
+    ("https://models.example/m.onnx", "Opaque", {"edgeline.io/credentials": "yes"}, errors.CredentialsUnavailable),
+    ("https://models.example/m.onnx", "kubernetes.io/service-account-token", LABELLED, errors.CredentialsRefused),
+])
+def test_which_secrets_may_lend_credentials_to_which_fetch(uri, secret_type, labels, error):
+    if error is None:
+        check_credentials(uri, "factory", "store", secret_type, labels)
+        return
+    with pytest.raises(error) as err:
+        check_credentials(uri, "factory", "store", secret_type, labels)
+    assert err.value.transient == (error is errors.CredentialsUnavailable)
