@@ -190,9 +190,10 @@ class OperatorProcess:
             "EDGELINE_ARTIFACT_RETRIES": "1",
             "EDGELINE_ARTIFACT_MAX_BYTES": str(5 * 2**20),
             "EDGELINE_ARTIFACT_DIR": str(STATE_DIR / "artifacts"),
-            # Fetch policy (docs/security.md): the test artifact servers listen on 127.0.0.1 only, and
-            # file:// may read one test folder; everything else non-public stays refused.
-            "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32",
+            # Fetch policy (docs/security.md): the test artifact servers listen on 127.0.0.1 (and, for real
+            # nodes, on 198.18.0.0/15), and file:// may read one test folder; everything else non-public
+            # (127.0.0.2, 169.254/16, cluster names) stays refused.
+            "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32,198.18.0.0/15",
             "EDGELINE_ARTIFACT_FILE_ROOTS": str(FILE_ARTIFACTS),
             # Low enough that the memory-bomb model of test_model_validation exhausts it, ample for real ones.
             "EDGELINE_VALIDATION_MEMORY_BYTES": str(512 * 2**20),
