@@ -154,6 +154,7 @@ class RevisionRef(ApiModel):
     digest: str | None = Field(None, description="Model artifact digest")
     uri: str | None = Field(None, description="Model artifact URI")
     runtime: Runtime | None = Field(None, description="Runtime spec of the revision, so that it can be restored")
+    external_data: dict[str, str] | None = Field(None, description="Digests of the model's external data files")
 
 
 class ApprovalRecord(ApiModel):

@@ -72,7 +72,8 @@ def model_index(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, sta
     return {namespace: ModelSummary(
         name=name, model=spec.get("model", ""), version=spec.get("version", ""), phase=status.get("phase"),
         digest=artifact.get("digest"), uri=(spec.get("artifact") or {}).get("uri", ""),
-        created=meta.get("creationTimestamp", ""))}
+        created=meta.get("creationTimestamp", ""),
+        external_data=tuple((f["path"], f["sha256"]) for f in (spec.get("artifact") or {}).get("externalData") or []))}
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -112,9 +113,11 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     desired = None
     if choice.model is not None:
         desired = RevisionRef(
-            revision=revision_of(choice.model.digest, choice.model.uri, ed.spec.runtime),
+            revision=revision_of(choice.model.digest, choice.model.uri, ed.spec.runtime,
+                                 dict(choice.model.external_data)),
             mlmodel=choice.model.name, model=choice.model.model, version=choice.model.version,
-            digest=choice.model.digest, uri=choice.model.uri, runtime=ed.spec.runtime)
+            digest=choice.model.digest, uri=choice.model.uri, runtime=ed.spec.runtime,
+            external_data=dict(choice.model.external_data) or None)
 
     known = {key: loop.first(cluster_index, key) for key in cluster_index}
     placement = place(ed.spec.placement, [entry["facts"] for entry in known.values() if entry])
