@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from edgeline import __version__
+
 # Command groups, in the order `edgeline --help` lists them: name -> (help, extra it needs).
 COMMAND_GROUPS = {
     "run": ("run the operator (kopf) against the current cluster", "operator"),
@@ -43,6 +45,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="edgeline",
         description="Edgeline: ML models across cloud and K3s edge clusters.",
     )
+    parser.add_argument("--version", action="version", version=f"edgeline {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     wanted = set(COMMAND_GROUPS) if argv is None else {_requested_group(argv)}
     for group, (text, extra) in COMMAND_GROUPS.items():

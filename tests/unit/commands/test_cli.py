@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import edgeline
 from edgeline import cli
 
 # Run in a child: the test process has imported everything already.
@@ -53,3 +54,9 @@ def test_a_group_whose_extra_is_missing_says_which_extra(monkeypatch, capsys):
 def test_the_help_table_says_what_each_group_module_says():
     # The groups' own parsers (all imported) and the table give the same `edgeline --help`.
     assert cli.build_parser().format_help() == cli.build_parser([]).format_help()
+
+
+def test_version_is_the_packages(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.strip() == f"edgeline {edgeline.__version__}"
