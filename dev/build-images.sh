@@ -129,11 +129,15 @@ build_image() {  # name base build_base -> sets IMAGE_REF IMAGE_ARCHIVE
   trap 'rm -rf "$build_context"' EXIT
   inputs "$name" | tar -cf - -T - | tar -xf - -C "$build_context"
   log "$name: building $IMAGE_REF"
+  # The labels again as --label: buildah 1.28 takes a cached LABEL step even when the ARG in it
+  # changed (an image of the next commit kept the previous revision), and --label bypasses that.
   podman build --quiet --layers --pull=never --network=host --arch "$arch" \
     --build-arg BASE="$base" --build-arg BUILD_BASE="$build_base" \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" \
     --build-arg CREATED="$created" --build-arg SOURCE="$source_url" \
     "${pip_ca[@]}" \
+    --label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.revision=$revision" \
+    --label "org.opencontainers.image.created=$created" --label "org.opencontainers.image.source=$source_url" \
     -f "images/$name/Containerfile" \
     -t "$IMAGE_REF" -t "$version_ref" -t "localhost/edgeline/$name:key-$key" \
     "$build_context" >/dev/null
