@@ -27,6 +27,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -340,11 +341,21 @@ class DevEnvironment:
         binaries = ensure_binaries(real_nodes)
         state: dict = {"clusters": {}}
         try:
-            slot = network.claim_slot(self.clusters[0].name)
+            slot = network.claim_slot(self.clusters[0].name, previous.get("last_slot"))
         except network.NetworkError as exc:
             raise DevEnvError(str(exc)) from exc
         addresses = {spec.name: network.ClusterAddresses(slot, i, spec.name) for i, spec in enumerate(self.clusters)}
         hub_address = addresses[self.clusters[0].name]
+        state["last_slot"] = slot
+        if previous.get("last_slot") != slot:
+            # Services in etcd keep the addresses of the range they were made in (the `kubernetes`
+            # Service, the default ServiceCIDR): another slot, or data from before slots, starts empty.
+            for spec in self.clusters:
+                data = self.state_dir / spec.name / "etcd-data"
+                if data.exists():
+                    print(f"edgeline dev: {spec.name} starts empty (its data belongs to another address range)",
+                          file=sys.stderr)
+                    shutil.rmtree(data)
         state["network"] = {
             "slot": slot,
             "pod_visible_host": hub_address.gateway,
@@ -399,7 +410,8 @@ class DevEnvironment:
                 except (registry.RegistryError, OSError, subprocess.TimeoutExpired) as exc:
                     errors.append(f"registry: {exc}")
         if not errors and real_nodes:
-            rules = [(addresses[spec.name].service_ip, hub_address.gateway, state["clusters"][spec.name]["ports"]["apiserver"])
+            rules = [(addresses[spec.name].pod_subnet, addresses[spec.name].service_ip, hub_address.gateway,
+                      state["clusters"][spec.name]["ports"]["apiserver"])
                      for spec in self.clusters if spec.real_node]
             try:
                 network.install_service_rules(slot, rules)
@@ -590,6 +602,7 @@ class DevEnvironment:
         self.kubeconfig(spec.name).write_text(yaml.safe_dump(_kubeconfig(
             spec.name, access.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key", embed=True
         )))
+        self._check_kubernetes_service(spec, access, deadline)
         self.pod_kubeconfig(spec.name).write_text(yaml.safe_dump(_kubeconfig(
             spec.name, f"https://{pod_visible_host}:{ports['apiserver']}", pki / "ca.crt", pki / "admin.crt",
             pki / "admin.key", embed=True
@@ -665,6 +678,25 @@ class DevEnvironment:
                            content_type="application/merge-patch+json")
         except urllib.error.HTTPError as exc:
             raise processes.ComponentFailed(spec.name, "setup", f"could not label node {node.name}: {exc}", None)
+
+    def _check_kubernetes_service(self, spec: ClusterSpec, access: ClusterAccess, deadline: float) -> None:
+        """In-cluster configuration uses the `kubernetes` Service's address: it must be the one the
+        DNAT rule and the serving certificate are made for (etcd data of another slot would keep
+        another; `up` starts such clusters empty)."""
+        expected = self.cluster_addresses(spec.name).service_ip
+        while time.monotonic() < deadline:
+            try:
+                ip = access.request("GET", "/api/v1/namespaces/default/services/kubernetes")["spec"]["clusterIP"]
+            except (OSError, KeyError):
+                time.sleep(0.25)
+                continue
+            if ip == expected:
+                return
+            raise processes.ComponentFailed(
+                spec.name, "setup", f"the kubernetes Service has {ip}, not {expected} (etcd data from another "
+                f"address range): remove {self.state_dir / spec.name / 'etcd-data'} and run `edgeline dev up` again",
+                None)
+        raise processes.ComponentFailed(spec.name, "setup", "the kubernetes Service was not created in time", None)
 
     def cluster_addresses_from(self, state: dict, cluster: str) -> network.ClusterAddresses:
         index = [spec.name for spec in self.clusters].index(cluster)
