@@ -341,7 +341,11 @@ class DevEnvironment:
         binaries = ensure_binaries(real_nodes)
         state: dict = {"clusters": {}}
         try:
-            slot = network.claim_slot(self.clusters[0].name, previous.get("last_slot"))
+            if real_nodes:
+                slot = network.claim_slot(self.clusters[0].name, previous.get("last_slot"))
+            else:
+                # kwok only: nothing routes to these ranges, no bridge needed (nor root).
+                slot = previous.get("last_slot") or 0
         except network.NetworkError as exc:
             raise DevEnvError(str(exc)) from exc
         addresses = {spec.name: network.ClusterAddresses(slot, i, spec.name) for i, spec in enumerate(self.clusters)}
@@ -359,8 +363,8 @@ class DevEnvironment:
         state["network"] = {
             "slot": slot,
             "pod_visible_host": hub_address.gateway,
-            "bridges": [a.bridge for name, a in addresses.items()
-                        if a is hub_address or any(s.name == name and s.real_node for s in self.clusters)],
+            "bridges": [a.bridge for name, a in addresses.items() if real_nodes and
+                        (a is hub_address or any(s.name == name and s.real_node for s in self.clusters))],
             "service_rules": False,
         }
         self._save_state(state)
