@@ -429,7 +429,10 @@ class DevEnvironment:
                     state["images"].update(references)
                     state["pushed_archives"] = fingerprints
                 except (registry.RegistryError, OSError, subprocess.TimeoutExpired) as exc:
-                    errors.append(f"registry: {exc}")
+                    # The clusters are still worth having (an image build may be under way):
+                    # the image is missing from `images`, and push_images() says why.
+                    print(f"edgeline dev: the images of {registry.IMAGES_ENV} were not pushed: {exc}",
+                          file=sys.stderr)
         if not errors and real_nodes:
             rules = [(addresses[spec.name].pod_subnet, addresses[spec.name].service_ip, hub_address.gateway,
                       state["clusters"][spec.name]["ports"]["apiserver"])
