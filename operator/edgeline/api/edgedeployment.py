@@ -12,6 +12,7 @@ from edgeline.api.base import ApiModel, Resource
 from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, NON_EMPTY_SELECTOR, EnvVar, LabelSelector, Quantity,
                                  ResourceRequirements, ShortText)
 from edgeline.api.conditions import Condition
+from edgeline.api.reserved import env_rule
 
 # The edge runtime image this release builds (images/edge-runtime, `make images`), under the name it
 # is published as; a user who publishes it elsewhere sets spec.runtime.image (docs/install.md).
@@ -54,7 +55,10 @@ class Runtime(ApiModel):
     execution_provider: Literal["CPU", "CUDA", "TensorRT", "OpenVINO"] = Field(
         "CPU", description="onnxruntime execution provider; CUDA and TensorRT also place Pods on GPU nodes")
     resources: ResourceRequirements | None = Field(None, description="Requests and limits of the runtime container")
-    env: list[EnvVar] = Field([], max_length=32, description="Extra environment variables for the runtime")
+    env: list[EnvVar] = Field([], max_length=32, description="Extra environment variables for the runtime; "
+                                                             "EDGELINE_* names are Edgeline's (except "
+                                                             "EDGELINE_INFERENCE_THREADS, _INTRA_OP_THREADS, "
+                                                             "_MAX_REQUEST_BYTES, _SHUTDOWN_GRACE_S)")
     node_selector: dict[str, ShortText] = Field(
         {}, description="Extra node labels the runtime Pods must run on (architecture is added automatically)",
         json_schema_extra={"maxProperties": 16})
@@ -136,8 +140,9 @@ class EdgeDeploymentSpec(ApiModel):
                                     {"rule": "self.follow != 'LatestReady' || has(self.model)",
                                      "message": "model is required when follow is LatestReady"}]})
     placement: Placement = Field(description="Which EdgeClusters run the model")
+    # The rule sits here, not on Runtime, so that revisions kept in status are never re-checked.
     runtime: Runtime = Field(default_factory=Runtime, description="The edge inference runtime on each cluster",
-                             json_schema_extra={"default": {}})
+                             json_schema_extra={"default": {}, "x-kubernetes-validations": [env_rule()]})
     rollout: Rollout = Field(default_factory=Rollout, description="How the change spreads: waves, timeouts, soak",
                              json_schema_extra={"default": {}, "x-kubernetes-validations": WAVE_RULES})
     approval: Approval = Field(default_factory=Approval, description="Who must approve a change before it rolls out",
