@@ -3,7 +3,7 @@ in waves, behind an approval gate, guarded by automatic rollback."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -140,9 +140,8 @@ class EdgeDeploymentSpec(ApiModel):
                                     {"rule": "self.follow != 'LatestReady' || has(self.model)",
                                      "message": "model is required when follow is LatestReady"}]})
     placement: Placement = Field(description="Which EdgeClusters run the model")
-    # The rule sits here, not on Runtime, so that revisions kept in status are never re-checked.
     runtime: Runtime = Field(default_factory=Runtime, description="The edge inference runtime on each cluster",
-                             json_schema_extra={"default": {}, "x-kubernetes-validations": [env_rule()]})
+                             json_schema_extra={"default": {}})
     rollout: Rollout = Field(default_factory=Rollout, description="How the change spreads: waves, timeouts, soak",
                              json_schema_extra={"default": {}, "x-kubernetes-validations": WAVE_RULES})
     approval: Approval = Field(default_factory=Approval, description="Who must approve a change before it rolls out",
@@ -286,6 +285,9 @@ class EdgeDeployment(Resource):
          "message": "approval.approverGroups must name at least one group when approval.required is true",
          "fieldPath": ".approval.approverGroups"},
     ]
+
+    # On spec.runtime only, not on the Runtime type: revisions kept in status are never re-checked.
+    SPEC_FIELD_VALIDATIONS: ClassVar[dict[str, list[dict]]] = {"runtime.env[]": [env_rule()]}
 
     spec: EdgeDeploymentSpec
     status: EdgeDeploymentStatus | None = None

@@ -99,3 +99,15 @@ def test_which_environment_variables_are_reserved(name, reserved):
 ])
 def test_which_label_and_annotation_keys_are_reserved(key, reserved):
     assert reserved_key(key) is reserved
+
+
+def test_a_candidate_model_s_labels_name_its_real_pipeline_and_run_whatever_the_template_says():
+    from edgeline.api.datapipeline import MLModelTemplate, Run
+    from edgeline.domain.candidates import candidate_model
+
+    template = MLModelTemplate(from_step="train", model="detector", labels={
+        "team": "vision", "edgeline.io/pipeline": "someone-else", "edgeline.io/run": "someone-else-1"})
+    run = Run(name="p-3", number=3, trigger="Manual", phase="Running", started_at="2026-11-25T10:00:00Z")
+    model, problem = candidate_model("p", run, template, {"uri": "https://m/x.onnx", "sha256": "e" * 64})
+    assert problem is None
+    assert model.labels == {"team": "vision", "edgeline.io/pipeline": "p", "edgeline.io/run": "p-3"}
