@@ -15,6 +15,7 @@ ENV_PREFIX = "EDGELINE_"
 TUNABLE_ENV = ("EDGELINE_INFERENCE_THREADS", "EDGELINE_INTRA_OP_THREADS", "EDGELINE_MAX_REQUEST_BYTES",
                "EDGELINE_SHUTDOWN_GRACE_S")
 KEY_DOMAIN = "edgeline.io"
+OPERATOR_DOMAIN = "operator.edgeline.io"
 MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
 
 
@@ -25,13 +26,16 @@ def reserved_env(name: str) -> bool:
 
 
 def reserved_key(key: str) -> bool:
-    """Whether a label or annotation key is Edgeline's: edgeline.io/..., <anything>.edgeline.io/...
-    and app.kubernetes.io/managed-by."""
+    """Whether a label or annotation key is Edgeline's: edgeline.io/..., operator.edgeline.io/...
+    (and its subdomains, e.g. alerts.operator.edgeline.io/) and app.kubernetes.io/managed-by.
+    Other subdomains stay free: the dev environment's kwok stages read kwok.edgeline.io/ keys
+    that steps set in podAnnotations."""
     prefix, slash, _ = key.partition("/")
     if not slash:
         return False
     prefix = prefix.lower()
-    return prefix == KEY_DOMAIN or prefix.endswith("." + KEY_DOMAIN) or key.lower() == MANAGED_BY_KEY
+    return (prefix in (KEY_DOMAIN, OPERATOR_DOMAIN) or prefix.endswith("." + OPERATOR_DOMAIN)
+            or key.lower() == MANAGED_BY_KEY)
 
 
 def _cel_list(names: tuple[str, ...]) -> str:
@@ -39,8 +43,8 @@ def _cel_list(names: tuple[str, ...]) -> str:
 
 
 _ENV = f"(e.name.matches('(?i)^{ENV_PREFIX}') && !(e.name in {_cel_list(TUNABLE_ENV)}))"
-_KEY = (f"(k.lowerAscii().startsWith('{KEY_DOMAIN}/') || k.lowerAscii().matches('^[^/]*[.]edgeline[.]io/') || "
-        f"k.lowerAscii() == '{MANAGED_BY_KEY}')")
+_KEY = (f"(k.lowerAscii().startsWith('{KEY_DOMAIN}/') || "
+        f"k.lowerAscii().matches('^([^/]*[.])?operator[.]edgeline[.]io/') || k.lowerAscii() == '{MANAGED_BY_KEY}')")
 
 
 def env_rule() -> dict:
@@ -59,5 +63,5 @@ def keys_rule(what: str) -> dict:
     return {
         "rule": f"!self.exists(k, {_KEY})",
         "messageExpression": f"'{what} key ' + self.filter(k, {_KEY})[0] + ' is reserved for Edgeline: "
-                             f"edgeline.io/*, *.edgeline.io/* and {MANAGED_BY_KEY} are set by Edgeline only'",
+                             f"edgeline.io/*, operator.edgeline.io/* and {MANAGED_BY_KEY} are set by Edgeline only'",
     }

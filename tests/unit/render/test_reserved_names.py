@@ -67,10 +67,10 @@ def test_the_runtime_objects_carry_only_edgeline_s_labels():
 def test_a_step_pod_never_carries_the_user_s_edgeline_keys_and_keeps_edgeline_s_labels():
     step = Step.model_validate({"name": "train", "image": "trainer:1", "podAnnotations": {
         "edgeline.io/pipeline-run": "forged", "alerts.operator.edgeline.io/x": "forged",
-        "app.kubernetes.io/managed-by": "me", "kwok.x-k8s.io/outcome": "Succeeded"}})
+        "app.kubernetes.io/managed-by": "me", "kwok.edgeline.io/exit-code": "0"}})
     job = render_job(Owner("factory", "retrain", "uid-1"), "run-7", step, 1, "retrain-train-1", "ns", False)
     template = job["spec"]["template"]["metadata"]
-    assert template["annotations"] == {"kwok.x-k8s.io/outcome": "Succeeded"}
+    assert template["annotations"] == {"kwok.edgeline.io/exit-code": "0"}
     assert template["labels"]["edgeline.io/pipeline"] == "retrain"
     assert template["labels"]["app.kubernetes.io/managed-by"] == "edgeline"
     assert job["metadata"]["annotations"] == {"edgeline.io/pipeline-run": "run-7"}
@@ -94,7 +94,9 @@ def test_which_environment_variables_are_reserved(name, reserved):
 @pytest.mark.parametrize("key, reserved", [
     ("edgeline.io/pipeline-run", True), ("Edgeline.IO/x", True), ("alerts.operator.edgeline.io/a", True),
     ("app.kubernetes.io/managed-by", True), ("app.kubernetes.io/name", False),
-    ("edgeline.io", False), ("notedgeline.io/x", False), ("edgeline.io.example.com/x", False),
+    ("operator.edgeline.io/x", True), ("edgeline.io", False), ("notedgeline.io/x", False),
+    ("edgeline.io.example.com/x", False), ("notoperator.edgeline.io/x", False),
+    ("kwok.edgeline.io/exit-code", False),   # the dev environment's kwok stages: set by tests in podAnnotations
     ("kwok.x-k8s.io/outcome", False), ("prometheus.io/scrape", False), ("team", False),
 ])
 def test_which_label_and_annotation_keys_are_reserved(key, reserved):
