@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 
 import kopf
 from lightkube import ApiError
-from lightkube.types import PatchType
 
 from edgeline import GROUP, VERSION, metrics
 from edgeline.api.datapipeline import DataPipeline, DataPipelineStatus
 from edgeline.clusters import events, jobs
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef, hub_client
 from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status, read
-from edgeline.controllers import loop
-from edgeline.controllers.alerts import ANNOTATION_PREFIX
+from edgeline.controllers import alert_receipts, loop
 from edgeline.domain.pipeline import (HUB, ClusterView, CreateModel, DeleteJobs, Inputs, JobObservation,
                                       ReceivedAlert, StartJob, cluster_key, decide, summarize)
 from edgeline.render.jobs import Owner, render_job
@@ -80,18 +77,7 @@ async def _target(members: MemberClusters, cluster_index: kopf.Index, key: str, 
 
 
 def _received_alerts(metadata: dict) -> list[tuple[str, ReceivedAlert]]:
-    found = []
-    for key, value in (metadata.get("annotations") or {}).items():
-        if not key.startswith(ANNOTATION_PREFIX):
-            continue
-        try:
-            data = json.loads(value)
-            alert = ReceivedAlert(key=f"{key[len(ANNOTATION_PREFIX):]}@{data.get('receivedAt')}",
-                                  name=str(data["name"]))
-        except (ValueError, KeyError, TypeError):
-            alert = ReceivedAlert(key=f"{key}@unreadable", name="unreadable")
-        found.append((key, alert))
-    return found
+    return [(r.annotation, ReceivedAlert(key=r.key, name=r.alert.name)) for r in alert_receipts.receipts(metadata)]
 
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
@@ -136,8 +122,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         await patch_status(PLURAL, name, namespace, patch)
     if alerts:
         # Only after status holds the receipts (handledAlerts): a crash in between starts no second run.
-        await hub_client().patch(RESOURCES[PLURAL], name, {"metadata": {"annotations": {
-            key: None for key, _ in alerts}}}, namespace=namespace, patch_type=PatchType.MERGE)
+        await alert_receipts.remove(PLURAL, name, namespace, [key for key, _ in alerts])
     return status.phase
 
 
