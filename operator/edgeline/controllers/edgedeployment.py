@@ -23,7 +23,7 @@ from edgeline import GROUP, VERSION, metrics
 from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, RevisionRef
 from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters
-from edgeline.clusters.resources import merge_patch, patch_status, read
+from edgeline.clusters.resources import merge_patch, patch_status
 from edgeline.controllers import alert_receipts, approval_key, loop
 from edgeline.controllers.indexes import ClusterEntry, client_for, known_clusters
 from edgeline.domain import admission
@@ -69,13 +69,9 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     """observe -> decide -> act -> write status once. `outcomes` carries what this tick's
     actions came to into the next tick."""
     outcomes = {} if outcomes is None else outcomes
-    # Read fresh: the watch may not have delivered this loop's own last status write yet,
-    # and deciding on an older status could repeat or undo a step.
-    fresh = await read(PLURAL, body.metadata["name"], body.metadata["namespace"])
-    if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+    snapshot = await loop.fresh_snapshot(PLURAL, EdgeDeployment.KIND, body)
+    if snapshot is None:
         return None
-    snapshot = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EdgeDeployment", "metadata": fresh["metadata"],
-                "spec": fresh.get("spec") or {}, "status": fresh.get("status") or {}}
     ed = EdgeDeployment.model_validate(snapshot)
     meta = snapshot["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -96,9 +92,9 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     waves = plan_waves(ed.spec.rollout, list(placement.selected), {n: known[n].facts.labels
                                                                    for n in placement.selected})
     key = approval_key.current()
-    verified, forged = admission.approval_records(key, fresh) if key else ([], 0)
+    verified, forged = admission.approval_records(key, snapshot) if key else ([], 0)
     records = counted_records(verified, old_status.rollbacks)
-    author = admission.author(key, fresh) if key else None
+    author = admission.author(key, snapshot) if key else None
     approval = gate(ed.spec.approval, records, desired, old_status.bad_revisions, now, author)
     to_observe = set(placement.selected) | {c.name for c in old_status.clusters}
     observations = dict(await asyncio.gather(*(

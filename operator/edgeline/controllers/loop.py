@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 import kopf
 from lightkube import ApiError
 
+from edgeline import GROUP, VERSION
 from edgeline.api.conditions import get_condition, set_condition
 from edgeline.clusters import events
 from edgeline.clusters.connections import ConnectionProblem
@@ -37,6 +38,17 @@ def wake(plural: str, namespace: str, name: str) -> None:
     event = _events.get((plural, namespace, name))
     if event is not None:
         event.set()
+
+
+async def fresh_snapshot(plural: str, kind: str, body: kopf.Body) -> dict | None:
+    """The object as the API server has it now (None when it is gone or going), as a body with
+    apiVersion and kind. A tick reads fresh because the watch may not have delivered the
+    loop's own last status write yet, and deciding on an older status could repeat or undo a step."""
+    fresh = await read(plural, body.metadata["name"], body.metadata["namespace"])
+    if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+        return None
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": fresh["metadata"],
+            "spec": fresh.get("spec") or {}, "status": fresh.get("status") or {}}
 
 
 def first(index: kopf.Index, key):
