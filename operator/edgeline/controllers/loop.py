@@ -101,6 +101,7 @@ def failure_message(exc: Exception) -> str:
         detail = f"{exc.status.code} {exc.status.message}"
     else:
         detail = str(exc) or "no details"
+    detail = detail if len(detail) <= 800 else detail[:800] + "..."     # a condition message has a limit
     if not isinstance(exc, _EXPECTED):
         return f"unexpected {type(exc).__name__}: {detail} (a bug: the operator log has the traceback)"
     return f"{type(exc).__name__}: {detail}"
