@@ -13,16 +13,20 @@ from edgeline.api.conditions import Condition
 
 # Written for a CEL string literal: fields separated by spaces, no backslashes.
 _FIELD = "[0-9*,/?A-Za-z-]+"
-CRON = f"^(@(yearly|annually|monthly|weekly|daily|hourly)|{_FIELD} +{_FIELD} +{_FIELD} +{_FIELD} +{_FIELD})$"
+# The shorthands are domain.cron's (a unit test keeps the two lists equal).
+SHORTHANDS = ("yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly")
+CRON = f"^(@({'|'.join(SHORTHANDS)})|{_FIELD} +{_FIELD} +{_FIELD} +{_FIELD} +{_FIELD})$"
 
 
 class Schedule(ApiModel):
     cron: str = Field(max_length=128, description="Five-field cron expression (minute hour day month weekday) or "
-                                                  "@hourly, @daily, @weekly, @monthly, @yearly",
+                                                  "@hourly, @daily (@midnight), @weekly, @monthly, @yearly "
+                                                  "(@annually)",
                       json_schema_extra={"x-kubernetes-validations": [{
                           "rule": f"self.matches('{CRON}')",
                           "message": "cron must have five fields (minute hour day-of-month month day-of-week), "
-                                     "e.g. '0 2 * * *', or be @hourly, @daily, @weekly, @monthly or @yearly"}]})
+                                     "e.g. '0 2 * * *', or be @hourly, @daily, @midnight, @weekly, @monthly, "
+                                     "@yearly or @annually"}]})
     time_zone: str = Field("UTC", max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+/-]*$",
                            description="IANA time zone the cron expression is read in, e.g. Europe/Berlin")
     suspend: bool = Field(False, description="Stop starting scheduled runs (manual runs still start)")
@@ -125,7 +129,8 @@ class Run(ApiModel):
     started_at: str = Field(description="When it started")
     finished_at: str | None = Field(None, description="When it ended")
     steps: list[StepState] = Field([], description="Every step and how it went")
-    produced_model: str | None = Field(None, description="Candidate MLModel created by the run")
+    produced_model: str | None = Field(None, description="Candidate MLModel of the run; while the run is still "
+                                                          "Running, the one being created")
     reason: str | None = Field(None, description="Why it failed, one CamelCase word")
     message: str | None = Field(None, description="Why it failed, for people")
 

@@ -26,7 +26,7 @@ from aiohttp import web
 from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import Secret
 
-from edgeline import FIELD_MANAGER
+from edgeline import FIELD_MANAGER, webserver
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import create_secret_once, read_secret
 from edgeline.controllers import approval_key
@@ -168,10 +168,8 @@ async def start_webhook(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
     (folder / "tls.key").chmod(0o600)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(folder / "tls.crt", folder / "tls.key")
-    runner = web.AppRunner(make_app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.webhook_listen, settings.webhook_port, ssl_context=context).start()
-    memo.webhook_runner = runner
+    memo.webhook_runner = await webserver.start(make_app(), settings.webhook_listen, settings.webhook_port,
+                                                ssl_context=context)
     if settings.webhook_manage_configuration:
         await hub_client().apply(from_dict(webhook_configuration(tls["ca.crt"])), field_manager=FIELD_MANAGER,
                                  force=True)
@@ -180,6 +178,4 @@ async def start_webhook(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
 
 @kopf.on.cleanup()
 async def stop_webhook(memo: kopf.Memo, **_) -> None:
-    runner = memo.get("webhook_runner")
-    if runner is not None:
-        await runner.cleanup()
+    await webserver.stop(memo.get("webhook_runner"))

@@ -16,7 +16,7 @@ import kopf
 from lightkube import ApiError
 from lightkube.resources.core_v1 import Secret
 
-from edgeline import GROUP, VERSION, metrics
+from edgeline import GROUP, VERSION, metrics, timestamps
 from edgeline.api.conditions import set_condition
 from edgeline.api.mlmodel import MLModel
 from edgeline.artifacts.validation import fetch_and_inspect
@@ -92,7 +92,7 @@ async def validate_model(body: kopf.Body, name: str, namespace: str, retry: int,
     if outcome.fetch:
         metrics.ARTIFACT_BYTES_FETCHED.inc(outcome.fetch.size_bytes)
         verdict.fields["artifact"] = {"digest": outcome.fetch.sha256, "sizeBytes": outcome.fetch.size_bytes,
-                                      "fetchedAt": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+                                      "fetchedAt": timestamps.format(_now())}
 
     if outcome.error and outcome.error.transient:
         delay = RETRY_DELAYS_S[min(retry, len(RETRY_DELAYS_S) - 1)]

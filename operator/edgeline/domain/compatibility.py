@@ -1,6 +1,7 @@
 """Does an inspected model fit what its requirements promise? A chain of small checks, each
-returning None or (reason, message), so that the Ready condition and the admission webhook
-word a problem alike. Pure: plain values in, plain values out.
+returning None or (reason, message); the MLModel controller words its Ready condition with them.
+Admission does not call them: the facts come from inspecting the fetched file, which an API
+request does not carry. Pure: plain values in, plain values out.
 
 Requirements come as the camelCase dict of MLModel.spec.requirements: maxOpset, memory,
 accelerator, minRuntimeVersion. Every problem is reported, not only the first.

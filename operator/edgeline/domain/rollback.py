@@ -29,10 +29,6 @@ class Alert:
     starts_at: str
     received_at: float          # epoch seconds, when the receiver got it
 
-    @property
-    def key(self) -> str:
-        return f"{self.fingerprint}/{self.starts_at}"
-
 
 @dataclass(frozen=True)
 class RollbackDecision:
