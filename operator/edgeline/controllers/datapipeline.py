@@ -24,9 +24,10 @@ from lightkube import ApiError
 from edgeline import GROUP, VERSION, metrics
 from edgeline.api.datapipeline import DataPipeline, DataPipelineStatus
 from edgeline.clusters import events, jobs
-from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef, hub_client
-from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status, read
+from edgeline.clusters.connections import ConnectionProblem, MemberClusters, hub_client
+from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status
 from edgeline.controllers import alert_receipts, loop
+from edgeline.controllers.indexes import ClusterEntry, client_for
 from edgeline.domain import candidates
 from edgeline.domain.candidates import CreateModel, ModelObservation
 from edgeline.domain.pipeline import (HUB, ClusterView, DeleteJobs, Inputs, JobObservation, ReceivedAlert,
@@ -74,23 +75,20 @@ class _Target:
 async def _target(members: MemberClusters, cluster_index: kopf.Index, key: str, pipeline_namespace: str) -> _Target:
     if key == HUB:
         return _Target(hub_client(), pipeline_namespace)
-    entry = loop.first(cluster_index, key)
+    entry: ClusterEntry | None = loop.first(cluster_index, key)
     if entry is None:
         return _Target(view=ClusterView(False, f"EdgeCluster {key} does not exist"), missing=True)
-    secret_name, secret_key = entry["secret"]
     try:
-        client = await members.client_for(key, SecretRef(get_settings().namespace, secret_name, secret_key),
-                                          entry["namespace"])
+        client = await client_for(members, key, entry)
     except ConnectionProblem as exc:
         return _Target(view=ClusterView(False, f"{exc.reason}: {exc.message}"))
-    facts = entry["facts"]
-    if not facts.probed:
-        return _Target(client, entry["namespace"], ClusterView(False, f"EdgeCluster {key} has not been probed yet",
-                                                               known=False))
-    if not facts.reachable:
-        return _Target(client, entry["namespace"], ClusterView(
+    if not entry.facts.probed:
+        return _Target(client, entry.namespace, ClusterView(False, f"EdgeCluster {key} has not been probed yet",
+                                                            known=False))
+    if not entry.facts.reachable:
+        return _Target(client, entry.namespace, ClusterView(
             False, f"EdgeCluster {key} is not reachable (see its Reachable condition)"))
-    return _Target(client, entry["namespace"])
+    return _Target(client, entry.namespace)
 
 
 def _received_alerts(metadata: dict) -> list[tuple[str, ReceivedAlert]]:
@@ -99,12 +97,9 @@ def _received_alerts(metadata: dict) -> list[tuple[str, ReceivedAlert]]:
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
                     logger: logging.Logger, refused: _Refusals) -> str | None:
-    # Read fresh: the watch may not have delivered this loop's own last status write yet.
-    fresh = await read(PLURAL, body.metadata["name"], body.metadata["namespace"])
-    if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+    snapshot = await loop.fresh_snapshot(PLURAL, DataPipeline.KIND, body)
+    if snapshot is None:
         return None
-    snapshot = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DataPipeline", "metadata": fresh["metadata"],
-                "spec": fresh.get("spec") or {}, "status": fresh.get("status") or {}}
     pipeline = DataPipeline.model_validate(snapshot)
     meta = snapshot["metadata"]
     namespace, name = meta["namespace"], meta["name"]

@@ -30,10 +30,6 @@ class ClusterEntry:
     namespace: str          # where Edgeline's objects go on that cluster
     stale_after: int        # seconds without a sighting before its state counts as stale
 
-    def __getitem__(self, field: str):
-        # The DataPipeline controller still reads entries by key; drop this once it uses attributes.
-        return getattr(self, field)
-
 
 @kopf.index(GROUP, VERSION, "edgeclusters")
 def cluster_index(name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_) -> dict[str, ClusterEntry]:
