@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Another folder lets a second test session run beside this one (its own clusters and ports).
 STATE_DIR = ROOT / os.environ.get("EDGELINE_TEST_STATE", ".edgeline/test")
 OPERATOR_NAMESPACE = "edgeline-system"
+# The one folder the test operator may read file:// artifacts from.
+FILE_ARTIFACTS = STATE_DIR / "file-artifacts"
 
 
 def kubectl_binary() -> str:
@@ -182,6 +184,13 @@ class OperatorProcess:
             "EDGELINE_ARTIFACT_RETRIES": "1",
             "EDGELINE_ARTIFACT_MAX_BYTES": str(5 * 2**20),
             "EDGELINE_ARTIFACT_DIR": str(STATE_DIR / "artifacts"),
+            # Fetch policy (docs/security.md): the test artifact servers listen on 127.0.0.1 (and, for real
+            # nodes, on 198.18.0.0/15), and file:// may read one test folder; everything else non-public
+            # (127.0.0.2, 169.254/16, cluster names) stays refused.
+            "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32,198.18.0.0/15",
+            "EDGELINE_ARTIFACT_FILE_ROOTS": str(FILE_ARTIFACTS),
+            # Low enough that the memory-bomb model of test_model_validation exhausts it, ample for real ones.
+            "EDGELINE_VALIDATION_MEMORY_BYTES": str(512 * 2**20),
             # The hub API server reaches the approval webhook on loopback.
             "EDGELINE_WEBHOOK_PORT": str(self.webhook_port),
             "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",

@@ -7,12 +7,15 @@ from typing import Literal
 
 from pydantic import Field
 
+from edgeline import __version__
 from edgeline.api.base import ApiModel, Resource
 from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, NON_EMPTY_SELECTOR, EnvVar, LabelSelector, Quantity,
                                  ResourceRequirements, ShortText)
 from edgeline.api.conditions import Condition
 
-DEFAULT_RUNTIME_IMAGE = "ghcr.io/edgeline/edge-runtime:0.1.0"
+# The edge runtime image this release builds (images/edge-runtime, `make images`), under the name it
+# is published as; a user who publishes it elsewhere sets spec.runtime.image (docs/install.md).
+DEFAULT_RUNTIME_IMAGE = f"ghcr.io/edgeline/edge-runtime:{__version__}"
 
 
 class ModelRef(ApiModel):
@@ -154,6 +157,7 @@ class RevisionRef(ApiModel):
     digest: str | None = Field(None, description="Model artifact digest")
     uri: str | None = Field(None, description="Model artifact URI")
     runtime: Runtime | None = Field(None, description="Runtime spec of the revision, so that it can be restored")
+    external_data: dict[str, str] | None = Field(None, description="Digests of the model's external data files")
 
 
 class ApprovalRecord(ApiModel):

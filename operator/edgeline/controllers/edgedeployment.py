@@ -84,9 +84,11 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     desired = None
     if choice.model is not None:
         desired = RevisionRef(
-            revision=revision_of(choice.model.digest, choice.model.uri, ed.spec.runtime),
+            revision=revision_of(choice.model.digest, choice.model.uri, ed.spec.runtime,
+                                 dict(choice.model.external_data)),
             mlmodel=choice.model.name, model=choice.model.model, version=choice.model.version,
-            digest=choice.model.digest, uri=choice.model.uri, runtime=ed.spec.runtime)
+            digest=choice.model.digest, uri=choice.model.uri, runtime=ed.spec.runtime,
+            external_data=dict(choice.model.external_data) or None)
     known = known_clusters(cluster_index)
     placement = place(ed.spec.placement, [entry.facts for entry in known.values()])
     waves = plan_waves(ed.spec.rollout, list(placement.selected), {n: known[n].facts.labels

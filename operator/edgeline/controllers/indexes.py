@@ -52,7 +52,8 @@ def model_index(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, sta
     return {namespace: ModelSummary(
         name=name, model=spec.get("model", ""), version=spec.get("version", ""), phase=status.get("phase"),
         digest=artifact.get("digest"), uri=(spec.get("artifact") or {}).get("uri", ""),
-        created=meta.get("creationTimestamp", ""))}
+        created=meta.get("creationTimestamp", ""),
+        external_data=tuple((f["path"], f["sha256"]) for f in (spec.get("artifact") or {}).get("externalData") or []))}
 
 
 def known_clusters(index: kopf.Index) -> dict[str, ClusterEntry]:

@@ -9,6 +9,7 @@ makes server-side apply idempotent across retries and operator restarts.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, Runtime
@@ -59,6 +60,9 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
     config = {
         "EDGELINE_MODEL_URI": revision.uri or "",
         "EDGELINE_MODEL_SHA256": revision.digest or "",
+        # Digests of the ONNX external data files; the runtime refuses files not listed here.
+        "EDGELINE_MODEL_EXTERNAL_DATA": json.dumps(revision.external_data, sort_keys=True)
+        if revision.external_data else "",
         "EDGELINE_MODEL_NAME": revision.model or revision.mlmodel or "",
         "EDGELINE_MODEL_VERSION": revision.version or "",
         "EDGELINE_DEPLOYMENT": deployment,

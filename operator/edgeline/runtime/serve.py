@@ -88,7 +88,7 @@ async def _prepare(runtime: Runtime, limits: Limits) -> None:
         state.stage = "Fetching"
         try:
             fetched = await _in_thread(fetch_verified, config.model_uri, config.model_sha256, config.model_dir,
-                                       limits=limits)
+                                       limits=limits, external_data=config.model_external_data)
             break
         except ArtifactError as exc:
             if not exc.transient:
