@@ -17,7 +17,6 @@ import base64
 import datetime as dt
 import json
 import logging
-import secrets
 import ssl
 import tempfile
 from pathlib import Path
@@ -30,21 +29,14 @@ from lightkube.resources.core_v1 import Secret
 from edgeline import FIELD_MANAGER, webserver
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import create_secret_once, read_secret
+from edgeline.controllers import approval_key
 from edgeline.domain import admission
 from edgeline.pki import CertificateAuthority
 from edgeline.settings import get_settings
 
 log = logging.getLogger(__name__)
 CONFIG_NAME = "edgeline-approvals"
-KEY_SECRET = "edgeline-approval-key"
 TLS_SECRET = "edgeline-webhook-tls"
-_signing_key: bytes | None = None
-
-
-def signing_key() -> bytes:
-    if _signing_key is None:
-        raise RuntimeError("the approval signing key is not loaded yet")
-    return _signing_key
 
 
 # --- admission endpoints --------------------------------------------------------------------
@@ -78,8 +70,8 @@ async def approvals_endpoint(request: web.Request) -> web.Response:
     req = review["request"]
     user = req.get("userInfo") or {}
     verdict = admission.review_approval(req.get("operation", ""), req.get("oldObject"), req.get("object") or {},
-                                        user.get("username", ""), list(user.get("groups") or []), signing_key(),
-                                        dt.datetime.now(dt.timezone.utc))
+                                        user.get("username", ""), list(user.get("groups") or []),
+                                        approval_key.required(), dt.datetime.now(dt.timezone.utc))
     log.info("approval review of %s/%s by %s: %s %s", req.get("namespace"), req.get("name"),
              user.get("username"), "allowed" if verdict.allowed else "denied", verdict.message or "; ".join(
                  verdict.warnings))
@@ -93,7 +85,8 @@ async def authors_endpoint(request: web.Request) -> web.Response:
     req = review["request"]
     user = req.get("userInfo") or {}
     verdict = admission.review_author(req.get("operation", ""), req.get("oldObject"), req.get("object") or {},
-                                      user.get("username", ""), signing_key(), dt.datetime.now(dt.timezone.utc))
+                                      user.get("username", ""), approval_key.required(),
+                                      dt.datetime.now(dt.timezone.utc))
     return _response(review, verdict)
 
 
@@ -106,13 +99,6 @@ def make_app() -> web.Application:
 
 
 # --- secrets and configuration ----------------------------------------------------------------
-
-async def _load_key() -> bytes:
-    existing = await read_secret(KEY_SECRET)
-    if existing and existing.get("key"):
-        return existing["key"]
-    return (await create_secret_once(KEY_SECRET, {"key": secrets.token_bytes(32)}))["key"]
-
 
 async def _load_tls(names: tuple[str, ...]) -> dict[str, bytes]:
     existing = await read_secret(TLS_SECRET)
@@ -169,12 +155,11 @@ def webhook_configuration(ca_pem: bytes) -> dict:
 
 @kopf.on.startup()
 async def start_webhook(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
-    global _signing_key
     settings = get_settings()
     if not settings.webhook_port:
         logger.warning("the approval webhook is disabled (EDGELINE_WEBHOOK_PORT=0): approvals cannot be given")
         return
-    _signing_key = await _load_key()
+    await approval_key.load()
     names = tuple(settings.webhook_dns_names())
     tls = await _load_tls(names)
     folder = Path(tempfile.mkdtemp(prefix="edgeline-webhook-"))

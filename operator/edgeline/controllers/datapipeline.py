@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 from dataclasses import dataclass, field
 
 import kopf
 from lightkube import ApiError
-from lightkube.types import PatchType
 
 from edgeline import GROUP, VERSION, metrics
 from edgeline.api.datapipeline import DataPipeline, DataPipelineStatus
 from edgeline.clusters import events, jobs
-from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef, hub_client
-from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status, read
-from edgeline.controllers import loop
-from edgeline.controllers.alerts import ANNOTATION_PREFIX
+from edgeline.clusters.connections import ConnectionProblem, MemberClusters, hub_client
+from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status
+from edgeline.controllers import alert_receipts, loop
+from edgeline.controllers.indexes import ClusterEntry, client_for
 from edgeline.domain import candidates
 from edgeline.domain.candidates import CreateModel, ModelObservation
 from edgeline.domain.pipeline import (HUB, ClusterView, DeleteJobs, Inputs, JobObservation, ReceivedAlert,
@@ -77,48 +75,31 @@ class _Target:
 async def _target(members: MemberClusters, cluster_index: kopf.Index, key: str, pipeline_namespace: str) -> _Target:
     if key == HUB:
         return _Target(hub_client(), pipeline_namespace)
-    entry = loop.first(cluster_index, key)
+    entry: ClusterEntry | None = loop.first(cluster_index, key)
     if entry is None:
         return _Target(view=ClusterView(False, f"EdgeCluster {key} does not exist"), missing=True)
-    secret_name, secret_key = entry["secret"]
     try:
-        client = await members.client_for(key, SecretRef(get_settings().namespace, secret_name, secret_key),
-                                          entry["namespace"])
+        client = await client_for(members, key, entry)
     except ConnectionProblem as exc:
         return _Target(view=ClusterView(False, f"{exc.reason}: {exc.message}"))
-    facts = entry["facts"]
-    if not facts.probed:
-        return _Target(client, entry["namespace"], ClusterView(False, f"EdgeCluster {key} has not been probed yet",
-                                                               known=False))
-    if not facts.reachable:
-        return _Target(client, entry["namespace"], ClusterView(
+    if not entry.facts.probed:
+        return _Target(client, entry.namespace, ClusterView(False, f"EdgeCluster {key} has not been probed yet",
+                                                            known=False))
+    if not entry.facts.reachable:
+        return _Target(client, entry.namespace, ClusterView(
             False, f"EdgeCluster {key} is not reachable (see its Reachable condition)"))
-    return _Target(client, entry["namespace"])
+    return _Target(client, entry.namespace)
 
 
 def _received_alerts(metadata: dict) -> list[tuple[str, ReceivedAlert]]:
-    found = []
-    for key, value in (metadata.get("annotations") or {}).items():
-        if not key.startswith(ANNOTATION_PREFIX):
-            continue
-        try:
-            data = json.loads(value)
-            alert = ReceivedAlert(key=f"{key[len(ANNOTATION_PREFIX):]}@{data.get('receivedAt')}",
-                                  name=str(data["name"]))
-        except (ValueError, KeyError, TypeError):
-            alert = ReceivedAlert(key=f"{key}@unreadable", name="unreadable")
-        found.append((key, alert))
-    return found
+    return [(r.annotation, ReceivedAlert(key=r.key, name=r.alert.name)) for r in alert_receipts.receipts(metadata)]
 
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
                     logger: logging.Logger, refused: _Refusals) -> str | None:
-    # Read fresh: the watch may not have delivered this loop's own last status write yet.
-    fresh = await read(PLURAL, body.metadata["name"], body.metadata["namespace"])
-    if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+    snapshot = await loop.fresh_snapshot(PLURAL, DataPipeline.KIND, body)
+    if snapshot is None:
         return None
-    snapshot = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DataPipeline", "metadata": fresh["metadata"],
-                "spec": fresh.get("spec") or {}, "status": fresh.get("status") or {}}
     pipeline = DataPipeline.model_validate(snapshot)
     meta = snapshot["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -154,8 +135,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         await patch_status(PLURAL, name, namespace, patch)
     if alerts:
         # Only after status holds the receipts (handledAlerts): a crash in between starts no second run.
-        await hub_client().patch(RESOURCES[PLURAL], name, {"metadata": {"annotations": {
-            key: None for key, _ in alerts}}}, namespace=namespace, patch_type=PatchType.MERGE)
+        await alert_receipts.remove(PLURAL, name, namespace, [key for key, _ in alerts])
     return status.phase
 
 

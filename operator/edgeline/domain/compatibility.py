@@ -16,7 +16,6 @@ from typing import Callable
 
 from edgeline.domain.quantities import format_bytes, parse_quantity
 
-DEFAULT_DOMAINS = ("", "ai.onnx")
 ACCELERATORS = ("cpu", "gpu", "npu")
 _VERSION = re.compile(r"^v?\d+(\.\d+){0,2}([-+][0-9A-Za-z.-]+)?$")
 
@@ -29,13 +28,6 @@ class ModelFacts:
     size_bytes: int  # the file plus its external data: what a runtime has to load
     opsets: dict[str, int] = field(default_factory=dict)  # domain -> version, "" for the default
     parameter_count: int = 0
-
-
-def facts_from_status(inspection: dict) -> ModelFacts:
-    """ModelFacts from MLModel.status.inspection (the camelCase dict inspection writes)."""
-    opsets = {o.get("domain") or "": int(o["version"]) for o in inspection.get("opsetImports", [])}
-    default = next((v for d, v in opsets.items() if d in DEFAULT_DOMAINS), None)
-    return ModelFacts(default, int(inspection.get("sizeBytes") or 0), opsets, int(inspection.get("parameterCount") or 0))
 
 
 def memory_bytes(quantity: str | int) -> int:
