@@ -160,6 +160,12 @@ class Runtime:
         except InferenceFailed as exc:
             return 500, b"", f"inference failed: {exc}"
         self.metrics.inference(time.perf_counter() - started)
+        quality = self.metrics.quality
+        if quality is not None:
+            try:
+                quality.observe(parsed.inputs, outputs, model.inputs[0].name)
+            except Exception as exc:  # statistics must never cost an answer
+                self.log("quality_failed", "warning", error=f"{type(exc).__name__}: {exc}")
         response = encode_infer_response(self.config.model_name, self.config.model_version, parsed.id, outputs)
         return 200, encode_json(response), None
 

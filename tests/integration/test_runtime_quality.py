@@ -1,0 +1,147 @@
+"""The edge runtime watches its own model's quality: with the reference profile the training step
+recorded, it scores how far the recent inputs are from the training data, and when the camera
+starts sending brighter frames the drift score on /metrics rises above the threshold at which
+EdgelineModelDrift fires (read from manifests/monitoring/prometheus-rules.yaml). Without a profile,
+or with one it cannot use, it says so instead of showing a score.
+
+The real `edgeline runtime serve` as a subprocess, the real sample ONNX model and the profile over
+loopback HTTP (the test artifact server), verified by sha256 like the model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgeline.runtime.quality import build_profile
+from tests.helpers import onnx_models, runtime_models
+from tests.helpers.artifact_server import ArtifactServer
+from tests.helpers.runtime_models import MODEL_NAME, images, infer_body, run_directly
+from tests.helpers.runtime_process import RuntimeProcess
+from tests.helpers.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "manifests" / "monitoring" / "prometheus-rules.yaml"
+IDENTITY = {"model": MODEL_NAME, "version": "1.0.0", "deployment": "defect-detector", "namespace": "factory",
+            "cluster": "hamburg-line-1"}
+WINDOW = 20
+
+
+def alert_threshold(kind: str) -> float:
+    """The threshold EdgelineModelDrift uses for that kind of score, from the shipped rules."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    rule = next(r for g in groups for r in g["rules"] if r.get("alert") == "EdgelineModelDrift")
+    return float(re.search(rf'kind="{kind}"\}} > ([0-9.]+)', rule["expr"]).group(1))
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """The defect detector 1.0.0 and the reference profile of its training frames, over HTTP."""
+    root = tmp_path_factory.mktemp("quality-artifacts")
+    model = root / f"{MODEL_NAME}-1.0.0.onnx"
+    shutil.copy(runtime_models.sample_model("1.0.0"), model)
+    training = images(batch=300, seed=11)
+    answers = run_directly(model, training)
+    profile = build_profile(training, top_scores=answers.max(axis=1), output="probabilities", input="image",
+                            pipeline="defect-retraining")
+    runtime_models.write_json(profile, root / "profile.json")
+    with ArtifactServer(root) as server:
+        yield server, root
+
+
+@pytest.fixture
+def start_runtime(artifacts, tmp_path):
+    server, root = artifacts
+    started: list[RuntimeProcess] = []
+
+    def start(**profile_env: str) -> RuntimeProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELINE_")}
+        env.update({"EDGELINE_DEPLOYMENT": IDENTITY["deployment"], "EDGELINE_NAMESPACE": IDENTITY["namespace"],
+                    "EDGELINE_CLUSTER": IDENTITY["cluster"], "EDGELINE_MODEL_DIR": str(tmp_path / "models"),
+                    "EDGELINE_MODEL_SHA256": onnx_models.file_digest(root / f"{MODEL_NAME}-1.0.0.onnx"),
+                    "EDGELINE_DRIFT_WINDOW": str(WINDOW), **profile_env})
+        runtime = RuntimeProcess(["--model-uri", f"{server.url}/{MODEL_NAME}-1.0.0.onnx", "--model-name", MODEL_NAME,
+                                  "--model-version", "1.0.0", "--host", "127.0.0.1", "--port", "0"], env)
+        started.append(runtime)
+        wait_for(lambda: runtime.get("/v2/health/ready")[0] == 200 or runtime.event("not_ready"), timeout=60,
+                 what="the runtime to be ready")
+        assert runtime.get("/v2/health/ready")[0] == 200, runtime.log_text()
+        return runtime
+
+    yield start
+    for runtime in started:
+        assert runtime.stop() == 0, runtime.log_text()
+
+
+def series(runtime: RuntimeProcess, name: str, **labels: str) -> float | None:
+    return runtime.metrics().get((name, frozenset({**IDENTITY, **labels}.items())))
+
+
+def send(runtime: RuntimeProcess, count: int, *, seed: int, brighten: float = 0.0) -> None:
+    for i in range(count):
+        frames = images(batch=2, seed=seed + i)
+        frames[:, 0] += brighten  # channel 0 (red) brighter, as when a lamp over the line is changed
+        status, body = runtime.infer(infer_body(frames))
+        assert status == 200, body
+
+
+def test_shifted_inputs_raise_the_drift_score_above_the_alert_threshold(start_runtime, artifacts):
+    server, root = artifacts
+    runtime = start_runtime(EDGELINE_REFERENCE_PROFILE_URI=f"{server.url}/profile.json",
+                            EDGELINE_REFERENCE_PROFILE_SHA256=onnx_models.file_digest(root / "profile.json"))
+    loaded = runtime.event("reference_profile_loaded")
+    assert loaded and loaded["pipeline"] == "defect-retraining" and loaded["channels"] == 3, runtime.log_text()
+    assert series(runtime, "edgeline_runtime_drift_reference", state="loaded", pipeline="defect-retraining") == 1
+    threshold = alert_threshold("input")
+
+    # Given frames like the training data
+    send(runtime, WINDOW, seed=1000)
+    calm = series(runtime, "edgeline_runtime_drift_score", kind="input")
+    assert calm is not None and calm < threshold / 4, calm
+    assert series(runtime, "edgeline_runtime_drift_window_requests") == WINDOW
+    assert series(runtime, "edgeline_runtime_input_channel_mean", input="image", channel="0") == pytest.approx(0.5, abs=0.02)
+    # and the answers counted: every row once in the top-score histogram and once as a class
+    assert series(runtime, "edgeline_runtime_top_score_count", output="probabilities") == 2 * WINDOW
+    classes = [series(runtime, "edgeline_runtime_predicted_class_total", output="probabilities", **{"class": c})
+               for c in ("0", "1")]
+    assert sum(classes) == 2 * WINDOW
+    assert series(runtime, "edgeline_runtime_drift_score", kind="prediction") < alert_threshold("prediction")
+
+    # When the red channel of every frame is 0.6 brighter (about two reference stds)
+    send(runtime, WINDOW, seed=2000, brighten=0.6)
+
+    # Then the input drift score is above the threshold of EdgelineModelDrift
+    drifted = series(runtime, "edgeline_runtime_drift_score", kind="input")
+    assert drifted > threshold, (calm, drifted)
+    assert drifted == pytest.approx(0.6 / 0.2887, rel=0.1)
+    assert series(runtime, "edgeline_runtime_input_channel_mean", input="image", channel="0") == pytest.approx(1.1, abs=0.02)
+    assert series(runtime, "edgeline_runtime_input_channel_mean", input="image", channel="1") == pytest.approx(0.5, abs=0.02)
+
+    # And when the lamp is fixed, the window forgets the shifted frames
+    send(runtime, WINDOW, seed=3000)
+    assert series(runtime, "edgeline_runtime_drift_score", kind="input") < threshold / 4
+
+
+def test_without_a_usable_profile_it_says_so_and_serves(start_runtime, artifacts):
+    server, root = artifacts
+    # No profile configured: statistics, but no score
+    plain = start_runtime()
+    send(plain, 3, seed=1)
+    assert series(plain, "edgeline_runtime_drift_reference", state="missing", pipeline="") == 1
+    assert series(plain, "edgeline_runtime_input_channel_mean", input="image", channel="2") is not None
+    assert not [key for key in plain.metrics() if key[0] == "edgeline_runtime_drift_score"]
+
+    # A profile whose bytes are not the ones recorded: not used, the model is still served
+    wrong = start_runtime(EDGELINE_REFERENCE_PROFILE_URI=f"{server.url}/profile.json",
+                          EDGELINE_REFERENCE_PROFILE_SHA256="sha256:" + "0" * 64)
+    invalid = wrong.event("reference_profile_invalid")
+    assert invalid and invalid["reason"] == "DigestMismatch", wrong.log_text()
+    assert series(wrong, "edgeline_runtime_drift_reference", state="invalid", pipeline="") == 1
+    send(wrong, 1, seed=1)
+    assert not [key for key in wrong.metrics() if key[0] == "edgeline_runtime_drift_score"]
