@@ -84,11 +84,16 @@ def series(runtime: RuntimeProcess, name: str, **labels: str) -> float | None:
 
 
 def send(runtime: RuntimeProcess, count: int, *, seed: int, brighten: float = 0.0) -> None:
+    """`count` requests of 2 frames; returns once /metrics shows all of them observed (the runtime
+    computes the statistics of a request after answering it)."""
+    before = series(runtime, "edgeline_runtime_top_score_count", output="probabilities") or 0
     for i in range(count):
         frames = images(batch=2, seed=seed + i)
         frames[:, 0] += brighten  # channel 0 (red) brighter, as when a lamp over the line is changed
         status, body = runtime.infer(infer_body(frames))
         assert status == 200, body
+    wait_for(lambda: series(runtime, "edgeline_runtime_top_score_count", output="probabilities") == before + 2 * count,
+             timeout=10, what=f"the statistics of {count} requests")
 
 
 def test_shifted_inputs_raise_the_drift_score_above_the_alert_threshold(start_runtime, artifacts):

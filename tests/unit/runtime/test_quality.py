@@ -247,3 +247,23 @@ def test_the_families_carry_the_identity_and_the_reference_state():
     assert value(metrics, "edgeline_runtime_drift_reference", state="missing", pipeline="") is None
     assert value(metrics, "edgeline_runtime_drift_reference", state="loaded", pipeline="defect-retraining") == 1
     assert b"# TYPE edgeline_runtime_top_score histogram" in metrics.exposition()
+
+
+def test_data_far_from_zero_keep_their_small_std():
+    # float32 values around 1000 with a std of 0.01: summed around zero, the variance would be
+    # lost in E[x^2] - E[x]^2; the tracker sums around a pivot (here the first request's means).
+    tracker = QualityTracker(window=10)
+    for seed in range(10):
+        rows = (1000 + np.random.default_rng(seed).normal(0, 0.01, (8, 2))).astype(np.float32)
+        tracker.observe({"x": rows}, {}, "x")
+    snap = tracker.snapshot()
+    np.testing.assert_allclose(snap.channel_mean, [1000, 1000], atol=0.01)
+    np.testing.assert_allclose(snap.channel_std, [0.01, 0.01], rtol=0.3)
+
+
+@pytest.mark.parametrize("pivot", [None, np.array([0.5, 0.5, 0.5]), np.array([-3.0, 10.0, 0.0])])
+def test_moments_come_back_whatever_the_pivot(pivot):
+    array = RNG.random((4, 3, 16, 16), dtype=np.float32)
+    mean, std = moments(*channel_sums(array, pivot), pivot)
+    np.testing.assert_allclose(mean, array.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(std, array.std(axis=(0, 2, 3)), rtol=1e-4)
