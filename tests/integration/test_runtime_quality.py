@@ -150,3 +150,47 @@ def test_without_a_usable_profile_it_says_so_and_serves(start_runtime, artifacts
     assert series(wrong, "edgeline_runtime_drift_reference", state="invalid", pipeline="") == 1
     send(wrong, 1, seed=1)
     assert not [key for key in wrong.metrics() if key[0] == "edgeline_runtime_drift_score"]
+
+
+def test_drift_reaches_alertmanager_as_an_alert_for_the_retraining_pipeline(start_runtime, artifacts, tmp_path):
+    """The whole signal path with the shipped rules: the real runtime scraped by a real Prometheus,
+    EdgelineModelDrift through a real Alertmanager to a webhook; the payload routes to the sample's
+    DataPipeline (factory/defect-retraining) and to no EdgeDeployment's rollback."""
+    from edgeline.controllers.alerts import _Payload, alert_annotations, pipeline_of
+    from edgeline.devenv.monitoring import Monitoring, MonitoringError, ScrapeTarget, Webhook, find_binaries
+    from edgeline.domain.rollback import target_of
+    from tests.integration.test_monitoring import WebhookReceiver
+
+    try:
+        binaries = find_binaries()
+    except MonitoringError as e:
+        pytest.fail(str(e))  # never a skip: dev/install-monitoring.sh installs them
+    server, root = artifacts
+    runtime = start_runtime(EDGELINE_REFERENCE_PROFILE_URI=f"{server.url}/profile.json",
+                            EDGELINE_REFERENCE_PROFILE_SHA256=onnx_models.file_digest(root / "profile.json"))
+    address = runtime.url.removeprefix("http://")
+    with WebhookReceiver() as webhook, Monitoring(tmp_path / "monitoring", binaries=binaries,
+                                                  targets=[ScrapeTarget(address, {})], rule_files=[RULES],
+                                                  webhook=Webhook(webhook.url, bearer_token="t0ken")) as monitoring:
+        # Given Prometheus sees the runtime's score, low, with the pipeline of its profile
+        send(runtime, WINDOW, seed=1000)
+        calm = wait_for(lambda: monitoring.query('edgeline_deployment:runtime_drift_score:max{kind="input"}'),
+                        timeout=30, what="the drift recording rule")
+        assert calm[0].labels["edgeline_pipeline"] == "defect-retraining" and calm[0].value < 1
+        # When the frames drift
+        send(runtime, WINDOW, seed=2000, brighten=0.6)
+        # Then, after the rule's 1m of `for`, the webhook receives EdgelineModelDrift
+        deliveries = wait_for(lambda: webhook.firing("EdgelineModelDrift"), timeout=150,
+                              what="EdgelineModelDrift at the webhook")
+    payload = _Payload.model_validate(deliveries[0].body)
+    alert = next(a for a in payload.alerts if a.labels["alertname"] == "EdgelineModelDrift")
+    assert {k: alert.labels.get(k) for k in ("edgeline_pipeline", "namespace", "deployment", "kind", "severity")} == {
+        "edgeline_pipeline": "defect-retraining", "namespace": "factory", "deployment": "defect-detector",
+        "kind": "input", "severity": "warning"}
+    # The operator's receiver would put it on the sample DataPipeline, which starts a run on it,
+    # and on no EdgeDeployment.
+    sample = yaml.safe_load((ROOT / "manifests" / "samples" / "40-datapipelines.yaml").read_text())
+    assert "EdgelineModelDrift" in sample["spec"]["triggers"]["alerts"]
+    assert list(alert_annotations(payload, 0.0, pipeline_of)) == [
+        (sample["metadata"]["namespace"], sample["metadata"]["name"])]
+    assert target_of(alert.labels) is None and alert_annotations(payload, 0.0) == {}
