@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the server)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from edgeline.runtime.quality import TOP_SCORE_BUCKETS, QualityTracker
+from edgeline.runtime.quality import TOP_SCORE_BUCKETS, QualityTracker, Snapshot
 
 IDENTITY = ("model", "version", "deployment", "namespace", "cluster")
 # Edge CPUs: from a tiny model on a fast core (~0.1 ms) to a large one on a slow ARM board (seconds).
@@ -42,6 +42,8 @@ class RuntimeMetrics:
                                 [*IDENTITY, "state", "pipeline"], registry=self.registry)
         self.quality: QualityTracker | None = None
         self.reference("missing")
+        # Families without samples until enable_quality(): /metrics and the dashboard know their names.
+        self.registry.register(_QualityCollector(self.identity, self))
         # Series exist from the start, at zero: a counter that first appears at 1 hides its first
         # increase from rate(), so the first 500s of a broken version would not count towards an alert.
         self._ready.labels(**self.identity).set(0)
@@ -68,7 +70,6 @@ class RuntimeMetrics:
     def enable_quality(self, tracker: QualityTracker) -> None:
         """Exports the tracker's statistics and drift scores on every scrape."""
         self.quality = tracker
-        self.registry.register(_QualityCollector(self.identity, tracker))
 
     def reference(self, state: str, pipeline: str = "") -> None:
         """Which reference profile the drift score uses: one series at 1, the others removed."""
@@ -83,15 +84,13 @@ class _QualityCollector:
     """The QualityTracker's snapshot as metric families, built at scrape time: the per-request
     path only updates numpy arrays (edgeline.runtime.quality), never prometheus_client objects."""
 
-    def __init__(self, identity: dict[str, str], tracker: QualityTracker):
+    def __init__(self, identity: dict[str, str], metrics: RuntimeMetrics):
         self.identity = identity
-        self.tracker = tracker
-
-    def describe(self):
-        return []  # families appear as the model answers; describe() empty keeps registration cheap
+        self.metrics = metrics
 
     def collect(self):
-        snap = self.tracker.snapshot()
+        tracker = self.metrics.quality
+        snap = tracker.snapshot() if tracker is not None else Snapshot(None, 0, None, None, {}, {}, {}, {})
         keys = list(IDENTITY)
         values = [self.identity[k] for k in keys]
 
@@ -130,7 +129,8 @@ class _QualityCollector:
         window = GaugeMetricFamily("edgeline_runtime_drift_window_requests",
                                    "Requests in the sliding window the input statistics and drift scores cover",
                                    labels=keys)
-        window.add_metric(values, float(snap.window_requests))
+        if tracker is not None:
+            window.add_metric(values, float(snap.window_requests))
         yield window
 
         score = GaugeMetricFamily("edgeline_runtime_drift_score",
