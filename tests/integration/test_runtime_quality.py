@@ -194,3 +194,25 @@ def test_drift_reaches_alertmanager_as_an_alert_for_the_retraining_pipeline(star
     assert list(alert_annotations(payload, 0.0, pipeline_of)) == [
         (sample["metadata"]["namespace"], sample["metadata"]["name"])]
     assert target_of(alert.labels) is None and alert_annotations(payload, 0.0) == {}
+
+
+def test_a_training_step_writes_the_profile_with_the_module(tmp_path):
+    """`python -m edgeline.runtime.quality` on training frames and the real model: a profile the
+    runtime accepts for that model, and the digest to put beside its URI."""
+    import subprocess
+    import sys
+
+    from edgeline.runtime.loader import load_model
+    from edgeline.runtime.quality import check_profile, parse_profile
+
+    np.save(tmp_path / "frames.npy", images(batch=100, seed=5))
+    model = runtime_models.sample_model("1.0.0")
+    done = subprocess.run([sys.executable, "-m", "edgeline.runtime.quality", "--inputs", str(tmp_path / "frames.npy"),
+                           "--model", str(model), "--pipeline", "defect-retraining", "--batch", "32",
+                           "--out", str(tmp_path / "profile.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == onnx_models.file_digest(tmp_path / "profile.json")
+    loaded = load_model(model, "sha256:" + "0" * 64, "CPUExecutionProvider")
+    profile = check_profile(parse_profile((tmp_path / "profile.json").read_bytes()), loaded.inputs, loaded.outputs)
+    assert profile.input == "image" and profile.pipeline == "defect-retraining" and profile.channels == 3
+    assert profile.top_score.output == "probabilities" and sum(profile.top_score.fractions) == pytest.approx(1)

@@ -358,3 +358,45 @@ def check_profile(profile: ReferenceProfile, inputs: list, outputs: list) -> Ref
     if profile.top_score and profile.top_score.output not in {spec.name for spec in outputs}:
         raise ProfileInvalid(f"the profile's topScore output {profile.top_score.output!r} is not an output of the model")
     return ReferenceProfile(profile.means, profile.stds, first.name, profile.top_score, profile.pipeline)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m edgeline.runtime.quality --inputs frames.npy --model model.onnx --out profile.json`:
+    the reference profile a training step writes beside the model. With --model, the model is run on
+    the inputs (in batches) for the top-score distribution of --output (default: its first output)."""
+    import argparse
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m edgeline.runtime.quality", description=main.__doc__.split("\n")[0])
+    parser.add_argument("--inputs", type=Path, required=True, help=".npy file: the model's first input, training data")
+    parser.add_argument("--model", type=Path, help="the ONNX model, to profile its top scores too")
+    parser.add_argument("--output", help="the output whose top score is profiled (default: the first)")
+    parser.add_argument("--pipeline", default="", help="the DataPipeline that retrains the model")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        data = np.load(args.inputs, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read --inputs {args.inputs}: {exc}", file=sys.stderr)
+        return 2
+    scores = output = name = None
+    if args.model:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        output = args.output or session.get_outputs()[0].name
+        scores = np.concatenate([top_scores(session.run([output], {name: data[i:i + args.batch]})[0])
+                                 for i in range(0, len(data), args.batch)])
+    doc = build_profile(data, top_scores=scores, output=output, input=name, pipeline=args.pipeline)
+    text = json.dumps(doc, indent=2) + "\n"
+    args.out.write_text(text)
+    print(f"sha256:{hashlib.sha256(text.encode()).hexdigest()}  {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
