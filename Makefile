@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # Components the tests and the demo need, built from Go modules (dev/versions.env).
-TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm
+TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm kubelet containerd containerd-shim-runc-v2
 
 .PHONY: help setup tools test test-unit test-e2e demo demo-down crds crds-check chart-sync chart-check argocd argocd-check lint bench clean
 
@@ -26,11 +26,22 @@ setup: $(STAMP)
 
 tools:
 	bash dev/build-tools.sh $(TOOLS)
+	bash dev/install-node-tools.sh
 	bash dev/install-monitoring.sh
 	bash dev/build-luahealth.sh >/dev/null
 
-test: setup tools
+test: setup tools images
 	$(PY) -m pytest tests
+
+# The operator and edge runtime images (images/), built with podman on a Debian base made here;
+# cached in ~/.cache/edgeline/images, found through .edgeline/images.env. docs/install.md.
+.PHONY: images images-push
+images:
+	bash dev/build-images.sh
+
+images-push:
+	@test -n "$(REGISTRY)" || { echo "usage: make images-push REGISTRY=host:port" >&2; exit 2; }
+	bash dev/build-images.sh --push $(REGISTRY)
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
@@ -38,7 +49,7 @@ test-unit: setup
 test-e2e: setup tools
 	$(PY) -m pytest tests/e2e
 
-demo: setup tools
+demo: setup tools images
 	$(PY) dev/demo.py
 
 demo-down: setup

@@ -10,6 +10,7 @@ from pydantic import Field
 from edgeline.api.base import ApiModel, Resource
 from edgeline.api.common import DNS_LABEL, DNS_SUBDOMAIN, EnvVar, ResourceRequirements, ShortText
 from edgeline.api.conditions import Condition
+from edgeline.api.reserved import keys_rule
 
 # Written for a CEL string literal: fields separated by spaces, no backslashes.
 _FIELD = "[0-9*,/?A-Za-z-]+"
@@ -57,8 +58,9 @@ class Step(ApiModel):
     retries: int = Field(0, ge=0, le=10, description="Attempts after the first one fails")
     backoff_seconds: int = Field(10, ge=0, le=3600, description="Wait before the first retry; doubles each time")
     pod_annotations: dict[str, str] = Field(
-        {}, description="Annotations on the step's Pod (e.g. for a service mesh or, in tests, kwok's outcome)",
-        json_schema_extra={"maxProperties": 16})
+        {}, description="Annotations on the step's Pod (e.g. for a service mesh or, in tests, kwok's outcome); "
+                        "not edgeline.io/* keys, which are Edgeline's",
+        json_schema_extra={"maxProperties": 16, "x-kubernetes-validations": [keys_rule("podAnnotations")]})
 
 
 class MLModelTemplate(ApiModel):
@@ -67,8 +69,10 @@ class MLModelTemplate(ApiModel):
     model: str = Field(max_length=63, pattern=DNS_LABEL, description="Logical model name of the candidate")
     stage: Literal["development", "staging", "production"] = Field(
         "staging", description="Stage of the candidate MLModel")
-    labels: dict[str, ShortText] = Field({}, description="Extra labels of the candidate MLModel",
-                                         json_schema_extra={"maxProperties": 16})
+    labels: dict[str, ShortText] = Field({}, description="Extra labels of the candidate MLModel; not edgeline.io/* "
+                                                         "keys, which are Edgeline's",
+                                         json_schema_extra={"maxProperties": 16,
+                                                            "x-kubernetes-validations": [keys_rule("labels")]})
     max_opset: int | None = Field(None, ge=1, le=100, description="requirements.maxOpset of the candidate")
 
 

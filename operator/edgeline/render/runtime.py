@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, Runtime
+from edgeline.api.reserved import reserved_env
 
 MANAGED_BY = "edgeline"
 LABEL_DEPLOYMENT = "edgeline.io/deployment"
@@ -109,7 +110,9 @@ def _pod_spec(name: str, runtime: Runtime, requirements: PlacementRequirements |
         "image": runtime.image,
         "args": ["runtime", "serve"],
         "envFrom": [{"configMapRef": {"name": name}}],
-        "env": [e.dump() for e in runtime.env],
+        # EDGELINE_* come from the ConfigMap only (admission refuses them; a revision stored before that is
+        # rendered without them, since env would win over envFrom).
+        "env": [e.dump() for e in runtime.env if not reserved_env(e.name)],
         "ports": [{"name": "http", "containerPort": runtime.port, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeline.artifacts.errors import ArtifactError, ExternalDataNotListed, StorageFailed
 from edgeline.artifacts.fetch import FetchResult, Limits, fetch_artifact, sha256_of, verify_digest
-from edgeline.artifacts.onnx_inspect import external_data_files
+from edgeline.artifacts.onnx_wire import external_locations
 from edgeline.runtime.tensors import TensorSpec, metadata_shape, oip_datatype
 
 
@@ -63,7 +63,7 @@ def fetch_verified(uri: str, sha256: str, model_dir: Path, *, limits: Limits,
     result: FetchResult = fetch_artifact(uri, target, limits=limits)
     verify_digest(result, sha256, what="the model")
     try:
-        for location in _safe(external_data_files(result.path)):
+        for location in _safe(external_locations(result.path)):
             expected = listed.get(location)
             if expected is None:
                 raise ExternalDataNotListed(f"the model reads external data file {location!r}, for which the "
@@ -80,7 +80,7 @@ def fetch_verified(uri: str, sha256: str, model_dir: Path, *, limits: Limits,
 def _extras_verified(target: Path, folder: Path, listed: dict[str, str]) -> bool:
     """A kept copy is reused only if every external data file beside it still has its digest."""
     try:
-        locations = _safe(external_data_files(target))
+        locations = _safe(external_locations(target))
     except ArtifactError:
         return False
     for location in locations:
