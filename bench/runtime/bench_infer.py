@@ -13,6 +13,15 @@ ready, then measures:
 
 Client and server share the machine's CPUs, so throughput is a lower bound. Results: a table, and
 bench/results/runtime.json.
+
+    .venv/bin/python bench/runtime/bench_infer.py --quality [--rounds 10] [--requests 300]
+
+measures instead what the model-quality metrics cost (edgeline.runtime.quality): two runtimes side
+by side, one with EDGELINE_QUALITY_METRICS=false and one with the metrics on and a reference
+profile (so drift is scored), one request to each in turns (so that other work on the machine
+hits both alike), /metrics scraped between rounds; p50/p99 of each and the p50
+overhead, plus QualityTracker.observe timed in process for batches of 1 and 32. Results:
+bench/results/runtime_quality.json.
 """
 
 from __future__ import annotations
@@ -45,9 +54,10 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
-def start_runtime(model: Path, model_dir: Path) -> tuple[subprocess.Popen, int]:
+def start_runtime(model: Path, model_dir: Path, extra_env: dict | None = None) -> tuple[subprocess.Popen, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELINE_")}
     env["EDGELINE_MODEL_DIR"] = str(model_dir)
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeline", "runtime", "serve", "--model-uri", model.as_uri(),
          "--sha256", file_digest(model), "--model-name", MODEL_NAME, "--model-version", "1.0.0",
@@ -127,13 +137,109 @@ def direct(model: Path, frames: np.ndarray, count: int) -> list[float]:
     return latencies
 
 
+def scrape(port: int) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    connection.request("GET", "/metrics")
+    connection.getresponse().read()
+    connection.close()
+
+
+def observe_cost(batch: int, count: int = 2000) -> list[float]:
+    """Seconds QualityTracker.observe takes for one request of `batch` frames, with a profile."""
+    from edgeline.runtime.quality import QualityTracker, build_profile, check_profile, parse_profile
+    from edgeline.runtime.tensors import TensorSpec
+
+    frames = images(batch, seed=1)
+    outputs = {"probabilities": np.random.default_rng(1).random((batch, 2), dtype=np.float32)}
+    profile = build_profile(images(64, seed=2), top_scores=np.full(64, 0.9), output="probabilities")
+    profile = check_profile(parse_profile(profile), [TensorSpec("image", "FP32", [-1, 3, 64, 64])],
+                            [TensorSpec("probabilities", "FP32", [-1, 2])])
+    tracker = QualityTracker(window=256, profile=profile)
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        tracker.observe({"image": frames}, outputs, "image")
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def quality_overhead(args) -> None:
+    from edgeline.runtime.quality import build_profile
+
+    load_at_start = round(os.getloadavg()[0], 2)
+    model = sample_model("1.0.0")
+    frames = images(1, seed=0)
+    body = json.dumps(infer_body(frames)).encode()
+    with tempfile.TemporaryDirectory(prefix="edgeline-bench-") as scratch:
+        profile = Path(scratch) / "profile.json"
+        profile.write_text(json.dumps(build_profile(images(64, seed=2), top_scores=np.full(64, 0.9),
+                                                    output="probabilities", pipeline="bench")))
+        off, off_port = start_runtime(model, Path(scratch) / "off", {"EDGELINE_QUALITY_METRICS": "false"})
+        on, on_port = start_runtime(model, Path(scratch) / "on", {
+            "EDGELINE_REFERENCE_PROFILE_URI": profile.as_uri(),
+            "EDGELINE_REFERENCE_PROFILE_SHA256": file_digest(profile)})
+        timings: dict[str, list[float]] = {"off": [], "on": []}
+        try:
+            connections = {name: http.client.HTTPConnection("127.0.0.1", port)
+                           for name, port in (("off", off_port), ("on", on_port))}
+            headers = {"Content-Type": "application/json"}
+            for round_ in range(args.rounds + 1):  # round 0 warms both up and is not counted
+                for i in range(args.requests):
+                    # one request to each, in turns, so that other work on the machine hits both alike
+                    for name in (("off", "on") if i % 2 == 0 else ("on", "off")):
+                        started = time.perf_counter()
+                        connections[name].request("POST", PATH, body, headers)
+                        response = connections[name].getresponse()
+                        response.read()
+                        assert response.status == 200, response.status
+                        if round_:
+                            timings[name].append(time.perf_counter() - started)
+                for port in (off_port, on_port):
+                    scrape(port)  # a scrape between rounds, as Prometheus would
+            for connection in connections.values():
+                connection.close()
+        finally:
+            for proc in (off, on):
+                proc.terminate()
+                proc.wait(timeout=30)
+    one, many = observe_cost(1), observe_cost(32)
+    off_p50, on_p50 = percentile(timings["off"], 50), percentile(timings["on"], 50)
+    results = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
+                    "load_average_1m_at_start": load_at_start},
+        "model": f"{MODEL_NAME} 1.0.0, input (1, 3, 64, 64) FP32, batch 1; drift window 256, profile loaded",
+        "rounds": args.rounds,
+        "requests_per_round": args.requests,
+        "quality_off_p50_ms": off_p50 * 1000,
+        "quality_off_p99_ms": percentile(timings["off"], 99) * 1000,
+        "quality_on_p50_ms": on_p50 * 1000,
+        "quality_on_p99_ms": percentile(timings["on"], 99) * 1000,
+        "p50_overhead_percent": (on_p50 - off_p50) / off_p50 * 100,
+        "observe_batch1_p50_us": percentile(one, 50) * 1e6,
+        "observe_batch32_p50_us": percentile(many, 50) * 1e6,
+    }
+    args.out = args.out if args.out != ROOT / "bench" / "results" / "runtime.json" else \
+        ROOT / "bench" / "results" / "runtime_quality.json"
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"quality metrics off   p50 {results['quality_off_p50_ms']:.2f} ms  p99 {results['quality_off_p99_ms']:.2f} ms")
+    print(f"quality metrics on    p50 {results['quality_on_p50_ms']:.2f} ms  p99 {results['quality_on_p99_ms']:.2f} ms")
+    print(f"p50 overhead          {results['p50_overhead_percent']:+.1f} %")
+    print(f"observe() in process  batch 1: {results['observe_batch1_p50_us']:.0f} us, "
+          f"batch 32: {results['observe_batch32_p50_us']:.0f} us (p50)")
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=1000, help="sequential requests")
+    parser.add_argument("--requests", type=int, default=1000, help="sequential requests (per round with --quality)")
+    parser.add_argument("--quality", action="store_true", help="measure the quality metrics' overhead instead")
+    parser.add_argument("--rounds", type=int, default=10, help="alternating rounds of --quality")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the concurrent phase")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "runtime.json")
     args = parser.parse_args()
+    if args.quality:
+        return quality_overhead(args)
 
     load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine skews the figures
     model = sample_model("1.0.0")

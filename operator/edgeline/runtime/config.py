@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Short names a Deployment may use for onnxruntime's execution providers.
@@ -48,6 +48,11 @@ class RuntimeConfig(BaseSettings):
     inference_threads: int = Field(2, ge=1, le=64, description="Inference requests run at once")
     intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per inference (0: one per core)")
     max_request_bytes: int = Field(64 * 1024**2, ge=1024, description="Largest inference request body accepted")
+    quality_metrics: bool = Field(True, description="Export input statistics, prediction distribution and drift")
+    drift_window: int = Field(256, ge=1, le=100_000, description="Requests the input statistics and drift cover")
+    reference_profile_uri: str = Field("", description="http(s):// or file:// URI of the model's reference profile "
+                                                       "(JSON, docs/runtime.md); empty: no drift score")
+    reference_profile_sha256: str = Field("", description="sha256:<hex> the reference profile must have")
     shutdown_grace_s: float = Field(10.0, ge=0, description="Time in-flight requests get after SIGTERM")
 
     @field_validator("model_name", "model_version", mode="before")
@@ -63,6 +68,18 @@ class RuntimeConfig(BaseSettings):
         if not match:
             raise ValueError("must be sha256:<64 hex digits>")
         return "sha256:" + match.group(2).lower()
+
+    @field_validator("reference_profile_sha256")
+    @classmethod
+    def _profile_digest(cls, value: str) -> str:
+        return "" if value.strip() == "" else cls._digest(value)
+
+    @model_validator(mode="after")
+    def _profile_pair(self):
+        if self.reference_profile_uri and not self.reference_profile_sha256:
+            raise ValueError("reference_profile_sha256 is required when reference_profile_uri is set "
+                             "(EDGELINE_REFERENCE_PROFILE_SHA256)")
+        return self
 
     @field_validator("model_external_data", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ DigestMismatch reads the same in the runtime's log as in the MLModel's status.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -93,6 +94,24 @@ def _safe(locations: list[str]) -> list[str]:
     # A location outside the model's folder is not fetched; onnxruntime then fails to load and says why.
     return [loc for loc in locations
             if loc and not PurePosixPath(loc).is_absolute() and ".." not in PurePosixPath(loc).parts]
+
+
+def load_profile(uri: str, sha256: str, model_dir: Path, limits: Limits, inputs: list[TensorSpec],
+                 outputs: list[TensorSpec]):
+    """The reference profile at `uri`, its digest proven, parsed and checked against the model's
+    tensors (ArtifactError or quality.ProfileInvalid otherwise)."""
+    from edgeline.runtime.quality import ProfileInvalid, check_profile, parse_profile
+
+    target = model_dir / "profiles" / (sha256.removeprefix("sha256:") + ".json")
+    if not (target.is_file() and sha256_of(target)[0] == sha256):
+        # A profile is a few kB: a URI that serves more is not one.
+        result = fetch_artifact(uri, target, limits=dataclasses.replace(limits, max_bytes=16 * 1024**2))
+        verify_digest(result, sha256, what="the reference profile")
+    try:
+        text = target.read_bytes()
+    except OSError as exc:
+        raise ProfileInvalid(f"cannot read the reference profile: {exc.strerror or exc}") from None
+    return check_profile(parse_profile(text), inputs, outputs)
 
 
 class LoadedModel:

@@ -22,7 +22,9 @@ from edgeline.runtime.config import RuntimeConfig
 from edgeline.runtime.events import EventLog
 from edgeline.runtime.golden import GoldenSampleInvalid, compare_outputs, load_golden_sample
 from edgeline.runtime.loader import InferenceFailed, fetch_verified, load_model
+from edgeline.runtime.loader import load_profile
 from edgeline.runtime.metrics import RuntimeMetrics
+from edgeline.runtime.quality import ProfileInvalid, QualityTracker
 from edgeline.runtime.server import Problem, Runtime
 
 RETRY_FIRST_S = 2.0
@@ -111,6 +113,8 @@ async def _prepare(runtime: Runtime, limits: Limits) -> None:
     metrics.model_loaded(model.digest)
     log("model_loaded", provider=model.provider, inputs=[s.to_metadata() for s in model.inputs],
         outputs=[s.to_metadata() for s in model.outputs])
+    if config.quality_metrics:
+        await _start_quality(runtime, model, limits)
 
     if config.golden_sample:
         state.stage = "SelfTest"
@@ -130,6 +134,33 @@ async def _prepare(runtime: Runtime, limits: Limits) -> None:
     state.stage, state.ready = "Ready", True
     metrics.ready(True)
     log("ready")
+
+
+async def _start_quality(runtime: Runtime, model, limits: Limits) -> None:
+    """Quality statistics on, scored against the reference profile when one is configured. A
+    profile that cannot be fetched, verified or used leaves the model served, without a drift
+    score: edgeline_runtime_drift_reference{state="invalid"} and a `reference_profile_invalid`
+    log line say why."""
+    config, metrics, log = runtime.config, runtime.metrics, runtime.log
+    tracker = QualityTracker(window=config.drift_window)
+    metrics.enable_quality(tracker)
+    if not config.reference_profile_uri:
+        metrics.reference("missing")
+        log("reference_profile_missing", message="no reference profile configured: no drift score")
+        return
+    try:
+        profile = await _in_thread(load_profile, config.reference_profile_uri, config.reference_profile_sha256,
+                                   config.model_dir, limits, model.inputs, model.outputs)
+    except (ArtifactError, ProfileInvalid) as exc:
+        reason = exc.reason if isinstance(exc, ArtifactError) else "ProfileInvalid"
+        message = exc.message if isinstance(exc, ArtifactError) else str(exc)
+        metrics.reference("invalid")
+        log("reference_profile_invalid", "error", reason=reason, message=message)
+        return
+    tracker.set_profile(profile)
+    metrics.reference("loaded", profile.pipeline)
+    log("reference_profile_loaded", channels=profile.channels, input=profile.input,
+        top_score_output=profile.top_score.output if profile.top_score else None, pipeline=profile.pipeline)
 
 
 def _in_thread(fn, *args, **kwargs) -> asyncio.Future:

@@ -32,6 +32,10 @@ except ImportError:  # pragma: no cover - the standard library does the same, sl
         return json.dumps(value, separators=(",", ":")).encode()
 
 
+# status, body, error message, and (inputs, outputs, first input name) for the quality statistics
+_Outcome = tuple[int, bytes, "str | None", "tuple[dict, dict, str] | None"]
+
+
 @dataclass
 class Problem:
     reason: str  # CamelCase, like the operator's condition reasons
@@ -121,47 +125,70 @@ class Runtime:
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def infer(self, request: web.Request) -> web.Response:
-        status, body, error = await self._infer(request)
+        status, body, error, observed = await self._infer(request)
         self.metrics.request(status)
         if error:
             self.log("infer_failed" if status >= 500 else "infer_rejected", "error" if status >= 500 else "warning",
                      code=status, error=error, path=request.path)
             body = json.dumps({"error": error}).encode()
-        return web.Response(body=body, status=status, content_type="application/json")
+        response = web.Response(body=body, status=status, content_type="application/json")
+        if observed is not None:
+            # The answer first, then its quality statistics: they never delay an answer.
+            await response.prepare(request)
+            await response.write_eof()
+            self._observe_later(*observed)
+        return response
 
     # -- inference --------------------------------------------------------------------------
 
-    async def _infer(self, request: web.Request) -> tuple[int, bytes, str | None]:
+    async def _infer(self, request: web.Request) -> _Outcome:
         unknown = self._unknown_name(request)
         if unknown:
-            return 404, b"", unknown
+            return 404, b"", unknown, None
         model = self.state.model
         if not self.state.ready or model is None:
-            return 503, b"", f"model {self.config.model_name!r} is not ready: {self.state.why_not_ready().message}"
+            return (503, b"", f"model {self.config.model_name!r} is not ready: "
+                    f"{self.state.why_not_ready().message}", None)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return 413, b"", f"the request is larger than {self.config.max_request_bytes} bytes"
+            return 413, b"", f"the request is larger than {self.config.max_request_bytes} bytes", None
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self._infer_blocking, model, raw)
 
-    def _infer_blocking(self, model: LoadedModel, raw: bytes) -> tuple[int, bytes, str | None]:
+    def _observe_later(self, inputs: dict, outputs: dict, first_input: str) -> None:
+        """Queues the quality statistics of one answered request (edgeline.runtime.quality) in the
+        inference pool, once the answer was handed to the connection."""
+        try:
+            self.executor.submit(self._observe, inputs, outputs, first_input)
+        except RuntimeError:
+            pass  # the pool is shut down: the runtime is stopping
+
+    def _observe(self, inputs: dict, outputs: dict, first_input: str) -> None:
+        try:
+            self.metrics.quality.observe(inputs, outputs, first_input)
+        except Exception as exc:  # statistics must never cost an answer, nor stop the next ones
+            self.log("quality_failed", "warning", error=f"{type(exc).__name__}: {exc}")
+
+    def _infer_blocking(self, model: LoadedModel, raw: bytes) -> _Outcome:
         try:
             body = decode_json(raw)
         except ValueError as exc:  # msgspec.DecodeError is a ValueError too
-            return 400, b"", f"the request body is not JSON: {exc}"
+            return 400, b"", f"the request body is not JSON: {exc}", None
         try:
             parsed = parse_infer_request(body, model.inputs, model.outputs)
         except BadRequest as exc:
-            return 400, b"", str(exc)
+            return 400, b"", str(exc), None
         started = time.perf_counter()
         try:
             outputs = model.infer(parsed.inputs, parsed.outputs)
         except InferenceFailed as exc:
-            return 500, b"", f"inference failed: {exc}"
+            return 500, b"", f"inference failed: {exc}", None
         self.metrics.inference(time.perf_counter() - started)
         response = encode_infer_response(self.config.model_name, self.config.model_version, parsed.id, outputs)
-        return 200, encode_json(response), None
+        if self.metrics.quality is not None:
+            return 200, encode_json(response), None, (parsed.inputs, outputs, model.inputs[0].name)
+        return 200, encode_json(response), None, None
 
     # -- names ------------------------------------------------------------------------------
 

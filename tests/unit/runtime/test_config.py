@@ -59,3 +59,28 @@ def test_every_option_names_a_field_and_its_environment_variable():
     for flag, (field, env, _) in OPTIONS.items():
         assert field in RuntimeConfig.model_fields, flag
         assert env == "EDGELINE_" + field.upper(), flag
+
+
+@pytest.mark.parametrize(("env", "expected", "problem"), [
+    ({}, ("", "", True, 256), None),  # no profile: statistics on, no drift score
+    ({"EDGELINE_REFERENCE_PROFILE_URI": "https://models.example/d.profile.json",
+      "EDGELINE_REFERENCE_PROFILE_SHA256": HEX, "EDGELINE_DRIFT_WINDOW": "64", "EDGELINE_QUALITY_METRICS": "false"},
+     ("https://models.example/d.profile.json", f"sha256:{HEX}", False, 64), None),
+    ({"EDGELINE_REFERENCE_PROFILE_URI": "https://models.example/d.profile.json"}, None,
+     "reference_profile_sha256 is required"),
+    ({"EDGELINE_REFERENCE_PROFILE_URI": "file:///p.json", "EDGELINE_REFERENCE_PROFILE_SHA256": "abc"}, None,
+     "sha256:<64 hex digits>"),
+    ({"EDGELINE_DRIFT_WINDOW": "0"}, None, "greater than or equal to 1"),
+])
+def test_the_reference_profile_comes_with_its_digest(monkeypatch, env, expected, problem):
+    monkeypatch.setenv("EDGELINE_MODEL_URI", "https://models.example/d.onnx")
+    monkeypatch.setenv("EDGELINE_MODEL_SHA256", HEX)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if problem:
+        with pytest.raises(ValidationError, match=problem.replace("<", ".").replace(">", ".")):
+            RuntimeConfig()
+        return
+    config = RuntimeConfig()
+    assert (config.reference_profile_uri, config.reference_profile_sha256, config.quality_metrics,
+            config.drift_window) == expected
