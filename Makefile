@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # Components the tests and the demo need, built from Go modules (dev/versions.env).
 TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm kubelet containerd containerd-shim-runc-v2
 
-.PHONY: help setup tools test test-unit test-e2e demo demo-down crds crds-check chart-sync chart-check argocd argocd-check lint bench clean
+.PHONY: help setup tools test test-unit test-integration test-e2e demo demo-down crds crds-check chart-sync chart-check argocd argocd-check lint bench clean
 
 help:
 	@echo "make demo      local hub + two edge clusters, the operator and the samples (Ctrl-C stops)"
@@ -46,7 +46,10 @@ images-push:
 test-unit: setup
 	$(PY) -m pytest tests/unit
 
-test-e2e: setup tools
+test-integration: setup tools
+	$(PY) -m pytest tests/integration
+
+test-e2e: setup tools images
 	$(PY) -m pytest tests/e2e
 
 demo: setup tools images
