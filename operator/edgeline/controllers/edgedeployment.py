@@ -110,7 +110,8 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         approved=approval.approved, approvals=records, reapproved=approval.reapproved,
         paused=annotations.get(PAUSE, "").lower() == "true", rollback_to=annotations.get(ROLLBACK_TO), now=now,
         alerts=[r.alert for r in receipts], outcomes=dict(outcomes), author=author, forged_approvals=forged,
-        model=Verdict(choice.model is not None, choice.reason, choice.message), generation=meta.get("generation")))
+        model=Verdict(choice.model is not None, choice.reason, choice.message), generation=meta.get("generation"),
+        stale={e.name: e.message for e in placement.stale}))
 
     # --- act
     outcomes.clear()

@@ -1,6 +1,8 @@
 """Which EdgeClusters run an EdgeDeployment: the label selector picks candidates, the
 requirements (tier, architecture, GPU, memory) keep those that can run it. Clusters that
-match the labels but not the requirements are excluded with a reason people can act on."""
+match the labels but not the requirements are excluded with a reason people can act on.
+A selected cluster whose EdgeCluster is Stale stays selected (what it runs is kept) and is
+also listed in `stale`: the rollout starts no new revision there until it is fresh again."""
 
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ class ClusterFacts:
     probed: bool = False
 
 
+STALE_MESSAGE = ("the EdgeCluster is Stale (no recent heartbeat), so what it runs is unknown; a new revision "
+                 "starts there once it is fresh again")
+
+
 @dataclass(frozen=True)
 class Exclusion:
     name: str
@@ -37,10 +43,11 @@ class Exclusion:
 class PlacementResult:
     selected: tuple[str, ...]
     excluded: tuple[Exclusion, ...]
+    stale: tuple[Exclusion, ...] = ()      # selected, but the EdgeCluster is Stale (reason ClusterStale)
 
 
 def place(placement: Placement, clusters: list[ClusterFacts]) -> PlacementResult:
-    selected, excluded = [], []
+    selected, excluded, stale = [], [], []
     for cluster in sorted(clusters, key=lambda c: c.name):
         if not matches(placement.cluster_selector, cluster.labels):
             continue
@@ -49,7 +56,9 @@ def place(placement: Placement, clusters: list[ClusterFacts]) -> PlacementResult
             excluded.append(Exclusion(cluster.name, *problem))
         else:
             selected.append(cluster.name)
-    return PlacementResult(tuple(selected), tuple(excluded))
+            if cluster.stale:
+                stale.append(Exclusion(cluster.name, "ClusterStale", STALE_MESSAGE))
+    return PlacementResult(tuple(selected), tuple(excluded), tuple(stale))
 
 
 def _unmet_requirement(placement: Placement, cluster: ClusterFacts) -> tuple[str, str] | None:

@@ -94,6 +94,7 @@ class Inputs:
     forged_approvals: int = 0                        # approval records whose signature did not verify
     model: Verdict = Verdict(True, "ModelReady", "")     # how the modelRef resolved (domain.model_choice)
     generation: int | None = None
+    stale: dict[str, str] = field(default_factory=dict)   # cluster -> why: its EdgeCluster is Stale (placement)
 
 
 @dataclass
@@ -263,6 +264,8 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
                 obs = inp.observations.get(name)
                 if obs is None or not obs.reachable or name in pins:
                     continue
+                if name in inp.stale and progress.reason != "Rollback":
+                    continue        # no new revision on a cluster whose facts are stale; a revert goes through
                 if obs.revision != goal.revision or not obs.exists:
                     decision.actions.append(Apply(name, goal))
         if pins and progress.completed_at is None:
@@ -281,7 +284,7 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
             started = parse(progress.wave_started_at)
             if (now - started).total_seconds() > inp.spec.rollout.wave_timeout_seconds:
                 message = f"wave {wave.name} not ready after {inp.spec.rollout.wave_timeout_seconds}s: " + \
-                          "; ".join(f"{n}: {_why(inp.observations.get(n), goal)}" for n in unready)
+                          "; ".join(f"{n}: {_why(inp.observations.get(n), goal, inp.stale.get(n))}" for n in unready)
                 if progress.failed_message != message:
                     decision.events.append(("Warning", "WaveFailed", message))
                 progress.failed_message = message
@@ -359,7 +362,9 @@ def _ready_on(obs: Observation | None, goal: RevisionRef) -> bool:
     return obs is not None and obs.reachable and obs.exists and obs.revision == goal.revision and obs.ready
 
 
-def _why(obs: Observation | None, goal: RevisionRef) -> str:
+def _why(obs: Observation | None, goal: RevisionRef, stale: str | None = None) -> str:
+    if stale and not _ready_on(obs, goal):
+        return f"ClusterStale: {stale}"
     if obs is None or not obs.reachable:
         return (obs.message if obs and obs.message else "unreachable")
     if obs.revision != goal.revision:
@@ -390,6 +395,13 @@ def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None
             state.message = state.message or "waits for its wave"
         else:
             state.phase = "Progressing"
+    stale = inp.stale.get(name)
+    if stale and not applying and state.phase != "Ready" and not (goal is not None and obs is not None and obs.reachable
+                                                 and obs.exists and obs.revision == goal.revision):
+        # Waits for fresh facts (an unreachable one stays Unreachable; the reason says why it waits).
+        state.phase = state.phase if state.phase == "Unreachable" else "Pending"
+        state.message = f"ClusterStale: {stale}" + (f"; {state.message}" if state.message and
+                                                    state.message != "waits for its wave" else "")
     failed = inp.outcomes.get(name)
     if failed is not None and failed.error and state.phase != "Ready":
         # The last tick's apply did not get through; this tick tries again.
