@@ -106,7 +106,8 @@ class MLModelStatus(ApiModel):
     conditions: list[Condition] = Field([], description="ArtifactVerified, Validated and Ready")
     artifact: ArtifactStatus | None = Field(None, description="What was fetched")
     inspection: Inspection | None = Field(None, description="What ONNX inspection found")
-    used_by: list[str] = Field([], description="EdgeDeployments that use this model")
+    used_by: list[str] = Field([], description="EdgeDeployments that use this model, as \"namespace/name (roles)\"; "
+                                               "roles are current, pending, last-known-good and pinned")
     validation: ValidationAttempts | None = Field(None, description="Validations started for this generation")
 
 

@@ -1,5 +1,6 @@
 """`edgeline models`: the MLModels of a namespace (or all, -A) with phase, version, the
-default-domain opset and the size, as MLModel validation recorded them."""
+default-domain opset and the size, as MLModel validation recorded them, and the EdgeDeployments
+that use each (status.usedBy)."""
 
 from __future__ import annotations
 
@@ -21,21 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_models)
 
 
-def users_of(deployments: list[dict]) -> dict[tuple[str, str], list[str]]:
-    """(namespace, MLModel name) -> the EdgeDeployments that want or run it (status.usedBy is
-    not written yet, so the plugin works it out from the deployments' revisions)."""
-    out: dict[tuple[str, str], list[str]] = {}
-    for d in deployments:
-        meta, status = d.get("metadata") or {}, d.get("status") or {}
-        for key in ("desiredRevision", "currentRevision"):
-            mlmodel = (status.get(key) or {}).get("mlmodel")
-            users = out.setdefault((meta.get("namespace"), mlmodel), [])
-            if mlmodel and meta.get("name") not in users:
-                users.append(meta.get("name"))
-    return out
-
-
-def model_row(obj: dict, used_by: list[str] | None = None) -> dict:
+def model_row(obj: dict) -> dict:
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     inspection = status.get("inspection") or {}
     opset = next((o.get("version") for o in inspection.get("opsetImports") or []
@@ -46,7 +33,7 @@ def model_row(obj: dict, used_by: list[str] | None = None) -> dict:
     return {"namespace": meta.get("namespace"), "name": meta.get("name"), "model": spec.get("model"),
             "version": spec.get("version"), "stage": spec.get("stage"), "phase": status.get("phase") or "Pending",
             "opset": opset, "sizeBytes": size, "digest": (status.get("artifact") or {}).get("digest"),
-            "usedBy": used_by or status.get("usedBy") or [], "created": meta.get("creationTimestamp"),
+            "usedBy": status.get("usedBy") or [], "created": meta.get("creationTimestamp"),
             "message": reason if status.get("phase") == "Invalid" else None}
 
 
@@ -77,9 +64,8 @@ def run_models(args: argparse.Namespace) -> int:
     client = hub(args.kubeconfig)
     namespace = ALL_NS if args.all_namespaces else (args.namespace or client.namespace)
     try:
-        users = users_of([d.to_dict() for d in client.list(RESOURCES["edgedeployments"], namespace=namespace)])
-        rows = [model_row(m.to_dict(), users.get((m.metadata.namespace, m.metadata.name)))
-                for m in client.list(RESOURCES["mlmodels"], namespace=namespace)]
+        # status.usedBy: "namespace/deployment (roles)", kept by the MLModel controller
+        rows = [model_row(m.to_dict()) for m in client.list(RESOURCES["mlmodels"], namespace=namespace)]
     except ApiError as exc:
         print(f"edgeline: {exc.status.message}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from edgeline.clusters.connections import MemberClusters, SecretRef
 from edgeline.controllers.loop import first
 from edgeline.domain.model_choice import ModelSummary
 from edgeline.domain.placement import ClusterFacts
+from edgeline.domain.used_by import entry, uses
 from edgeline.settings import get_settings
 
 
@@ -54,6 +55,18 @@ def model_index(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, sta
         digest=artifact.get("digest"), uri=(spec.get("artifact") or {}).get("uri", ""),
         created=meta.get("creationTimestamp", ""),
         external_data=tuple((f["path"], f["sha256"]) for f in (spec.get("artifact") or {}).get("externalData") or []))}
+
+
+@kopf.index(GROUP, VERSION, "edgedeployments")
+def usage_index(namespace: str, name: str, status: kopf.Status, **_) -> dict[tuple[str, str], str]:
+    """(namespace, MLModel name) -> "namespace/deployment (roles)" for every model a deployment uses."""
+    return {(namespace, mlmodel): entry(namespace, name, roles) for mlmodel, roles in uses(status).items()}
+
+
+@kopf.index(GROUP, VERSION, "mlmodels")
+def recorded_users_index(namespace: str, name: str, status: kopf.Status, **_) -> dict[tuple[str, str], tuple]:
+    """(namespace, MLModel name) -> the usedBy its status holds now."""
+    return {(namespace, name): tuple(status.get("usedBy") or ())}
 
 
 def known_clusters(index: kopf.Index) -> dict[str, ClusterEntry]:

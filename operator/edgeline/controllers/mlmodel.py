@@ -28,8 +28,10 @@ from edgeline.artifacts.validation import ValidationOutcome, fetch_and_inspect, 
 from edgeline.clusters import events
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import patch_status
+from edgeline.controllers.loop import first
 from edgeline.domain.compatibility import ModelFacts, check_requirements
 from edgeline.domain.quantities import format_bytes
+from edgeline.domain.used_by import writes
 from edgeline.settings import get_settings
 
 PLURAL = "mlmodels"
@@ -205,3 +207,24 @@ def _summary(inspection: dict) -> str:
     outs = ", ".join(o["name"] for o in inspection.get("outputs", []))
     return (f"ONNX IR {inspection.get('irVersion')}, opset {opsets}; inputs {ins}; outputs {outs}; "
             f"{inspection.get('parameterCount', 0):,} parameters")
+
+
+@kopf.on.event(GROUP, VERSION, "edgedeployments")
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def record_users(namespace: str, usage_index: kopf.Index, recorded_users_index: kopf.Index,
+                       logger: logging.Logger, **_) -> None:
+    """Keep status.usedBy of the namespace's MLModels in step with the EdgeDeployments' status
+    (the indexes are updated before this runs, also for a deleted deployment). Only models whose
+    recorded usedBy differs are patched, so the model's own event ends here."""
+    wanted = {key[1]: list(usage_index[key]) for key in usage_index if key[0] == namespace}
+    recorded = {key[1]: value for key in recorded_users_index if key[0] == namespace
+                if (value := first(recorded_users_index, key)) is not None}
+    for model, used_by in writes(wanted, recorded).items():
+        if model not in recorded:
+            continue        # no such MLModel (yet): its own creation event brings it here
+        try:
+            await patch_status(PLURAL, model, namespace, {"usedBy": used_by})
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            logger.debug(f"MLModel {namespace}/{model} is gone; its usedBy is not written")

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from edgeline.commands.models import format_models, model_row, users_of
+from edgeline.commands.models import format_models, model_row
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 
@@ -38,13 +38,9 @@ def test_all_namespaces_adds_the_column_and_nothing_found_says_so():
     assert format_models([], NOW) == "no MLModels found"
 
 
-def test_used_by_comes_from_the_deployments_revisions():
-    deployments = [{"metadata": {"name": "d1", "namespace": "factory"},
-                    "status": {"desiredRevision": {"mlmodel": "det-2"}, "currentRevision": {"mlmodel": "det-1"}}},
-                   {"metadata": {"name": "d2", "namespace": "factory"},
-                    "status": {"desiredRevision": {"mlmodel": "det-2"}, "currentRevision": {"mlmodel": "det-2"}}},
-                   {"metadata": {"name": "d3", "namespace": "other"}, "status": {}}]
-    users = users_of(deployments)
-    assert users[("factory", "det-2")] == ["d1", "d2"] and users[("factory", "det-1")] == ["d1"]
-    row = model_row(_model("det-2", "2.0.0", "Ready"), users.get(("factory", "det-2")))
-    assert "d1, d2" in format_models([row], NOW)
+def test_used_by_is_read_from_the_model_status():
+    model = _model("det-2", "2.0.0", "Ready")
+    model["status"]["usedBy"] = ["factory/d1 (pending)", "factory/d2 (current, last-known-good)"]
+    row = model_row(model)
+    assert row["usedBy"] == model["status"]["usedBy"]
+    assert "factory/d1 (pending), factory/d2 (current, last-known-good)" in format_models([row], NOW)
