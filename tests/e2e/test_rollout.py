@@ -101,6 +101,11 @@ def test_the_rollout_reaches_every_selected_cluster_with_the_right_model_and_har
     assert "Healthy" in table and "3/3" in table and "1.0.0" in table
     reasons = [e["reason"] for e in hub.events("detector", namespace)]
     assert "RolloutStarted" in reasons and "RolloutComplete" in reasons
+    # The MLModel says who runs it (written by the MLModel controller from the deployment's status).
+    model = status["currentRevision"]["mlmodel"]
+    used_by = wait_for(lambda: hub.get("mlmodel", model, "-n", namespace).get("status", {}).get("usedBy"),
+                       timeout=30, what=f"MLModel {model} status.usedBy")
+    assert used_by == [f"{namespace}/detector (current)"]
 
 
 def test_a_new_model_rolls_out_wave_by_wave_and_rollback_to_returns(hub, fleet, namespace, model_url):
@@ -173,6 +178,7 @@ def test_an_edge_api_server_that_stops_answering_goes_stale_and_converges_when_b
                           what="the other clusters on the new revision")
         states = {c["name"]: c for c in status["clusters"]}
         assert states[brno]["phase"] == "Unreachable" and status["phase"] == "Degraded"
+        assert states[brno]["message"].startswith("ClusterStale: "), states[brno]
     finally:
         dev_env.thaw("edge-b")
     status = _wait_phase(hub, namespace, "Healthy", timeout=120)
@@ -186,9 +192,15 @@ def test_deleting_the_deployment_removes_the_runtime_everywhere(hub, fleet, name
     apply_sample_models(hub, namespace, model_url)
     hub.apply(_deployment(namespace, tag))
     _wait_phase(hub, namespace, "Healthy")
+    model = _status(hub, namespace)["currentRevision"]["mlmodel"]
+    wait_for(lambda: hub.get("mlmodel", model, "-n", namespace).get("status", {}).get("usedBy"), timeout=30,
+             what=f"MLModel {model} status.usedBy naming the deployment")
     hub.kubectl("delete", "edgedeployment", "detector", "-n", namespace, "--timeout=60s")
     for cluster, member in members.items():
         assert _runtime_objects(member, cluster) == {}
+    # The deleted deployment no longer uses the model.
+    wait_for(lambda: hub.get("mlmodel", model, "-n", namespace).get("status", {}).get("usedBy") == [], timeout=30,
+             what=f"MLModel {model} status.usedBy emptied after the deletion")
 
 
 def test_a_cluster_unreachable_at_deletion_is_recorded_and_cleaned_when_back(hub, fleet, namespace, model_url,
