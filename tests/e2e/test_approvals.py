@@ -13,7 +13,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.e2e.conftest import ROOT, register_edge_cluster, wait_for
+from tests.e2e.conftest import ROOT, register_edge_cluster, runtime_configmaps, wait_for
 from tests.helpers.artifact_server import serve
 
 MODELS = ROOT / "manifests" / "samples" / "models"
@@ -81,7 +81,7 @@ def _approve(hub, namespace, user, revision):
 
 
 def _on_edge(edge, line) -> list[dict]:
-    return edge.get("configmaps", "-n", f"ns-{line}", "-l", "edgeline.io/deployment=detector")["items"]
+    return runtime_configmaps(edge, f"ns-{line}")
 
 
 def test_the_approval_matrix(hub, edge_a, namespace, line):

@@ -183,6 +183,12 @@ class ClusterState(ApiModel):
     last_observed: str | None = Field(None, description="When the operator last saw the cluster's objects")
     stale: bool | None = Field(None, description="Whether lastObserved is too old to trust")
     message: str | None = Field(None, description="Why, for people")
+    reason: str | None = Field(None, description="Why the runtime is not ready, from its Pods: ImagePullFailed, "
+                                                 "CrashLoopBackOff, ModelRejected, ModelFetchRetrying, "
+                                                 "ContainerNotStarted or Unschedulable")
+    pod: str | None = Field(None, description="The runtime Pod the reason was seen on")
+    restarts: int | None = Field(None, description="Restarts of that Pod's runtime container")
+    last_log: str | None = Field(None, description="Last log line (or termination message) of that container")
 
 
 class ExcludedCluster(ApiModel):

@@ -37,6 +37,7 @@ from edgeline.domain.approvals import is_approved, valid_approvers
 from edgeline.domain.model_choice import ModelSummary, choose
 from edgeline.domain.placement import ClusterFacts, place
 from edgeline.domain.revisions import revision_of
+from edgeline.domain.runtime_health import classify
 from edgeline.domain.rollout import Apply, AutoRollback, Inputs, Observation, Remove, decide, iso
 from edgeline.domain.waves import plan_waves
 from edgeline.render.runtime import Target, object_name, render
@@ -263,7 +264,7 @@ async def _observe(members: MemberClusters, entry: dict | None, cluster: str, na
         return cluster, Observation(cluster, reachable=False, message=str(exc))
     return cluster, Observation(cluster, reachable=True, exists=state.exists, revision=state.revision,
                                 ready_replicas=state.ready_replicas, replicas=state.replicas, ready=state.ready,
-                                message=state.message)
+                                message=state.message, problem=classify(state.containers, state.revision))
 
 
 async def _client(members: MemberClusters, cluster: str, entry: dict):
