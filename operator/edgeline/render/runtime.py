@@ -157,8 +157,11 @@ def _pod_spec(config: str, runtime: Runtime, requirements: PlacementRequirements
     if node_terms:
         spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": node_terms}]}}}
+    tolerations = [t.dump() for t in runtime.tolerations or []]
     if gpu:
-        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        spec["tolerations"] = tolerations
     return spec
 
 

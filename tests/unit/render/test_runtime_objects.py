@@ -91,3 +91,15 @@ def test_different_content_never_reuses_a_name_even_under_the_same_revision():
 def test_a_failing_container_leaves_the_end_of_its_log_as_termination_message():
     _, pod = _config_and_pod(REV)
     assert pod["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_tolerations_of_the_runtime_reach_the_pod_beside_the_gpu_one():
+    from edgeline.api.edgedeployment import Toleration
+    tainted = REV.model_copy(update={"runtime": Runtime(execution_provider="CUDA", tolerations=[
+        Toleration(key="edgeline.io/real-node", value="true", effect="NoSchedule")])})
+    pod = _by_kind(render("f", "d", tainted, Target("c", "ns")))["Deployment"]["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [
+        {"key": "edgeline.io/real-node", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    # Unset, the field leaves revisions of existing deployments as they were.
+    assert "tolerations" not in Runtime().dump()
