@@ -35,7 +35,7 @@ from pathlib import Path
 
 class ArtifactServer:
     def __init__(self, root: Path, port: int = 0, *, stall_s: float = 3.0, token: str = "secret-token",
-                 user: str = "user", password: str = "password"):
+                 user: str = "user", password: str = "password", host: str = "127.0.0.1"):
         self.root = Path(root).resolve()
         self.stall_s = stall_s
         self.token = token
@@ -43,9 +43,10 @@ class ArtifactServer:
         self.hits: collections.Counter[str] = collections.Counter()
         self._first_seen: set[str] = set()
         self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        # host: 127.0.0.1, or a host address that Pods on the local real nodes reach.
+        self._server = http.server.ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
 
     def first_time(self, key: str) -> bool:
