@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # Components the tests and the demo need, built from Go modules (dev/versions.env).
-TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm
+TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm kubelet containerd containerd-shim-runc-v2
 
 .PHONY: help setup tools test test-unit test-e2e demo demo-down crds crds-check chart-sync chart-check argocd argocd-check lint bench clean
 
@@ -26,6 +26,7 @@ setup: $(STAMP)
 
 tools:
 	bash dev/build-tools.sh $(TOOLS)
+	bash dev/install-node-tools.sh
 	bash dev/install-monitoring.sh
 	bash dev/build-luahealth.sh >/dev/null
 

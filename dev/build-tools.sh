@@ -6,6 +6,7 @@
 #   dev/build-tools.sh [component ...]   (default: all of them)
 #
 # Components: kube-apiserver kube-controller-manager kube-scheduler etcd kwok helm
+#             kubelet containerd containerd-shim-runc-v2 (the real nodes of `edgeline dev up`)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -56,7 +57,9 @@ k8s_module() {
     go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
     go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION" \
            "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBERNETES_VERSION" \
-           "k8s.io/kubernetes/cmd/kube-scheduler@$KUBERNETES_VERSION" >&2
+           "k8s.io/kubernetes/cmd/kube-scheduler@$KUBERNETES_VERSION" \
+           "k8s.io/kubernetes/cmd/kubelet@$KUBERNETES_VERSION" >&2
+    echo kubelet >.commands
     touch .ready
   ) || { log "preparing the k8s.io/kubernetes wrapper module failed"; exit 1; }
   printf '%s' "$dir"
@@ -66,6 +69,11 @@ build_k8s() {
   local name=$1 out="$bin/$1-$KUBERNETES_VERSION" dir
   [ -x "$out" ] && return
   dir=$(k8s_module)
+  # A wrapper module prepared before the kubelet was part of it lacks some of its go.sum lines.
+  if [ "$name" = kubelet ] && ! grep -qx "$name" "$dir/.commands" 2>/dev/null; then
+    (cd "$dir" && go get "k8s.io/kubernetes/cmd/$name@$KUBERNETES_VERSION" >&2) || return 1
+    echo "$name" >>"$dir/.commands"
+  fi
   log "building $name $KUBERNETES_VERSION (several minutes on 2 cores)"
   (cd "$dir" && go build -ldflags "$(k8s_ldflags)" -o "$out.tmp" "k8s.io/kubernetes/cmd/$name") && mv "$out.tmp" "$out"
 }
@@ -92,9 +100,22 @@ build_plain() {
   GOBIN="$gobin" go install -ldflags "-s -w" "$pkg@$version" && mv "$gobin/$name" "$out"
 }
 
+# containerd 2.x and its runc shim: static, without btrfs (which needs cgo headers).
+build_containerd() {
+  local name=$1 out="$bin/$1-$CONTAINERD_VERSION" gobin="$work/gobin-containerd-$CONTAINERD_VERSION"
+  [ -x "$out" ] && return
+  log "building $name $CONTAINERD_VERSION"
+  mkdir -p "$gobin"
+  local pkg=github.com/containerd/containerd/v2
+  GOBIN="$gobin" go install -tags no_btrfs \
+    -ldflags "-s -w -X $pkg/version.Version=$CONTAINERD_VERSION -X $pkg/version.Revision=edgeline" \
+    "$pkg/cmd/$name@$CONTAINERD_VERSION" && mv "$gobin/$name" "$out"
+}
+
 build() {
   case "$1" in
-    kube-apiserver|kube-controller-manager|kube-scheduler) build_k8s "$1" ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet) build_k8s "$1" ;;
+    containerd|containerd-shim-runc-v2) build_containerd "$1" ;;
     etcd) build_etcd ;;
     kwok) build_plain kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok ;;
     helm) build_plain helm "$HELM_VERSION" "helm.sh/helm/${HELM_VERSION%%.*}/cmd/helm" ;;

@@ -1,4 +1,5 @@
-"""`edgeline dev up|down|status`: the local hub and edge control planes."""
+"""`edgeline dev up|down|status`: the local hub and edge control planes, their real nodes
+and the local registry."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ def _up(args) -> int:
     print("The local clusters were already running." if already else "The local clusters are up.")
     for name, report in env.status().items():
         print(f"  {name:7} {report['server']}  kubeconfig: {report['kubeconfig']}")
+        if "node" in report:
+            node = report["node"]
+            print(f"          real node {node['name']} ({node['runtime']}, Pods in {node['pod_subnet']})")
+    reg = env.registry_status()
+    if reg["address"]:
+        print(f"  registry {reg['address']} (plain HTTP, loopback): {', '.join(sorted(reg['images']))}")
+        print(f"  Pods reach the host at {env.pod_visible_host}")
     hub = env.kubeconfig("hub")
     print(f"\nTry:  kubectl --kubeconfig {hub} get nodes -L kubernetes.io/arch")
     print("Stop: edgeline dev down")
@@ -38,7 +46,11 @@ def _up(args) -> int:
 
 def _down(args) -> int:
     env = DevEnvironment(args.state_dir)
-    env.down()
+    try:
+        env.down()
+    except DevEnvError as exc:
+        print(f"edgeline dev down: {exc}", file=sys.stderr)
+        return 1
     left = env.leftover_processes()
     if left:
         print(f"edgeline dev down: processes still running: {left}", file=sys.stderr)
@@ -57,5 +69,18 @@ def _status(args) -> int:
         ok = r["answers"] and comps and not down
         healthy &= bool(ok)
         state = "up" if ok else ("down" if not comps else f"degraded (not running: {', '.join(down) or 'api'})")
-        print(f"{name:7} {state:10} {r.get('server', '')}")
+        print(f"{name:8} {state:10} {r.get('server', '')}")
+        node = r.get("node")
+        if node and comps:
+            healthy &= node["ready"]
+            print(f"  node {node['name']:14} {'Ready' if node['ready'] else 'NotReady':9} "
+                  f"{node['runtime'] or '-':22} {node['kubelet'] or '-':10} Pods {node['pod_subnet']}")
+    reg = env.registry_status()
+    if reg["address"] and reg["running"]:
+        healthy &= reg["answers"]
+        state = "up" if reg["answers"] else "not answering"
+        print(f"{'registry':8} {state:10} http://{reg['address']}  images: "
+              f"{', '.join(f'{k}={v}' for k, v in sorted(reg['images'].items())) or '-'}")
+    elif reg["address"]:
+        print(f"{'registry':8} {'down':10}")
     return 0 if healthy else 1

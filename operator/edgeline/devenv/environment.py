@@ -5,8 +5,14 @@ kube-controller-manager and kube-scheduler built from the pinned Kubernetes rele
 plus kwok, which keeps fake nodes Ready and moves their Pods through their phases
 instead of kubelets running containers.
 
+The hub and edge-a also get one *real* node each: a kubelet and a containerd that run
+real containers pulled from a local OCI registry (devenv/nodes.py, devenv/registry.py).
+Pods and Services use addresses in 198.18.0.0/15 (devenv/network.py).
+
 State (ports, pids, certificates, data, logs) lives in one directory, by default
-`.edgeline/dev`; kubeconfigs are written next to it as `<cluster>.kubeconfig`.
+`.edgeline/dev`; kubeconfigs are written next to it as `<cluster>.kubeconfig`, and
+`<cluster>.pod.kubeconfig` for use inside Pods (the API server at the host address Pods
+reach, `pod_visible_host`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from edgeline.devenv import processes
+from edgeline.devenv import images, network, nodes, processes, registry
 from edgeline.pki import CertificateAuthority, write_service_account_keys
 from edgeline.devenv.topology import CLUSTERS, HUB_USERS, ClusterSpec
 
@@ -74,20 +80,45 @@ def binary_paths() -> dict[str, Path]:
         "kube-controller-manager": v["KUBERNETES_VERSION"],
         "kube-scheduler": v["KUBERNETES_VERSION"],
         "kwok": v["KWOK_VERSION"],
+        "kubelet": v["KUBERNETES_VERSION"],
+        "containerd": v["CONTAINERD_VERSION"],
+        "containerd-shim-runc-v2": v["CONTAINERD_VERSION"],
     }
     return {name: cache_dir() / "bin" / f"{name}-{ver}" for name, ver in version_of.items()}
 
 
-def ensure_binaries() -> dict[str, Path]:
+NODE_COMPONENTS = ("kubelet", "containerd", "containerd-shim-runc-v2")
+
+
+def ensure_binaries(real_nodes: bool = True) -> dict[str, Path]:
     """Builds whatever is missing from the cache (minutes the first time, then never)."""
     paths = binary_paths()
+    if not real_nodes:
+        paths = {name: path for name, path in paths.items() if name not in NODE_COMPONENTS}
     missing = [name for name, path in paths.items() if not os.access(path, os.X_OK)]
     if missing:
         script = repo_root() / "dev" / "build-tools.sh"
         result = subprocess.run(["bash", str(script), *missing])
         if result.returncode != 0:
             raise DevEnvError(f"building {', '.join(missing)} failed (see the output above)")
+    if real_nodes:
+        ensure_node_tools()
     return paths
+
+
+NODE_TOOLS = ("runc", "docker-registry", "skopeo", "iptables", "gcc")
+
+
+def ensure_node_tools() -> None:
+    """The Debian packages real nodes need (dev/install-node-tools.sh installs them)."""
+    if os.geteuid() != 0:
+        raise DevEnvError("real nodes (kubelet, containerd) need root: run `edgeline dev up` as root")
+    missing = [tool for tool in NODE_TOOLS if not shutil.which(tool)]
+    if missing or not any((Path(d) / "bridge").exists() for d in nodes.CNI_BIN_DIRS):
+        script = repo_root() / "dev" / "install-node-tools.sh"
+        if subprocess.run(["bash", str(script)]).returncode != 0:
+            raise DevEnvError(f"installing the node tools failed (missing: {', '.join(missing) or 'CNI plugins'}); "
+                              "see the output above")
 
 
 def free_port() -> int:
@@ -114,10 +145,11 @@ class ClusterAccess:
         ctx.load_cert_chain(str(self.cert), str(self.key))
         return ctx
 
-    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 5.0):
+    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 5.0,
+                content_type: str = "application/json"):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.server + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
+        req.add_header("Content-Type", content_type)
         with urllib.request.urlopen(req, context=self._context(), timeout=timeout) as resp:
             text = resp.read().decode()
         return json.loads(text) if text.startswith("{") else text
@@ -157,6 +189,43 @@ class DevEnvironment:
             key=pki / "admin.key",
         )
 
+    # what Pods and tests need to know --------------------------------------------------
+    def pod_kubeconfig(self, cluster: str) -> Path:
+        """Admin kubeconfig whose server is the API server at `pod_visible_host` (for Pods)."""
+        return self.state_dir / f"{cluster}.pod.kubeconfig"
+
+    @property
+    def pod_visible_host(self) -> str:
+        """A host address that Pods on every real node reach (the hub node's bridge gateway):
+        API servers listen there, and so should a test's HTTP server that Pods call."""
+        return self._load_state()["network"]["pod_visible_host"]
+
+    @property
+    def registry(self) -> str:
+        """host:port of the local registry (plain HTTP, loopback only)."""
+        return self._load_state()["registry"]["address"]
+
+    @property
+    def images(self) -> dict[str, str]:
+        """Image references in the local registry: pause, hello and those of .edgeline/images.env
+        (operator, runtime, ... by the lower-cased name before _IMAGE)."""
+        return dict(self._load_state().get("images", {}))
+
+    def real_node(self, cluster: str) -> str:
+        """The name of `cluster`'s real node."""
+        node = self._load_state()["clusters"][cluster].get("node")
+        if not node:
+            raise DevEnvError(f"{cluster} has no real node")
+        return node["name"]
+
+    def real_node_paths(self, cluster: str) -> nodes.NodePaths:
+        return nodes.NodePaths(self.state_dir / cluster / "node")
+
+    def cluster_addresses(self, cluster: str) -> network.ClusterAddresses:
+        slot = self._load_state()["network"]["slot"]
+        index = [spec.name for spec in self.clusters].index(cluster)
+        return network.ClusterAddresses(slot, index, cluster)
+
     def user_tokens(self) -> dict[str, str]:
         """Bearer tokens of the hub's test users (see topology.HUB_USERS)."""
         return json.loads((self.state_dir / "hub" / "pki" / "users.json").read_text())
@@ -185,17 +254,55 @@ class DevEnvironment:
                 report[spec.name] = {"answers": False, "components": {}}
                 continue
             running = {c: processes.is_ours(pid, self.marker) for c, pid in entry.get("pids", {}).items()}
+            answers = self.access(spec.name).answers()
             report[spec.name] = {
-                "answers": self.access(spec.name).answers(),
+                "answers": answers,
                 "components": running,
                 "server": f"https://127.0.0.1:{entry['ports']['apiserver']}",
                 "kubeconfig": str(self.kubeconfig(spec.name)),
             }
+            if entry.get("node"):
+                report[spec.name]["node"] = self._node_report(spec.name, entry["node"], answers)
         return report
+
+    def _node_report(self, cluster: str, node: dict, answers: bool) -> dict:
+        report = {"name": node["name"], "pod_subnet": node["pod_subnet"], "ready": False, "runtime": None,
+                  "kubelet": None}
+        if not answers:
+            return report
+        try:
+            obj = self.access(cluster).request("GET", f"/api/v1/nodes/{node['name']}")
+        except (OSError, urllib.error.URLError):
+            return report
+        status = obj.get("status", {})
+        report["ready"] = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+        report["runtime"] = status.get("nodeInfo", {}).get("containerRuntimeVersion")
+        report["kubelet"] = status.get("nodeInfo", {}).get("kubeletVersion")
+        return report
+
+    def registry_status(self) -> dict:
+        """The local registry: address, whether it runs and answers, what was pushed."""
+        state = self._load_state()
+        entry = state.get("registry")
+        if not entry:
+            return {"running": False, "answers": False, "address": None, "images": {}}
+        return {
+            "running": processes.is_ours(entry.get("pid", 0), self.marker),
+            "answers": _http_ok(f"http://{entry['address']}/v2/"),
+            "address": entry["address"],
+            "images": state.get("images", {}),
+        }
 
     def is_up(self) -> bool:
         report = self.status()
-        return all(r["answers"] and r["components"] and all(r["components"].values()) for r in report.values())
+        clusters_up = all(r["answers"] and r["components"] and all(r["components"].values()) and
+                          r.get("node", {}).get("ready", True) for r in report.values())
+        if not clusters_up:
+            return False
+        if any(spec.real_node for spec in self.clusters):
+            reg = self.registry_status()
+            return reg["running"] and reg["answers"]
+        return True
 
     def freeze(self, cluster: str, component: str = "kube-apiserver") -> None:
         """Stop a component without killing it (SIGSTOP): to a client it looks like a link
@@ -217,38 +324,134 @@ class DevEnvironment:
             return
         # Half-started leftovers of an earlier attempt go first.
         self.down()
-        binaries = ensure_binaries()
-        state = {"clusters": {}}
-        for spec in self.clusters:
-            state["clusters"][spec.name] = {"ports": self._allocate_ports(), "pids": {}}
-            self._write_pki(spec)
+        previous_registry = self._load_state().get("registry", {}).get("address")
+        real_nodes = any(spec.real_node for spec in self.clusters)
+        binaries = ensure_binaries(real_nodes)
+        state: dict = {"clusters": {}}
+        try:
+            slot = network.claim_slot(self.clusters[0].name)
+        except network.NetworkError as exc:
+            raise DevEnvError(str(exc)) from exc
+        addresses = {spec.name: network.ClusterAddresses(slot, i, spec.name) for i, spec in enumerate(self.clusters)}
+        hub_address = addresses[self.clusters[0].name]
+        state["network"] = {
+            "slot": slot,
+            "pod_visible_host": hub_address.gateway,
+            "bridges": [a.bridge for name, a in addresses.items()
+                        if a is hub_address or any(s.name == name and s.real_node for s in self.clusters)],
+            "service_rules": False,
+        }
         self._save_state(state)
-        # Clusters start in parallel: each one's steps are sequential.
-        with ThreadPoolExecutor(max_workers=len(self.clusters)) as pool:
+        try:
+            # The hub's bridge always exists (it holds the slot and pod_visible_host).
+            for name, a in addresses.items():
+                if a.bridge in state["network"]["bridges"]:
+                    network.create_bridge(a)
+        except network.NetworkError as exc:
+            self.down()
+            raise DevEnvError(str(exc)) from exc
+        for spec in self.clusters:
+            entry = {"ports": self._allocate_ports(spec), "pids": {}, "service_range": addresses[spec.name].service_range}
+            if spec.real_node:
+                a = addresses[spec.name]
+                entry["node"] = {"name": spec.real_node.name, "pod_subnet": a.pod_subnet, "gateway": a.gateway,
+                                 "bridge": a.bridge}
+            state["clusters"][spec.name] = entry
+            self._write_pki(spec, addresses[spec.name], hub_address.gateway)
+        self._save_state(state)
+        pushes = None
+        errors = []
+        with ThreadPoolExecutor(max_workers=len(self.clusters) + 1) as pool:
+            if real_nodes:
+                try:
+                    self._start_registry(state, timeout_s, previous_registry)
+                except (DevEnvError, processes.ComponentFailed, images.ImageBuildError,
+                        registry.RegistryError) as exc:
+                    self._save_state(state)
+                    self.down()
+                    raise DevEnvError(str(exc)) from exc
+                # The images of .edgeline/images.env go in while the clusters start.
+                pushes = pool.submit(self._push_built_images, state)
+            # Clusters start in parallel: each one's steps are sequential.
             futures = [pool.submit(self._start_cluster, spec, binaries, state, timeout_s) for spec in self.clusters]
-            errors = []
             for f in futures:
                 try:
                     f.result()
-                except processes.ComponentFailed as exc:
+                except (processes.ComponentFailed, nodes.NodeSetupError) as exc:
                     errors.append(str(exc))
+            if pushes is not None:
+                try:
+                    state["images"].update(pushes.result())
+                except (registry.RegistryError, OSError, subprocess.TimeoutExpired) as exc:
+                    errors.append(f"registry: {exc}")
+        if not errors and real_nodes:
+            rules = [(addresses[spec.name].service_ip, hub_address.gateway, state["clusters"][spec.name]["ports"]["apiserver"])
+                     for spec in self.clusters if spec.real_node]
+            try:
+                network.install_service_rules(slot, rules)
+                state["network"]["service_rules"] = True
+            except network.NetworkError as exc:
+                errors.append(f"network: {exc}")
         self._save_state(state)
         if errors:
             self.down()
             raise DevEnvError("\n\n".join(errors))
 
-    def _allocate_ports(self) -> dict[str, int]:
-        return {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port()}
+    def _allocate_ports(self, spec: ClusterSpec) -> dict[str, int]:
+        ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port()}
+        if spec.real_node:
+            ports.update(kubelet=free_port(), kubelet_healthz=free_port())
+        return ports
 
-    def _write_pki(self, spec: ClusterSpec) -> None:
+    # registry ------------------------------------------------------------------------
+    def _start_registry(self, state: dict, timeout_s: float, previous: str | None) -> None:
+        # The same port as last time when it is free: Pods stored in etcd name images by it.
+        port = int(previous.rsplit(":", 1)[1]) if previous else 0
+        if not port or not _port_free(port):
+            port = free_port()
+        base = self.state_dir / "registry"
+        base.mkdir(parents=True, exist_ok=True)
+        config = base / "config.yml"
+        registry.write_config(config, base / "storage", port)
+        started = processes.start([registry.registry_binary(), "serve", str(config)], base / "registry.log")
+        address = f"127.0.0.1:{port}"
+        state["registry"] = {"address": address, "pid": started.pid}
+        state["images"] = {}
+        self._save_state(state)
+        deadline = time.monotonic() + timeout_s
+        while not _http_ok(f"http://{address}/v2/"):
+            if not processes.is_ours(started.pid, self.marker):
+                raise processes.ComponentFailed("registry", "docker-registry", "exited during start-up", started.log)
+            if time.monotonic() > deadline:
+                raise processes.ComponentFailed("registry", "docker-registry", "did not answer in time", started.log)
+            time.sleep(0.1)
+        for name, spec in images.IMAGES.items():
+            built = images.build(spec, repo_root(), cache_dir())
+            state["images"][name] = registry.push(built.skopeo_source, address, f"edgeline/{spec.name}", built.tag,
+                                                  base / "push.log")
+        self._save_state(state)
+
+    def _push_built_images(self, state: dict) -> dict[str, str]:
+        env_file = repo_root() / registry.IMAGES_ENV
+        if not env_file.is_file():
+            return {}
+        pushed = {}
+        wanted = registry.images_to_push(registry.read_images_env(env_file), repo_root())
+        for name, (source, repository, tag) in wanted.items():
+            pushed[name] = registry.push(source, state["registry"]["address"], repository, tag,
+                                         self.state_dir / "registry" / "push.log")
+        return pushed
+
+    def _write_pki(self, spec: ClusterSpec, addresses: network.ClusterAddresses, pod_visible_host: str) -> None:
         pki = self.state_dir / spec.name / "pki"
         if pki.exists():
             shutil.rmtree(pki)
         pki.mkdir(parents=True)
         ca = CertificateAuthority.create(f"edgeline-dev-{spec.name}-ca")
         (pki / "ca.crt").write_bytes(ca.cert_pem)
+        # Pods reach the API server at pod_visible_host, or at the `kubernetes` Service's address.
         server_names = ("localhost", "127.0.0.1", "kubernetes", "kubernetes.default",
-                        "kubernetes.default.svc", "10.96.0.1")
+                        "kubernetes.default.svc", addresses.service_ip, pod_visible_host, addresses.gateway)
         cert, key = ca.issue("kube-apiserver", server_names=server_names)
         (pki / "apiserver.crt").write_bytes(cert)
         (pki / "apiserver.key").write_bytes(key)
@@ -258,7 +461,11 @@ class DevEnvironment:
             "scheduler": ("system:kube-scheduler", ()),
             # kwok acts for every fake kubelet: it needs broad rights on a dev cluster.
             "kwok": ("kwok-controller", ("system:masters",)),
+            # The API server's identity towards kubelets (logs, exec, port-forward).
+            "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ("system:masters",)),
         }
+        if spec.real_node:
+            clients["kubelet"] = (f"system:node:{spec.real_node.name}", ("system:nodes",))
         for file_name, (cn, orgs) in clients.items():
             cert, key = ca.issue(cn, organizations=orgs, client=True)
             (pki / f"{file_name}.crt").write_bytes(cert)
@@ -288,6 +495,7 @@ class DevEnvironment:
         pki = base / "pki"
         logs = base / "logs"
         deadline = time.monotonic() + timeout_s
+        pod_visible_host = state["network"]["pod_visible_host"]
 
         def launch(component: str, argv: list[str]) -> processes.Started:
             started = processes.start([str(binaries[component]), *argv], logs / f"{component}.log")
@@ -309,15 +517,23 @@ class DevEnvironment:
 
         apiserver_args = [
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
+            # All addresses: loopback for the host's clients, the bridge gateways for Pods.
+            "--bind-address=0.0.0.0", f"--advertise-address={pod_visible_host}", f"--secure-port={ports['apiserver']}",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=RBAC",
+            # Node: what the real nodes' kubelets may do (system:node:<name>).
+            "--authorization-mode=Node,RBAC",
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16",
+            f"--service-cluster-ip-range={entry['service_range']}",
             "--endpoint-reconciler-type=none",
+            # Webhook and aggregated API calls go to an endpoint (Pod IP) of the Service:
+            # there is no kube-proxy for ClusterIPs.
+            "--enable-aggregator-routing=true",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             "--allow-privileged=true",
             "--profiling=false",
             f"--cert-dir={pki}",
@@ -331,6 +547,10 @@ class DevEnvironment:
 
         self.kubeconfig(spec.name).write_text(yaml.safe_dump(_kubeconfig(
             spec.name, access.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key", embed=True
+        )))
+        self.pod_kubeconfig(spec.name).write_text(yaml.safe_dump(_kubeconfig(
+            spec.name, f"https://{pod_visible_host}:{ports['apiserver']}", pki / "ca.crt", pki / "admin.crt",
+            pki / "admin.key", embed=True
         )))
 
         launch("kube-controller-manager", [
@@ -358,11 +578,62 @@ class DevEnvironment:
         ])
         for node in spec.nodes:
             self._create(access, "/api/v1/nodes", node.manifest(self.kubernetes_version, spec.k3s))
-        self._wait(spec, "kwok", kwok, deadline, lambda: self._nodes_ready(access, len(spec.nodes)))
+        self._wait(spec, "kwok", kwok, deadline, lambda: self._nodes_ready(access, {n.name for n in spec.nodes}))
         for component in ("kube-controller-manager", "kube-scheduler"):
             pid = entry["pids"][component]
             if not processes.is_ours(pid, self.marker):
                 raise processes.ComponentFailed(spec.name, component, "exited", logs / f"{component}.log")
+        if spec.real_node:
+            self._start_node(spec, binaries, state, access, launch, deadline)
+
+    def _start_node(self, spec: ClusterSpec, binaries: dict[str, Path], state: dict, access: ClusterAccess,
+                    launch, deadline: float) -> None:
+        entry = state["clusters"][spec.name]
+        ports = entry["ports"]
+        node = spec.real_node
+        pki = self.state_dir / spec.name / "pki"
+        paths = self.real_node_paths(spec.name)
+        addresses = self.cluster_addresses_from(state, spec.name)
+        nodes.prepare(paths, addresses, registry=state["registry"]["address"],
+                      sandbox_image=state["images"]["pause"], shim=binaries["containerd-shim-runc-v2"])
+        containerd = launch("containerd", ["--config", str(paths.containerd_config)])
+        self._wait(spec, "containerd", containerd, deadline, lambda: paths.socket.is_socket())
+
+        paths.kubelet_kubeconfig.write_text(yaml.safe_dump(_kubeconfig(
+            spec.name, access.server, pki / "ca.crt", pki / "kubelet.crt", pki / "kubelet.key"
+        )))
+        paths.kubelet_config.write_text(yaml.safe_dump(nodes.kubelet_config(
+            paths, addresses, ca=pki / "ca.crt", port=ports["kubelet"], healthz_port=ports["kubelet_healthz"]
+        )))
+        kubelet = launch("kubelet", [
+            f"--config={paths.kubelet_config}",
+            f"--kubeconfig={paths.kubelet_kubeconfig}",
+            f"--root-dir={paths.kubelet_root}",
+            f"--cert-dir={paths.base / 'kubelet-pki'}",
+            f"--hostname-override={node.name}",
+            f"--node-ip={addresses.gateway}",
+            f"--node-labels={nodes.REAL_NODE_LABEL}=true",
+            "--v=1",
+        ])
+        self._wait(spec, "kubelet", kubelet, deadline, lambda: self._node_ready(access, node.name))
+        # Labels a kubelet may not set on itself (node-role.kubernetes.io/...) come from the admin.
+        labels = {**node.labels, nodes.REAL_NODE_LABEL: "true"}
+        try:
+            access.request("PATCH", f"/api/v1/nodes/{node.name}", {"metadata": {"labels": labels}},
+                           content_type="application/merge-patch+json")
+        except urllib.error.HTTPError as exc:
+            raise processes.ComponentFailed(spec.name, "setup", f"could not label node {node.name}: {exc}", None)
+
+    def cluster_addresses_from(self, state: dict, cluster: str) -> network.ClusterAddresses:
+        index = [spec.name for spec in self.clusters].index(cluster)
+        return network.ClusterAddresses(state["network"]["slot"], index, cluster)
+
+    def _node_ready(self, access: ClusterAccess, name: str) -> bool:
+        try:
+            node = access.request("GET", f"/api/v1/nodes/{name}")
+        except (OSError, urllib.error.URLError):
+            return False
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", []))
 
     def _kwok_config(self, spec: ClusterSpec) -> Path:
         source = repo_root() / "dev" / "kwok" / "stages.yaml"
@@ -377,16 +648,16 @@ class DevEnvironment:
             if exc.code != 409:
                 raise processes.ComponentFailed(access.name, "setup", f"could not create {path}: {exc}", None)
 
-    def _nodes_ready(self, access: ClusterAccess, expected: int) -> bool:
+    def _nodes_ready(self, access: ClusterAccess, expected: set[str]) -> bool:
         try:
-            nodes = access.request("GET", "/api/v1/nodes")["items"]
+            items = access.request("GET", "/api/v1/nodes")["items"]
         except (OSError, urllib.error.URLError):
             return False
-        ready = [
-            n for n in nodes
+        ready = {
+            n["metadata"]["name"] for n in items
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
-        ]
-        return len(ready) >= expected
+        }
+        return expected <= ready
 
     def _wait(self, spec, component, started: processes.Started, deadline: float, check) -> None:
         while time.monotonic() < deadline:
@@ -400,17 +671,54 @@ class DevEnvironment:
     # down --------------------------------------------------------------------------
     def down(self) -> None:
         state = self._load_state()
+        # The kubelets first, so that they restart nothing; then every container their
+        # containerd started (runc's list), while containerd still runs.
+        kubelets = [entry["pids"]["kubelet"] for entry in state["clusters"].values() if "kubelet" in entry.get("pids", {})]
+        processes.stop(kubelets, self.marker)
+        for name, entry in state["clusters"].items():
+            if entry.get("node"):
+                nodes.kill_containers(self.real_node_paths(name))
         pids = [pid for entry in state["clusters"].values() for pid in entry.get("pids", {}).values()]
-        # Also whatever a crashed `up` started but never recorded.
+        if state.get("registry"):
+            pids.append(state["registry"].get("pid", 0))
+        # Also whatever a crashed `up` started but never recorded (containerd's shims included:
+        # their command line names containerd's socket in the state directory).
         pids += processes.processes_with_marker(self.marker)
         processes.stop(sorted(set(pids)), self.marker)
         for entry in state["clusters"].values():
             entry["pids"] = {}
-        if state["clusters"]:
+        # Pod volumes, the kubelet's own bind mount, containerd's rootfs, shm and netns mounts.
+        left = nodes.unmount_under(self.state_dir)
+        nodes.remove_container_log_links(self.state_dir)
+        net = state.get("network")
+        if net:
+            network.remove_service_rules(net["slot"])
+            for bridge in net.get("bridges", []):
+                network.delete_bridge(bridge)
+            state["network"] = {}
+        if state.get("registry"):
+            state["registry"]["pid"] = 0
+        if state["clusters"] or net:
             self._save_state(state)
+        if left:
+            raise DevEnvError(f"still mounted after `down`: {', '.join(left)}")
+
+    def leftover_mounts(self) -> list[str]:
+        return nodes.mounts_under(self.state_dir)
 
     def leftover_processes(self) -> list[int]:
         return processes.processes_with_marker(self.marker)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        # As the registry (Go) binds: connections of its last run in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _http_ok(url: str) -> bool:

@@ -68,6 +68,18 @@ def _is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
 
 
+PF_KTHREAD = 0x00200000
+
+
+def _is_kernel_thread(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    # The flags are the 9th field; the 2nd (comm) may contain spaces, hence the split at ")".
+    return bool(int(stat.rsplit(")", 1)[-1].split()[6]) & PF_KTHREAD)
+
+
 def cmdline(pid: int) -> str | None:
     """The command line of a live process, None when it is gone (or a zombie)."""
     for _ in range(20):
@@ -77,8 +89,8 @@ def cmdline(pid: int) -> str | None:
             return None
         if raw:
             return raw.replace(b"\0", b" ").decode("utf-8", "replace")
-        # Empty: a zombie, or a process caught between fork and exec.
-        if _is_zombie(pid):
+        # Empty: a zombie, a kernel thread, or a process caught between fork and exec.
+        if _is_zombie(pid) or _is_kernel_thread(pid):
             return None
         time.sleep(0.02)
     return None

@@ -3,7 +3,9 @@
 The fake nodes are described like the hardware Edgeline meets in a factory: the hub
 is a cloud cluster with general-purpose and GPU machines; edge-a is an x86 line
 computer plus an industrial PC with an NVIDIA GPU; edge-b is a site of arm64 gateways.
-kwok keeps these nodes Ready and moves their Pods through their phases.
+kwok keeps these nodes Ready and moves their Pods through their phases. The hub and
+edge-a also have one real node each (a kubelet and containerd, devenv/nodes.py), tainted
+so that only Pods which ask for a real container land there.
 """
 
 from __future__ import annotations
@@ -66,11 +68,20 @@ class FakeNode:
 
 
 @dataclass(frozen=True)
+class RealNode:
+    """A node with a real kubelet and containerd (see devenv/nodes.py)."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     name: str
     tier: str  # cloud | edge
     k3s: bool
     nodes: tuple[FakeNode, ...]
+    real_node: RealNode | None = None
 
 
 def _k3s_labels(name: str) -> dict[str, str]:
@@ -94,6 +105,9 @@ HUB = ClusterSpec(
         FakeNode("hub-gpu-1", "amd64", "16", "64Gi", "g2-standard-16", gpus=1,
                  labels={"topology.kubernetes.io/region": "eu-central-1"}),
     ),
+    # Runs the operator image installed by `helm install`.
+    real_node=RealNode("hub-real-1", labels={"topology.kubernetes.io/region": "eu-central-1",
+                                             "node.kubernetes.io/instance-type": "local"}),
 )
 
 EDGE_A = ClusterSpec(
@@ -104,6 +118,9 @@ EDGE_A = ClusterSpec(
         FakeNode("edge-a-ipc-1", "amd64", "4", "8Gi", "k3s", labels=_k3s_labels("edge-a-ipc-1")),
         FakeNode("edge-a-gpu-1", "amd64", "8", "16Gi", "k3s", gpus=1, labels=_k3s_labels("edge-a-gpu-1")),
     ),
+    # Runs the edge runtime image: the line computer that serves the model for real.
+    real_node=RealNode("edge-a-real-1", labels={**_k3s_labels("edge-a-real-1"),
+                                                "node.kubernetes.io/instance-type": "k3s"}),
 )
 
 EDGE_B = ClusterSpec(
