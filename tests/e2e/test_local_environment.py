@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.request
 import uuid
 from pathlib import Path
@@ -202,6 +204,38 @@ def test_pods_reach_their_api_server_by_in_cluster_config_and_the_edges_at_pod_v
     nodes_seen = json.loads(in_pod(edge_server + "/api/v1/nodes", "edge-a", admin=True))
     assert dev_env.real_node("edge-a") in {n["metadata"]["name"] for n in nodes_seen["items"]}
     hub.kubectl("delete", "namespace", "real-api", "--wait=false")
+
+
+def test_pods_on_edge_a_fetch_from_a_host_server_at_pod_visible_host(dev_env, edge_a):
+    """As the runtime fetches its model artifact from an HTTP server on the host."""
+    body = b"model bytes " + uuid.uuid4().hex.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((dev_env.pod_visible_host, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pod = _run_hello(edge_a, dev_env, "real-fetch")
+        pid = _container_pid(dev_env, "edge-a", pod)
+        url = f"http://{dev_env.pod_visible_host}:{server.server_address[1]}/model.onnx"
+        fetched = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-c",
+                                  "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+                                  "sys.argv[1], timeout=5).read().decode())", url],
+                                 capture_output=True, text=True, timeout=30)
+        assert fetched.returncode == 0, fetched.stderr
+        assert fetched.stdout == body.decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    edge_a.kubectl("delete", "namespace", "real-fetch", "--wait=false")
 
 
 def test_dev_status_lists_the_real_nodes_and_the_registry(dev_env):
