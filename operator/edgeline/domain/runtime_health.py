@@ -110,7 +110,7 @@ def _model_rejected(c: ContainerFacts) -> RuntimeProblem | None:
     reason = record.get("reason") or "NotReady"
     said = f"{reason}: {record.get('message') or 'no message'}"
     return RuntimeProblem("ModelRejected", f"the runtime refuses to serve the model: {_clip(said)}", c.pod,
-                          fatal=True, restarts=c.restarts, last_log=_clip(_last_line(c.log_tail)))
+                          fatal=True, restarts=c.restarts, last_log=last_log_line(c.log_tail))
 
 
 def _fetch_retrying(c: ContainerFacts) -> RuntimeProblem | None:
@@ -119,7 +119,7 @@ def _fetch_retrying(c: ContainerFacts) -> RuntimeProblem | None:
         return None
     said = f"{record.get('reason') or 'FetchFailed'}: {record.get('message') or 'no message'}"
     return RuntimeProblem("ModelFetchRetrying", f"the runtime cannot fetch the model yet and retries: {_clip(said)}",
-                          c.pod, restarts=c.restarts, last_log=_clip(_last_line(c.log_tail)))
+                          c.pod, restarts=c.restarts, last_log=last_log_line(c.log_tail))
 
 
 def _unschedulable(c: ContainerFacts) -> RuntimeProblem | None:

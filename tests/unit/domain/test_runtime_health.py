@@ -167,3 +167,9 @@ def test_a_crash_loop_is_reported_per_cluster_and_waits_for_the_deadline():
     status, _ = _tick(status, NOW + dt.timedelta(seconds=601), {"a": CRASH})
     assert status.phase == "Degraded"
     assert "a: CrashLoopBackOff: the runtime container keeps exiting" in status.rollout.failed_message
+
+
+def test_a_refused_model_reports_the_runtimes_record_as_its_last_log_line():
+    problem = classify([ContainerFacts("p", "r1", IMAGE, running_since=NOW, log_tail=DIGEST_TAIL)], "r1")
+    assert problem.last_log == ("not_ready: DigestMismatch: the artifact's sha256 is sha256:aaa, "
+                                "expected sha256:bbb")
