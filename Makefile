@@ -30,8 +30,18 @@ tools:
 	bash dev/install-monitoring.sh
 	bash dev/build-luahealth.sh >/dev/null
 
-test: setup tools
+test: setup tools images
 	$(PY) -m pytest tests
+
+# The operator and edge runtime images (images/), built with podman on a Debian base made here;
+# cached in ~/.cache/edgeline/images, found through .edgeline/images.env. docs/install.md.
+.PHONY: images images-push
+images:
+	bash dev/build-images.sh
+
+images-push:
+	@test -n "$(REGISTRY)" || { echo "usage: make images-push REGISTRY=host:port" >&2; exit 2; }
+	bash dev/build-images.sh --push $(REGISTRY)
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
@@ -39,7 +49,7 @@ test-unit: setup
 test-e2e: setup tools
 	$(PY) -m pytest tests/e2e
 
-demo: setup tools
+demo: setup tools images
 	$(PY) dev/demo.py
 
 demo-down: setup

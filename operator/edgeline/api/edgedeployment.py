@@ -7,12 +7,15 @@ from typing import Literal
 
 from pydantic import Field
 
+from edgeline import __version__
 from edgeline.api.base import ApiModel, Resource
 from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, LABEL_KEY, NON_EMPTY_SELECTOR, EnvVar, LabelSelector,
                                  Quantity, ResourceRequirements, ShortText)
 from edgeline.api.conditions import Condition
 
-DEFAULT_RUNTIME_IMAGE = "ghcr.io/edgeline/edge-runtime:0.1.0"
+# The edge runtime image this release builds (images/edge-runtime, `make images`), under the name it
+# is published as; a user who publishes it elsewhere sets spec.runtime.image (docs/install.md).
+DEFAULT_RUNTIME_IMAGE = f"ghcr.io/edgeline/edge-runtime:{__version__}"
 
 
 class ModelRef(ApiModel):

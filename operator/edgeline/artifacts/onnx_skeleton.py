@@ -26,6 +26,7 @@ from typing import BinaryIO
 from onnx import StringStringEntryProto, TensorProto
 
 from edgeline.artifacts.errors import NotOnnx
+from edgeline.artifacts.onnx_wire import Reader as _Reader, payload_start as _payload_start
 
 # Inline tensors at least this big move out of the skeleton. Tensors whose values shape
 # inference reads (the shape of a Reshape, axes, pads) are a few bytes and stay inline.
@@ -46,62 +47,6 @@ class Skeleton:
     path: Path
     externalized: int = 0  # initializers whose inline bytes stay in the original file
     external_locations: set[str] = field(default_factory=set)  # external data files the model itself names
-
-
-class _Reader:
-    def __init__(self, f: BinaryIO, size: int, name: str):
-        self.f, self.size, self.name = f, size, name
-
-    def varint(self) -> int:
-        result = shift = 0
-        while True:
-            byte = self.f.read(1)
-            if not byte:
-                raise NotOnnx(f"{self.name} ends in the middle of a field: the file is truncated")
-            result |= (byte[0] & 0x7F) << shift
-            if byte[0] < 0x80:
-                return result
-            shift += 7
-            if shift > 63:
-                raise NotOnnx(f"{self.name} is not an ONNX model (malformed protobuf)")
-
-    def field(self, end: int) -> tuple[int, int, int, int]:
-        """Reads one field header at the current position; returns (number, wire type,
-        start of field, end of field) and leaves the position after the header."""
-        start = self.f.tell()
-        tag = self.varint()
-        number, wire = tag >> 3, tag & 7
-        if number == 0 or wire in (3, 4, 6, 7):
-            raise NotOnnx(f"{self.name} is not an ONNX model (not a protobuf message)")
-        if wire == 0:
-            self.varint()
-            stop = self.f.tell()
-        elif wire == 1:
-            stop = self.f.tell() + 8
-        elif wire == 5:
-            stop = self.f.tell() + 4
-        else:
-            length = self.varint()
-            stop = self.f.tell() + length
-        if stop > end:
-            if end == self.size:
-                raise NotOnnx(f"{self.name} ends in the middle of a field: the file is truncated")
-            raise NotOnnx(f"{self.name} is not an ONNX model (a field runs past its message)")
-        return number, wire, start, stop
-
-    def copy(self, start: int, stop: int, out: BinaryIO) -> None:
-        self.f.seek(start)
-        remaining = stop - start
-        while remaining:
-            block = self.f.read(min(remaining, 1024 * 1024))
-            if not block:
-                raise NotOnnx(f"{self.name} is truncated")
-            out.write(block)
-            remaining -= len(block)
-
-    def read(self, start: int, stop: int) -> bytes:
-        self.f.seek(start)
-        return self.f.read(stop - start)
 
 
 def _varint_bytes(value: int) -> bytes:
@@ -140,14 +85,6 @@ def write_skeleton(model_path: Path, skeleton_path: Path, *, externalize_at: int
                 reader.copy(start, stop, out)
             position = stop
     return skeleton
-
-
-def _payload_start(reader: _Reader, start: int) -> int:
-    """Position of the first payload byte of the length-delimited field at `start`."""
-    reader.f.seek(start)
-    reader.varint()
-    reader.varint()
-    return reader.f.tell()
 
 
 def _write_graph(reader: _Reader, begin: int, end: int, out: BinaryIO, skeleton: Skeleton,

@@ -18,6 +18,7 @@ reach, `pod_visible_host`).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import secrets
@@ -26,6 +27,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -164,8 +166,14 @@ class ClusterAccess:
 # --- one environment -----------------------------------------------------------------
 
 class DevEnvironment:
-    def __init__(self, state_dir: Path | str = ".edgeline/dev", clusters: tuple[ClusterSpec, ...] = CLUSTERS):
+    def __init__(self, state_dir: Path | str = ".edgeline/dev", clusters: tuple[ClusterSpec, ...] = CLUSTERS,
+                 real_nodes: bool | None = None):
         self.state_dir = Path(state_dir).resolve()
+        if real_nodes is None:
+            # EDGELINE_DEV_REAL_NODES=0: kwok nodes only (no root needed, nothing runs for real).
+            real_nodes = os.environ.get("EDGELINE_DEV_REAL_NODES", "1") != "0"
+        if not real_nodes:
+            clusters = tuple(dataclasses.replace(spec, real_node=None) for spec in clusters)
         self.clusters = clusters
         self.kubernetes_version = pinned_versions()["KUBERNETES_VERSION"]
 
@@ -321,24 +329,42 @@ class DevEnvironment:
     # up ----------------------------------------------------------------------------
     def up(self, timeout_s: float = 180.0) -> None:
         if self.is_up():
+            # Images built since the last `up` go in (unchanged archives are skipped).
+            if any(spec.real_node for spec in self.clusters):
+                self.push_images()
             return
         # Half-started leftovers of an earlier attempt go first.
         self.down()
-        previous_registry = self._load_state().get("registry", {}).get("address")
+        previous = self._load_state()
+        previous_registry = previous.get("registry", {}).get("address")
         real_nodes = any(spec.real_node for spec in self.clusters)
         binaries = ensure_binaries(real_nodes)
         state: dict = {"clusters": {}}
         try:
-            slot = network.claim_slot(self.clusters[0].name)
+            if real_nodes:
+                slot = network.claim_slot(self.clusters[0].name, previous.get("last_slot"))
+            else:
+                # kwok only: nothing routes to these ranges, no bridge needed (nor root).
+                slot = previous.get("last_slot") or 0
         except network.NetworkError as exc:
             raise DevEnvError(str(exc)) from exc
         addresses = {spec.name: network.ClusterAddresses(slot, i, spec.name) for i, spec in enumerate(self.clusters)}
         hub_address = addresses[self.clusters[0].name]
+        state["last_slot"] = slot
+        if previous.get("last_slot") != slot:
+            # Services in etcd keep the addresses of the range they were made in (the `kubernetes`
+            # Service, the default ServiceCIDR): another slot, or data from before slots, starts empty.
+            for spec in self.clusters:
+                data = self.state_dir / spec.name / "etcd-data"
+                if data.exists():
+                    print(f"edgeline dev: {spec.name} starts empty (its data belongs to another address range)",
+                          file=sys.stderr)
+                    shutil.rmtree(data)
         state["network"] = {
             "slot": slot,
             "pod_visible_host": hub_address.gateway,
-            "bridges": [a.bridge for name, a in addresses.items()
-                        if a is hub_address or any(s.name == name and s.real_node for s in self.clusters)],
+            "bridges": [a.bridge for name, a in addresses.items() if real_nodes and
+                        (a is hub_address or any(s.name == name and s.real_node for s in self.clusters))],
             "service_rules": False,
         }
         self._save_state(state)
@@ -364,7 +390,8 @@ class DevEnvironment:
         with ThreadPoolExecutor(max_workers=len(self.clusters) + 1) as pool:
             if real_nodes:
                 try:
-                    self._start_registry(state, timeout_s, previous_registry)
+                    self._start_registry(state, timeout_s, previous_registry,
+                                         previous.get("pushed_archives", {}))
                 except (DevEnvError, processes.ComponentFailed, images.ImageBuildError,
                         registry.RegistryError) as exc:
                     self._save_state(state)
@@ -381,11 +408,14 @@ class DevEnvironment:
                     errors.append(str(exc))
             if pushes is not None:
                 try:
-                    state["images"].update(pushes.result())
+                    references, fingerprints = pushes.result()
+                    state["images"].update(references)
+                    state["pushed_archives"] = fingerprints
                 except (registry.RegistryError, OSError, subprocess.TimeoutExpired) as exc:
                     errors.append(f"registry: {exc}")
         if not errors and real_nodes:
-            rules = [(addresses[spec.name].service_ip, hub_address.gateway, state["clusters"][spec.name]["ports"]["apiserver"])
+            rules = [(addresses[spec.name].pod_subnet, addresses[spec.name].service_ip, hub_address.gateway,
+                      state["clusters"][spec.name]["ports"]["apiserver"])
                      for spec in self.clusters if spec.real_node]
             try:
                 network.install_service_rules(slot, rules)
@@ -404,7 +434,8 @@ class DevEnvironment:
         return ports
 
     # registry ------------------------------------------------------------------------
-    def _start_registry(self, state: dict, timeout_s: float, previous: str | None) -> None:
+    def _start_registry(self, state: dict, timeout_s: float, previous: str | None,
+                        previous_pushed: dict[str, str]) -> None:
         # The same port as last time when it is free: Pods stored in etcd name images by it.
         port = int(previous.rsplit(":", 1)[1]) if previous else 0
         if not port or not _port_free(port):
@@ -417,6 +448,8 @@ class DevEnvironment:
         address = f"127.0.0.1:{port}"
         state["registry"] = {"address": address, "pid": started.pid}
         state["images"] = {}
+        if previous == address:
+            state["pushed_archives"] = previous_pushed
         self._save_state(state)
         deadline = time.monotonic() + timeout_s
         while not _http_ok(f"http://{address}/v2/"):
@@ -431,16 +464,41 @@ class DevEnvironment:
                                                   base / "push.log")
         self._save_state(state)
 
-    def _push_built_images(self, state: dict) -> dict[str, str]:
+    def _push_built_images(self, state: dict) -> tuple[dict[str, str], dict[str, str]]:
+        """Pushes what .edgeline/images.env names, skipping archives pushed unchanged to the same
+        reference before (the registry's storage outlives `down`). Returns (references, fingerprints)."""
         env_file = repo_root() / registry.IMAGES_ENV
         if not env_file.is_file():
-            return {}
-        pushed = {}
+            return {}, {}
+        address = state["registry"]["address"]
+        done = state.get("pushed_archives", {})
+        references, fingerprints = {}, {}
         wanted = registry.images_to_push(registry.read_images_env(env_file), repo_root())
         for name, (source, repository, tag) in wanted.items():
-            pushed[name] = registry.push(source, state["registry"]["address"], repository, tag,
-                                         self.state_dir / "registry" / "push.log")
-        return pushed
+            archive = Path(source.split(":", 1)[1])
+            stat = archive.stat()
+            target = f"{address}/{repository}:{tag}"
+            fingerprint = f"{archive}:{stat.st_size}:{stat.st_mtime_ns}->{target}"
+            if done.get(name) != fingerprint:
+                registry.push(source, address, repository, tag, self.state_dir / "registry" / "push.log")
+            references[name], fingerprints[name] = target, fingerprint
+        return references, fingerprints
+
+    def push_images(self) -> dict[str, str]:
+        """Pushes the images of .edgeline/images.env into the running registry (`up` does it too;
+        this is for images built after `up`). Returns all image references (as `images`)."""
+        state = self._load_state()
+        if not self.registry_status()["running"]:
+            raise DevEnvError("the local registry is not running: run `edgeline dev up`")
+        try:
+            references, fingerprints = self._push_built_images(state)
+        except (registry.RegistryError, OSError, subprocess.TimeoutExpired) as exc:
+            raise DevEnvError(f"registry: {exc}") from exc
+        state = self._load_state()
+        state["images"].update(references)
+        state.setdefault("pushed_archives", {}).update(fingerprints)
+        self._save_state(state)
+        return dict(state["images"])
 
     def _write_pki(self, spec: ClusterSpec, addresses: network.ClusterAddresses, pod_visible_host: str) -> None:
         pki = self.state_dir / spec.name / "pki"
@@ -548,6 +606,7 @@ class DevEnvironment:
         self.kubeconfig(spec.name).write_text(yaml.safe_dump(_kubeconfig(
             spec.name, access.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key", embed=True
         )))
+        self._check_kubernetes_service(spec, access, deadline)
         self.pod_kubeconfig(spec.name).write_text(yaml.safe_dump(_kubeconfig(
             spec.name, f"https://{pod_visible_host}:{ports['apiserver']}", pki / "ca.crt", pki / "admin.crt",
             pki / "admin.key", embed=True
@@ -623,6 +682,25 @@ class DevEnvironment:
                            content_type="application/merge-patch+json")
         except urllib.error.HTTPError as exc:
             raise processes.ComponentFailed(spec.name, "setup", f"could not label node {node.name}: {exc}", None)
+
+    def _check_kubernetes_service(self, spec: ClusterSpec, access: ClusterAccess, deadline: float) -> None:
+        """In-cluster configuration uses the `kubernetes` Service's address: it must be the one the
+        DNAT rule and the serving certificate are made for (etcd data of another slot would keep
+        another; `up` starts such clusters empty)."""
+        expected = self.cluster_addresses(spec.name).service_ip
+        while time.monotonic() < deadline:
+            try:
+                ip = access.request("GET", "/api/v1/namespaces/default/services/kubernetes")["spec"]["clusterIP"]
+            except (OSError, KeyError):
+                time.sleep(0.25)
+                continue
+            if ip == expected:
+                return
+            raise processes.ComponentFailed(
+                spec.name, "setup", f"the kubernetes Service has {ip}, not {expected} (etcd data from another "
+                f"address range): remove {self.state_dir / spec.name / 'etcd-data'} and run `edgeline dev up` again",
+                None)
+        raise processes.ComponentFailed(spec.name, "setup", "the kubernetes Service was not created in time", None)
 
     def cluster_addresses_from(self, state: dict, cluster: str) -> network.ClusterAddresses:
         index = [spec.name for spec in self.clusters].index(cluster)

@@ -78,9 +78,14 @@ def link_exists(name: str) -> bool:
     return _run("ip", "link", "show", "dev", name, check=False).returncode == 0
 
 
-def claim_slot(first_cluster: str) -> int:
-    """Takes the first free slot by creating its bridge for `first_cluster`."""
-    for slot in range(MAX_SLOTS):
+def claim_slot(first_cluster: str, preferred: int | None = None) -> int:
+    """Takes a free slot by creating its bridge for `first_cluster`: `preferred` (the slot of
+    the environment's last run, whose addresses its etcd data still holds) when free, else the first."""
+    order = list(range(MAX_SLOTS))
+    if preferred is not None and 0 <= preferred < MAX_SLOTS:
+        order.remove(preferred)
+        order.insert(0, preferred)
+    for slot in order:
         proc = _run("ip", "link", "add", "name", bridge_name(slot, first_cluster), "type", "bridge", check=False)
         if proc.returncode == 0:
             return slot
@@ -105,13 +110,15 @@ def delete_bridge(name: str) -> None:
         _run("ip", "link", "delete", name, check=False)
 
 
-def install_service_rules(slot: int, rules: list[tuple[str, str, int]]) -> None:
-    """DNAT for the `kubernetes` Service: (service ip, host address, API server port)."""
+def install_service_rules(slot: int, rules: list[tuple[str, str, str, int]]) -> None:
+    """DNAT for the `kubernetes` Service: (Pod subnet, service ip, host address, API server port).
+    Only the node's own Pods match, so that environments in other slots never collide."""
     chain = chain_name(slot)
     remove_service_rules(slot)
     _run("iptables", "-w", "-t", "nat", "-N", chain)
-    for service_ip, host, port in rules:
-        _run("iptables", "-w", "-t", "nat", "-A", chain, "-d", f"{service_ip}/32", "-p", "tcp", "--dport", "443",
+    for pod_subnet, service_ip, host, port in rules:
+        _run("iptables", "-w", "-t", "nat", "-A", chain, "-s", pod_subnet, "-d", f"{service_ip}/32",
+             "-p", "tcp", "--dport", "443",
              "-m", "comment", "--comment", "edgeline dev: kubernetes Service",
              "-j", "DNAT", "--to-destination", f"{host}:{port}")
     _run("iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-j", chain)

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeline.artifacts.errors import ArtifactError, StorageFailed
 from edgeline.artifacts.fetch import FetchResult, Limits, fetch_artifact, sha256_of, verify_digest
-from edgeline.artifacts.onnx_inspect import external_data_files
+from edgeline.artifacts.onnx_wire import external_locations
 from edgeline.runtime.tensors import TensorSpec, metadata_shape, oip_datatype
 
 
@@ -57,7 +57,7 @@ def fetch_verified(uri: str, sha256: str, model_dir: Path, *, limits: Limits) ->
         raise StorageFailed(f"cannot use the model folder {model_dir}: {exc.strerror or exc}") from None
     result: FetchResult = fetch_artifact(uri, target, limits=limits)
     verify_digest(result, sha256, what="the model")
-    for location in _safe(external_data_files(result.path)):
+    for location in _safe(external_locations(result.path)):
         fetch_artifact(urllib.parse.urljoin(uri, urllib.parse.quote(location)), folder / location, limits=limits)
     return Fetched(result.path, result.sha256, result.size_bytes, False, time.monotonic() - started)
 
