@@ -45,15 +45,17 @@ def release(helm, hub, dev_env, operator_image, session_operator_paused, people)
     roles_before = hub.kubectl("get", "clusterrole", "edgeline-viewer", check=False).returncode == 0
     # The session's operator registered the webhook at its own host address: the Pod registers its Service.
     hub.kubectl("delete", "mutatingwebhookconfiguration", "edgeline-approvals", "--ignore-not-found")
+    # A release an interrupted run left behind goes first.
+    helm("uninstall", "edgeline", "--namespace", RELEASE, kubeconfig=hub.kubeconfig, check=False)
     repository, tag = operator_image.rsplit(":", 1)
     toleration = {"key": REAL_NODE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
     helm("install", "edgeline", str(CHART), "--namespace", RELEASE, "--create-namespace", "--take-ownership",
          "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
          "--set-json", f"nodeSelector={json.dumps({REAL_NODE_LABEL: 'true'})}",
          "--set-json", f"tolerations={json.dumps([toleration])}",
-         "--wait", "--timeout", "240s", kubeconfig=hub.kubeconfig)
+         kubeconfig=hub.kubeconfig)
     yield RELEASE
-    helm("uninstall", "edgeline", "--namespace", RELEASE, "--wait", kubeconfig=hub.kubeconfig, check=False)
+    helm("uninstall", "edgeline", "--namespace", RELEASE, kubeconfig=hub.kubeconfig, check=False)
     hub.kubectl("delete", "mutatingwebhookconfiguration", "edgeline-approvals", "--ignore-not-found", check=False)
     hub.kubectl("delete", "namespace", RELEASE, "--wait=false", check=False)
     if roles_before:
@@ -75,9 +77,17 @@ def _operator_pod(hub) -> dict | None:
     return ready[0] if len(ready) == 1 else None
 
 
+def _pod_states(hub) -> str:
+    pods = hub.get("pods", "-n", RELEASE)["items"]
+    return json.dumps([{"name": p["metadata"]["name"], "node": p["spec"].get("nodeName"),
+                        "conditions": p["status"].get("conditions"),
+                        "containers": p["status"].get("containerStatuses")} for p in pods])[:3000]
+
+
 def test_the_operator_runs_as_a_pod_and_its_webhook_answers_the_hub(hub, dev_env, release, operator_image,
                                                                     model_url, namespace):
-    pod = wait_for(lambda: _operator_pod(hub), timeout=180, what="the operator Pod Ready on the hub's real node")
+    pod = wait_for(lambda: _operator_pod(hub), timeout=240,
+                   what=f"the operator Pod Ready on the hub's real node (last: {_pod_states(hub)})")
     assert pod["spec"]["nodeName"] == dev_env.real_node("hub")
     assert pod["spec"]["containers"][0]["image"] == operator_image
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
