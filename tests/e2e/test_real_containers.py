@@ -126,7 +126,7 @@ def _status(hub, namespace) -> dict:
 
 def _wait(hub, namespace, check, what, timeout=180):
     return wait_for(lambda: (s := _status(hub, namespace)) and check(s) and s, timeout=timeout,
-                    what=f"{what} (last: {json.dumps(_status(hub, namespace))[:1500]})")
+                    what=lambda: f"{what} (last: {json.dumps(_status(hub, namespace))[:1500]})")
 
 
 def _cluster(status, line) -> dict:

@@ -77,6 +77,10 @@ def _operator_pod(hub) -> dict | None:
     return ready[0] if len(ready) == 1 else None
 
 
+def _log_tail(hub, pod) -> str:
+    return hub.kubectl("logs", pod["metadata"]["name"], "-n", RELEASE, "--tail=30", check=False).stdout[-3000:]
+
+
 def _pod_states(hub) -> str:
     pods = hub.get("pods", "-n", RELEASE)["items"]
     return json.dumps([{"name": p["metadata"]["name"], "node": p["spec"].get("nodeName"),
@@ -87,7 +91,7 @@ def _pod_states(hub) -> str:
 def test_the_operator_runs_as_a_pod_and_its_webhook_answers_the_hub(hub, dev_env, release, operator_image,
                                                                     model_url, namespace):
     pod = wait_for(lambda: _operator_pod(hub), timeout=240,
-                   what=f"the operator Pod Ready on the hub's real node (last: {_pod_states(hub)})")
+                   what=lambda: f"the operator Pod Ready on the hub's real node (last: {_pod_states(hub)})")
     assert pod["spec"]["nodeName"] == dev_env.real_node("hub")
     assert pod["spec"]["containers"][0]["image"] == operator_image
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
@@ -103,7 +107,9 @@ def test_the_operator_runs_as_a_pod_and_its_webhook_answers_the_hub(hub, dev_env
                "metadata": {"name": "detector-1", "namespace": namespace},
                "spec": {"model": runtime_models.MODEL_NAME, "version": "1.0.0", "stage": "production",
                         "artifact": {"uri": uri, "sha256": digest}}})
-    hub.kubectl("wait", "mlmodel/detector-1", "-n", namespace, "--for=condition=Ready", "--timeout=120s", timeout=150)
+    wait_for(lambda: (hub.get("mlmodel", "detector-1", "-n", namespace).get("status") or {}).get("phase") == "Ready",
+             timeout=120, what=lambda: f"the MLModel Ready (last: {hub.get('mlmodel', 'detector-1', '-n', namespace).get('status')}; "
+                                       f"operator log: {_log_tail(hub, pod)})")
 
     # A change that needs an approval, placed nowhere yet.
     hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
