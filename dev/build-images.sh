@@ -8,11 +8,12 @@
 #                                                             RUNTIME_IMAGE=, RUNTIME_IMAGE_ARCHIVE=, ...
 #
 # Tags: ghcr.io/edgeline/<name>:<version> (the chart's and the renderer's defaults) and
-# :<version>-<git short sha> (with -dirty when the image's inputs differ from the commit).
+# :<version>-<git short sha>, the sha of the last commit that changed the image's inputs (with
+# -dirty when the working tree differs from it); the OCI labels name the same commit.
 #
 # Cached: the base image is keyed by the Debian suite and its package list (a tar in the cache
 # dir, imported again if podman's storage was wiped); an image by the hash of everything that
-# goes into it (Containerfile, pyproject.toml, README.md, operator/, base, revision). A second
+# goes into it (Containerfile, pyproject.toml, README.md, operator/, base, that commit). A second
 # run with nothing changed only checks (about a second).
 #
 #   dev/build-images.sh                     build both (amd64, the machine's architecture)
@@ -94,19 +95,24 @@ base_image() {  # kind packages -> prints the image reference
 }
 
 # --- the images --------------------------------------------------------------------------------------
-revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-short=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-epoch=$(git log -1 --format=%ct 2>/dev/null || date +%s)
+# An image's revision is the last commit that changed what it is built from, so a commit that
+# touches only docs, tests or charts builds nothing new: its tag, labels and cache key stay.
+image_paths() { echo pyproject.toml README.md operator "images/$1"; }
 inputs() {  # the files an image is built from, as the build context sees them
-  git ls-files --cached --others --exclude-standard -- pyproject.toml README.md operator "images/$1" \
+  # shellcheck disable=SC2046
+  git ls-files --cached --others --exclude-standard -- $(image_paths "$1") \
     | while read -r f; do [ -f "$f" ] && echo "$f"; done | LC_ALL=C sort
 }
 # -dirty: what is built differs from the commit the labels name.
-dirty() { [ -n "$(git status --porcelain -- pyproject.toml README.md operator "images/$1" 2>/dev/null)" ]; }
-created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
+# shellcheck disable=SC2046
+dirty() { [ -n "$(git status --porcelain -- $(image_paths "$1") 2>/dev/null)" ]; }
 
 build_image() {  # name base build_base -> sets IMAGE_REF IMAGE_ARCHIVE
-  local name=$1 base=$2 build_base=$3 key tag started
+  local name=$1 base=$2 build_base=$3 key tag started revision short created epoch
+  # shellcheck disable=SC2046
+  read -r revision short epoch < <(git log -1 --format='%H %h %ct' -- $(image_paths "$name") 2>/dev/null \
+                                   || echo "unknown unknown $(date +%s)")
+  created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
   tag="$version-$short"
   dirty "$name" && tag="$tag-dirty"
   [ "$arch" = "$host_arch" ] || tag="$tag-$arch"
@@ -142,7 +148,9 @@ build_image() {  # name base build_base -> sets IMAGE_REF IMAGE_ARCHIVE
     -t "$IMAGE_REF" -t "$version_ref" -t "localhost/edgeline/$name:key-$key" \
     "$build_context" >/dev/null
   rm -rf "$build_context"
-  rm -f "$out/$name-$version"-*.oci.tar  # the archive of the previous build of this version
+  # Older archives of this image go, except the newest few: other checkouts (worktrees) of the
+  # repository share this cache and may still point at theirs.
+  ls -t "$out/$name-$version"-*.oci.tar 2>/dev/null | tail -n +4 | xargs -r rm -f
   podman save --quiet --format oci-archive -o "$IMAGE_ARCHIVE.tmp" "$IMAGE_REF"
   mv "$IMAGE_ARCHIVE.tmp" "$IMAGE_ARCHIVE"
   log "$name: built in $((SECONDS - started)) s, $(size_of "$IMAGE_REF")"

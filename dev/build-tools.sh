@@ -124,7 +124,7 @@ build() {
 }
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm)
+[ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm kubelet containerd containerd-shim-runc-v2)
 start=$(date +%s)
 for c in "${components[@]}"; do
   build "$c" || { log "FAILED to build $c (see the output above)"; exit 1; }

@@ -131,7 +131,9 @@ def start_operator() -> subprocess.Popen:
            # The local hub API server calls the approval webhook on loopback.
            "EDGELINE_WEBHOOK_PORT": str(webhook), "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",
            "EDGELINE_WEBHOOK_URL": f"https://127.0.0.1:{webhook}",
-           "EDGELINE_ALERTS_PORT": str(free_port()), "EDGELINE_ALERTS_LISTEN": "127.0.0.1"}
+           "EDGELINE_ALERTS_PORT": str(free_port()), "EDGELINE_ALERTS_LISTEN": "127.0.0.1",
+           # The sample models are served on loopback, which the fetch policy refuses unless allowed.
+           "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32"}
     proc = subprocess.Popen([sys.executable, "-m", "edgeline", "run", "--liveness", ""],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
     (STATE / "operator.pid").write_text(str(proc.pid))

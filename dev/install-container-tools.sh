@@ -40,6 +40,8 @@ declare -A wanted=(
 if $arm64; then
   wanted[qemu-aarch64-static]=qemu-user-static
   wanted[update-binfmts]=binfmt-support
+  # mmdebstrap checks with it that the foreign architecture's binaries run.
+  wanted[arch-test]=arch-test
 fi
 
 missing=()

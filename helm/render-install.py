@@ -4,7 +4,7 @@
     helm template edgeline helm/edgeline --namespace edgeline-system --include-crds
 
     python helm/render-install.py           # write manifests/install.yaml
-    python helm/render-install.py --check   # exit 1 when it differs (tests/e2e/test_helm.py runs this)
+    python helm/render-install.py --check   # exit 1 when it differs (tests/integration/test_chart.py runs this)
 
 helm: $HELM, else the pinned build from dev/build-tools.sh
 (~/.cache/edgeline/bin/helm-<HELM_VERSION>), else helm on PATH.

@@ -7,7 +7,7 @@ Helm reads only files inside the chart, so the sources of truth are copied in:
   manifests/rbac/user-roles.yaml            -> helm/edgeline/files/         (template user-roles.yaml)
 
     python helm/sync-crds.py           # copy
-    python helm/sync-crds.py --check   # exit 1 and name the files that differ (tests/e2e/test_helm.py runs this)
+    python helm/sync-crds.py --check   # exit 1 and name the files that differ (tests/integration/test_chart.py runs this)
 """
 
 from __future__ import annotations

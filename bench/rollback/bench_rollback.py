@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench" / "fanout"))
 
 from bench_fanout import NS, STATE, apply, clean_slate, kubectl, wait  # noqa: E402
 
+from edgeline import timestamps  # noqa: E402
 from edgeline.devenv.environment import DevEnvironment, free_port  # noqa: E402
 from edgeline.devenv.monitoring import Monitoring, ScrapeTarget, Timings, Webhook  # noqa: E402
 from tests.helpers import onnx_models, runtime_models  # noqa: E402
@@ -189,13 +190,10 @@ def _ready(url):
 
 
 def _epoch(text):
-    import datetime as dt
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc).timestamp()
-        except ValueError:
-            pass
-    raise ValueError(text)
+    parsed = timestamps.parse(text)
+    if parsed is None:
+        raise ValueError(f"no timestamp: {text!r}")
+    return parsed.timestamp()
 
 
 def main() -> int:

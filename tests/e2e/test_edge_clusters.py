@@ -16,8 +16,8 @@ def register(hub, name: str, secret: str, tier: str = "edge", labels: dict | Non
     hub.apply({
         "apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
         "metadata": {"name": name, "labels": labels or {}},
-        "spec": {"tier": tier, "site": "plant-test",
-                 "connection": {"mode": "push", "kubeconfigSecretRef": {"name": secret}},
+        "spec": {"tier": tier,
+                 "connection": {"kubeconfigSecretRef": {"name": secret}},
                  "staleAfterSeconds": stale_after},
     })
 
@@ -41,7 +41,8 @@ def cluster_name(hub):
 
 def test_an_arm64_k3s_site_is_probed_and_ready(hub, edge_b, operator, cluster_name):
     kubeconfig_secret(hub, f"{cluster_name}-kubeconfig", edge_b.kubeconfig.read_text())
-    register(hub, cluster_name, f"{cluster_name}-kubeconfig", labels={"edgeline.io/site": "plant-brno"})
+    register(hub, cluster_name, f"{cluster_name}-kubeconfig", labels={"edgeline.io/site": "plant-brno",
+                                                                      "edgeline.io/line": "assembly"})
 
     hub.kubectl("wait", f"edgecluster/{cluster_name}", "--for=condition=Ready", "--timeout=60s")
     status = hub.get("edgecluster", cluster_name)["status"]
@@ -51,6 +52,10 @@ def test_an_arm64_k3s_site_is_probed_and_ready(hub, edge_b, operator, cluster_na
     assert status["architectures"] == ["arm64"]
     assert status["nodeCount"] == 2 and status["allocatable"]["gpu"] == 0
     assert status["lastHeartbeat"]
+    # kubectl get shows site and line from the labels that placement selects on.
+    table = hub.kubectl("get", "edgecluster", cluster_name).stdout.splitlines()
+    assert table[0].split()[:4] == ["NAME", "TIER", "SITE", "LINE"]
+    assert table[1].split()[:4] == [cluster_name, "edge", "plant-brno", "assembly"]
 
 
 def test_a_gpu_site_reports_its_gpu(hub, edge_a, operator, cluster_name):

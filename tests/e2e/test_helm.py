@@ -1,10 +1,9 @@
-"""Installing Edgeline with its Helm chart (helm/edgeline), as a cluster administrator does.
-
-First what the chart renders (helm lint / helm template, default and other values, no cluster
-needed), then the chart installed and upgraded on the hub, and finally the operator run with the
-chart's ServiceAccount token, so that a permission the chart forgot fails here (403 in the log)
-rather than in a user's cluster. The kubectl plugin is checked against the EdgeDeployment that
-operator rolls out. helm is built by dev/build-tools.sh; without it these tests fail.
+"""Installing Edgeline with its Helm chart (helm/edgeline) on the hub, as a cluster administrator
+does: the chart installed and upgraded, then the operator run with the chart's ServiceAccount
+token, so that a permission the chart forgot fails here (403 in the log) rather than in a user's
+cluster. The kubectl plugin is checked against the EdgeDeployment that operator rolls out. What
+the chart renders (no cluster needed) is tested in tests/integration/test_chart.py. helm is built
+by dev/build-tools.sh; without it these tests fail.
 """
 
 from __future__ import annotations
@@ -21,259 +20,29 @@ import pytest
 import yaml
 
 from edgeline.domain.quantities import format_bytes
-from edgeline.settings import Settings
-from tests.e2e.conftest import ROOT, STATE_DIR, OperatorProcess, kubectl_binary, wait_for
+from tests.e2e.conftest import (STATE_DIR, OperatorProcess, apply_sample_models, kubectl_binary,
+                                register_edge_cluster, wait_for)
 from tests.helpers.artifact_server import serve
+from tests.helpers.chart import CHART, ROOT, env_of, helm_runner
+from tests.helpers.kubeconfig import token_kubeconfig
+from tests.helpers.manifests import SAMPLE_DIGESTS, SAMPLE_MODELS, edge_deployment
 
-CHART = ROOT / "helm" / "edgeline"
 INSTALL_YAML = ROOT / "manifests" / "install.yaml"
-DASHBOARD = ROOT / "manifests" / "grafana" / "edgeline-dashboard.json"
 RELEASE_NAMESPACE = "edgeline-helm"
-MODELS = ROOT / "manifests" / "samples" / "models"
-SAMPLE_DIGESTS = {d["spec"]["version"]: d["spec"]["artifact"]["sha256"] for d in yaml.safe_load_all(
-    (ROOT / "manifests" / "samples" / "20-mlmodels.yaml").read_text())}
-
-
-def helm_binary() -> Path:
-    versions = dict(line.split("=", 1) for line in (ROOT / "dev" / "versions.env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-    cache = Path(os.environ.get("EDGELINE_CACHE", Path.home() / ".cache" / "edgeline"))
-    return cache / "bin" / f"helm-{versions['HELM_VERSION'].strip()}"
 
 
 @pytest.fixture(scope="session")
 def helm():
-    binary = helm_binary()
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"helm is not built ({binary} is missing): run `bash dev/build-tools.sh helm`", pytrace=False)
-
-    def run(*args: str, kubeconfig: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        env = {**os.environ, "HELM_CACHE_HOME": str(STATE_DIR / "helm" / "cache"),
-               "HELM_CONFIG_HOME": str(STATE_DIR / "helm" / "config"),
-               "HELM_DATA_HOME": str(STATE_DIR / "helm" / "data")}
-        if kubeconfig:
-            env["KUBECONFIG"] = str(kubeconfig)
-        proc = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
-        if check and proc.returncode != 0:
-            pytest.fail(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}", pytrace=False)
-        return proc
-    return run
+    return helm_runner()
 
 
-def render(helm, *values: str) -> list[dict]:
-    out = helm("template", "edgeline", str(CHART), "--namespace", "edgeline-system", *values).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
-    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
-    assert len(found) == 1, f"{kind} {name}: {[o['metadata']['name'] for o in found]}"
-    return found[0]
-
-
-def env_of(deployment: dict) -> dict[str, str]:
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
-
-
-# --- what the chart renders ----------------------------------------------------------------------
-
-def test_the_charts_copies_of_crds_rules_and_user_roles_match_their_sources():
-    proc = subprocess.run([sys.executable, str(ROOT / "helm" / "sync-crds.py"), "--check"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
-
-
-def test_helm_lint_passes_with_default_and_other_values(helm):
-    helm("lint", "--strict", str(CHART))
-    helm("lint", "--strict", str(CHART), "--set", "metrics.serviceMonitor.enabled=true,prometheusRule.enabled=true,"
-         "userRoles.create=false,image.tag=dev", "--set", "rbac.artifactCredentialNamespaces={factory}")
-
-
-def test_the_default_operator_runs_locked_down_with_the_app_version_image(helm):
-    objects = render(helm)
-    deployment = one(objects, "Deployment", "edgeline-operator")
-    pod = deployment["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
-    assert container["image"] == f"ghcr.io/edgeline/operator:{app_version}"
-    assert container["command"] == ["edgeline"]
-    assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8081/healthz"]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    security = container["securityContext"]
-    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"] == {"drop": ["ALL"]} and security["runAsNonRoot"] is True
-    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    assert pod["volumes"][0]["name"] == "tmp" and "emptyDir" in pod["volumes"][0]
-    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
-    assert pod["serviceAccountName"] == "edgeline-operator"
-    env = env_of(deployment)
-    assert env["EDGELINE_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    assert (env["EDGELINE_WEBHOOK_PORT"], env["EDGELINE_ALERTS_PORT"], env["EDGELINE_METRICS_PORT"]) == \
-        ("9443", "8082", "8080")
-    assert env["EDGELINE_WEBHOOK_SERVICE"] == "edgeline-webhook"
-    assert env["EDGELINE_CLUSTER_PROBE_INTERVAL_S"] == "10"
-
-
-def test_the_services_reach_the_webhook_the_alert_receiver_and_metrics(helm):
-    objects = render(helm)
-    ports = {o["metadata"]["name"]: o["spec"]["ports"][0] for o in objects if o["kind"] == "Service"}
-    assert ports["edgeline-webhook"]["port"] == 9443 and ports["edgeline-webhook"]["targetPort"] == "webhook"
-    assert ports["edgeline-alerts"]["port"] == 8082 and ports["edgeline-metrics"]["port"] == 8080
-    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == \
-        {"webhook": 9443, "alerts": 8082, "metrics": 8080, "health": 8081}
-    selector = one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
-    for service in (o for o in objects if o["kind"] == "Service"):
-        assert service["spec"]["selector"] == selector
-    assert not [o for o in objects if o["kind"] in ("ServiceMonitor", "PrometheusRule")]
-
-
-def _rules(objects: list[dict]) -> list[tuple[str, str, dict]]:
-    return [(o["kind"], o["metadata"]["name"], rule) for o in objects
-            if o["kind"] in ("ClusterRole", "Role") for rule in o.get("rules") or []]
-
-
-def test_rbac_is_least_privilege_without_wildcards_or_cluster_admin(helm):
-    objects = render(helm, "--set", "rbac.artifactCredentialNamespaces={factory,assembly}")
-    for kind, name, rule in _rules(objects):
-        for key in ("apiGroups", "resources", "verbs", "resourceNames"):
-            assert "*" not in (rule.get(key) or []), f"{kind} {name} has a wildcard in {key}: {rule}"
-    for binding in (o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")):
-        assert binding["roleRef"]["name"] not in ("cluster-admin", "admin", "edit"), binding
-    operator_rules = [r for kind, name, r in _rules(objects) if kind == "ClusterRole" and name == "edgeline-operator"]
-    # Secrets are never granted cluster-wide: only in the release namespace and the namespaces listed.
-    assert not [r for r in operator_rules if "secrets" in r["resources"]]
-    secret_roles = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects
-                    if o["kind"] == "Role" and any("secrets" in r["resources"] for r in o["rules"])}
-    assert secret_roles == {("edgeline-system", "edgeline-operator"), ("factory", "edgeline-artifact-credentials"),
-                            ("assembly", "edgeline-artifact-credentials")}
-    webhook = next(r for r in operator_rules if "mutatingwebhookconfigurations" in r["resources"])
-    assert webhook["resourceNames"] == ["edgeline-approvals"]
-    binding = one(objects, "ClusterRoleBinding", "edgeline-operator")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "edgeline-operator",
-                                    "namespace": "edgeline-system"}]
-    # The user roles ship with the chart and still grant no */status.
-    user_roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole" and
-                  o["metadata"]["name"] != "edgeline-operator"}
-    assert set(user_roles) == {"edgeline-viewer", "edgeline-editor", "edgeline-approver"}
-    assert not [r for role in user_roles.values() for r in role["rules"] if any("/" in x for x in r["resources"])]
-    assert user_roles["edgeline-viewer"]["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
-
-
-def test_other_values_show_up_where_they_belong(helm, tmp_path):
-    values = tmp_path / "values.yaml"
-    # From a file numbers arrive as floats: they must still reach the operator as plain numbers.
-    values.write_text(yaml.safe_dump({"settings": {"artifact_retries": 5, "artifact_retry_backoff_s": 0.5,
-                                                   "webhook_manage_configuration": True, "artifact_ca_bundle": None}}))
-    objects = render(helm, "-f", str(values), "--set", "image.tag=1.2.3-rc1,image.repository=registry.local/edgeline,ports.webhook=10443,"
-                     "settings.artifact_max_bytes=1073741824,metrics.serviceMonitor.enabled=true,"
-                     "metrics.serviceMonitor.labels.release=kube-prometheus-stack,prometheusRule.enabled=true,"
-                     "userRoles.create=false,verbose=true", "--set", "watchNamespaces={factory,assembly}")
-    deployment = one(objects, "Deployment")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "registry.local/edgeline:1.2.3-rc1"
-    assert container["args"][3:] == ["--namespace", "factory", "--namespace", "assembly", "--verbose"]
-    env = env_of(deployment)
-    assert env["EDGELINE_WEBHOOK_PORT"] == "10443" and env["EDGELINE_ARTIFACT_MAX_BYTES"] == "1073741824"
-    assert (env["EDGELINE_ARTIFACT_RETRIES"], env["EDGELINE_ARTIFACT_RETRY_BACKOFF_S"],
-            env["EDGELINE_WEBHOOK_MANAGE_CONFIGURATION"]) == ("5", "0.5", "true")
-    assert "EDGELINE_ARTIFACT_CA_BUNDLE" not in env and env["EDGELINE_CLUSTER_PROBE_INTERVAL_S"] == "10"
-    assert one(objects, "Service", "edgeline-webhook")["spec"]["ports"][0]["port"] == 10443
-    monitor = one(objects, "ServiceMonitor")
-    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= \
-        one(objects, "Service", "edgeline-metrics")["metadata"]["labels"].items()
-    source = yaml.safe_load((ROOT / "manifests" / "monitoring" / "prometheusrule.yaml").read_text())
-    assert one(objects, "PrometheusRule")["spec"] == source["spec"]
-    assert {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"} == {"edgeline-operator"}
-    # Plain namespace names need no access to namespaces; a pattern does (kopf watches them to match it).
-    assert not [r for r in one(objects, "ClusterRole")["rules"] if "namespaces" in r["resources"]]
-    patterned = one(render(helm, "--set", "watchNamespaces={factory-*}"), "ClusterRole", "edgeline-operator")
-    assert {"resources": ["namespaces"], "verbs": ["list", "watch"], "apiGroups": [""]} in patterned["rules"]
-
-
-def test_every_key_under_settings_is_an_operator_setting(helm):
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert set(values["settings"]) <= set(Settings.model_fields)
-    proc = helm("template", "x", str(CHART), "--set", "settings.webhook_port=1", check=False)
-    assert proc.returncode != 0 and "settings.webhook_port is set by the chart" in proc.stderr
-
-
-def test_install_yaml_is_the_chart_rendered_with_default_values(helm):
-    proc = subprocess.run([sys.executable, str(ROOT / "helm" / "render-install.py"), "--check"],
-                          capture_output=True, text=True, env={**os.environ, "HELM": str(helm_binary())})
-    assert proc.returncode == 0, proc.stderr
-    objects = [d for d in yaml.safe_load_all(INSTALL_YAML.read_text()) if d]
-    assert [o["kind"] for o in objects].count("CustomResourceDefinition") == 4
-    assert {o["metadata"].get("namespace") for o in objects if o["kind"] in ("Deployment", "Service", "Role")} == \
-        {"edgeline-system"}
-
+# --- what the chart renders is tested in tests/integration/test_chart.py ------------------
 
 def test_install_yaml_is_accepted_by_a_real_api_server(hub):
     hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "edgeline-system"}})
     applied = hub.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", str(INSTALL_YAML))
     assert applied.stdout.count("serverside-applied (server dry run)") == \
         len([d for d in yaml.safe_load_all(INSTALL_YAML.read_text()) if d])
-
-
-# --- the Grafana dashboard -----------------------------------------------------------------------
-
-def _dashboard_expressions() -> list[str]:
-    board = json.loads(DASHBOARD.read_text())
-    panels = [p for top in board["panels"] for p in [top, *top.get("panels", [])]]
-    exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
-    exprs += [a["expr"] for a in board["annotations"]["list"] if a.get("expr")]
-    return exprs
-
-
-def _as_promql(expr: str) -> str:
-    """Grafana's variables replaced by what it would put there."""
-    return expr.replace("$__rate_interval", "1m").replace("$namespace", ".*").replace(
-        "$deployment", ".*").replace("$cluster", ".*")
-
-
-def _known_series() -> set[str]:
-    from edgeline import metrics  # noqa: F401  (registers the operator's metrics)
-    from prometheus_client import REGISTRY
-    from edgeline.runtime.metrics import RuntimeMetrics
-
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    names = set()
-    for registry in (REGISTRY, RuntimeMetrics({}).registry):
-        for family in registry.collect():
-            if family.name.startswith("edgeline_"):
-                names |= {family.name + s for s in suffixes.get(family.type, ("",))}
-    return names
-
-
-def test_the_dashboard_uses_only_metrics_that_exist():
-    known = _known_series()
-    used = {m for expr in _dashboard_expressions() for m in re.findall(r"\bedgeline_[a-z_]+\b", expr)}
-    assert used and used <= known, f"unknown metrics: {used - known}"
-    # Every operator metric and every runtime metric has a panel.
-    families = {re.sub(r"_(total|bucket|sum|count)$", "", m) for m in known}
-    assert families <= {re.sub(r"_(total|bucket|sum|count)$", "", m) for m in used}
-
-
-def test_every_dashboard_query_parses_with_promtool(tmp_path):
-    from edgeline.devenv.monitoring import MonitoringError, promtool
-
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"edgeline_dashboard:query{i}", "expr": _as_promql(e)}
-        for i, e in enumerate(_dashboard_expressions())]}]}
-    path = tmp_path / "dashboard-rules.yaml"
-    path.write_text(yaml.safe_dump(rules))
-    try:
-        proc = promtool("check", "rules", str(path))
-    except MonitoringError as exc:
-        pytest.fail(f"promtool is needed to check the dashboard: {exc}", pytrace=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # --- installed on the hub --------------------------------------------------------------------------
@@ -337,16 +106,7 @@ def test_helm_install_then_upgrade_changes_the_running_deployment(helm, hub, rel
 
 def _service_account_kubeconfig(hub, namespace: str, path: Path) -> Path:
     token = hub.kubectl("create", "token", "edgeline-operator", "-n", namespace, "--duration=2h").stdout.strip()
-    admin = yaml.safe_load(hub.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-        "users": [{"name": "edgeline-operator", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "edgeline-operator",
-                                               "namespace": namespace}}],
-        "current-context": "sa"}))
-    path.chmod(0o600)
-    return path
+    return token_kubeconfig(hub.kubeconfig, "edgeline-operator", token, path, namespace=namespace)
 
 
 class ChartOperator(OperatorProcess):
@@ -406,23 +166,12 @@ def rolled_out(hub, edge_a, release, chart_operator):
     namespace = f"t-{uuid.uuid4().hex[:8]}"
     cluster = f"helm-{uuid.uuid4().hex[:5]}"
     hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    hub.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{cluster}-kubeconfig", "namespace": release},
-               "stringData": {"kubeconfig": edge_a.kubeconfig.read_text()}})
-    hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
-               "metadata": {"name": cluster, "labels": {"edgeline.io/fleet": cluster}},
-               "spec": {"tier": "edge", "targetNamespace": f"ns-{cluster}",
-                        "connection": {"kubeconfigSecretRef": {"name": f"{cluster}-kubeconfig"}}}})
-    with serve(MODELS) as url:
-        for version in ("1.0.0", "2.0.0"):
-            hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
-                       "metadata": {"name": f"detector-{version}", "namespace": namespace},
-                       "spec": {"model": "defect-detector", "version": version, "stage": "production",
-                                "artifact": {"uri": f"{url}/defect-detector-{version}.onnx",
-                                             "sha256": SAMPLE_DIGESTS[version]}}})
+    # The kubeconfig Secret in the release namespace, where the chart's operator reads Secrets.
+    register_edge_cluster(hub, cluster, edge_a, {"edgeline.io/fleet": cluster}, stale_after=None,
+                          secret_namespace=release)
+    with serve(SAMPLE_MODELS) as url:
         hub.kubectl("wait", f"edgecluster/{cluster}", "--for=condition=Ready", "--timeout=60s")
-        for version in ("1.0.0", "2.0.0"):
-            hub.kubectl("wait", f"mlmodel/detector-{version}", "-n", namespace, "--for=condition=Ready",
-                        "--timeout=90s", timeout=120)
+        apply_sample_models(hub, namespace, url, timeout=90)
         hub.apply(_deployment(namespace, cluster, "1.0.0"))
         hub.kubectl("wait", "edgedeployment/detector", "-n", namespace, "--for=jsonpath={.status.phase}=Healthy",
                     "--timeout=120s", timeout=150)
@@ -433,14 +182,10 @@ def rolled_out(hub, edge_a, release, chart_operator):
 
 
 def _deployment(namespace: str, cluster: str, version: str) -> dict:
-    return {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
-            "metadata": {"name": "detector", "namespace": namespace},
-            "spec": {"modelRef": {"name": f"detector-{version}"},
-                     "placement": {"clusterSelector": {"matchLabels": {"edgeline.io/fleet": cluster}}},
-                     "runtime": {"replicas": 1},
-                     "rollout": {"waves": [{"name": "pilot", "selector": {"matchLabels": {
-                         "edgeline.io/fleet": cluster}}}], "waveTimeoutSeconds": 60},
-                     "approval": {"required": False}}}
+    fleet = {"edgeline.io/fleet": cluster}
+    return edge_deployment(namespace, fleet, version, runtime={"replicas": 1},
+                           rollout={"waves": [{"name": "pilot", "selector": {"matchLabels": fleet}}],
+                                    "waveTimeoutSeconds": 60})
 
 
 def test_the_operator_does_its_work_with_only_the_charts_permissions(hub, edge_a, release, chart_operator,
@@ -511,7 +256,7 @@ def test_kubectl_edgeline_status_history_models_and_rollback(hub, rolled_out, ch
     assert data["waves"][0]["clusters"][0]["name"] == cluster and data["phase"] == "Healthy"
 
     models = plugin(hub, "models", "-n", namespace).stdout.splitlines()
-    size = format_bytes((MODELS / "defect-detector-1.0.0.onnx").stat().st_size)
+    size = format_bytes((SAMPLE_MODELS / "defect-detector-1.0.0.onnx").stat().st_size)
     assert models[1].split()[:7] == ["detector-1.0.0", "defect-detector", "1.0.0", "Ready", "17", size, "detector"], models
 
     # A second version rolls out; then the plugin rolls back to the first by a prefix of its revision.

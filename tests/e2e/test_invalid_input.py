@@ -9,23 +9,10 @@ namespaces are rewritten per case so that cases cannot disturb each other.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import pytest
 import yaml
 
-CASES = sorted((Path(__file__).parent / "invalid").glob("*.yaml"))
-
-
-def _expectations(path: Path) -> list[str]:
-    return [line.split("# expect:", 1)[1].strip() for line in path.read_text().splitlines()
-            if line.startswith("# expect:")]
-
-
-def test_the_catalogue_is_large_and_every_case_says_what_it_expects():
-    assert len(CASES) >= 30
-    for path in CASES:
-        assert _expectations(path), f"{path.name} has no '# expect:' line"
+from tests.helpers.invalid_cases import CASES, expectations as _expectations
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)

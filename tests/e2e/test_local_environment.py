@@ -138,6 +138,9 @@ def _hello_pod(name: str, image: str) -> dict:
 def _run_hello(cluster: Cluster, env: DevEnvironment, namespace: str) -> dict:
     name = f"hello-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace, check=False)
+    # Pods are admitted once the controller-manager made the namespace's default ServiceAccount.
+    wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
+             timeout=30, what=f"the default ServiceAccount of {namespace}")
     cluster.apply(_hello_pod(name, env.images["hello"]), "-n", namespace)
     cluster.kubectl("wait", "-n", namespace, f"pod/{name}", "--for=condition=Ready", "--timeout=90s",
                     timeout=100)
@@ -286,12 +289,16 @@ def test_dev_up_is_idempotent_and_down_leaves_nothing_behind(short_tmp):
     pod = _run_hello(edge, env, "leftovers")
     container = _container_pid(env, "edge-a", pod)
     assert _mounted(state), "a running Pod has volumes and a root filesystem mounted"
+    memory_cgroup = next(line.split(":", 2)[2] for line in Path(f"/proc/{container}/cgroup").read_text().splitlines()
+                         if line.split(":")[1] == "memory")
+    assert Path(f"/sys/fs/cgroup/memory{memory_cgroup}").is_dir()
 
     assert _edgeline("dev", "--state-dir", str(state), "status").returncode == 0
     down = _edgeline("dev", "--state-dir", str(state), "down")
     assert down.returncode == 0, down.stderr
     assert env.leftover_processes() == []
     assert processes.cmdline(container) is None, "the Pod's container still runs"
+    assert not Path(f"/sys/fs/cgroup/memory{memory_cgroup}").exists(), "the container's cgroup is left"
     assert _mounted(state) == []
     assert not any(network.link_exists(b) for b in bridges)
     assert not network.service_rules_present(slot)

@@ -13,6 +13,8 @@ import uuid
 import pytest
 import yaml
 
+from edgeline import timestamps
+
 from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, wait_for
 from tests.helpers.artifact_server import serve
 
@@ -295,8 +297,7 @@ def test_an_operator_killed_mid_run_loses_nothing_and_creates_no_job_twice(hub, 
 
 
 def _seconds(stamp: str) -> float:
-    import datetime as dt
-    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").timestamp()
+    return timestamps.parse(stamp).timestamp()
 
 
 def test_the_sample_pipeline_is_reconciled_without_crashing(hub, operator, namespace):

@@ -8,6 +8,7 @@ it, the shipped alerting rules, Alertmanager, and the operator's receiver.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import threading
@@ -17,13 +18,13 @@ import urllib.request
 import uuid
 
 import pytest
-import yaml
 
 from edgeline.devenv.monitoring import Monitoring, ScrapeTarget, Webhook
 from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, runtime_config, wait_for
-from tests.e2e.test_runtime import RuntimeProcess
+from tests.helpers.runtime_process import RuntimeProcess
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
+from tests.helpers.manifests import edge_deployment, mlmodel
 
 RULES = ROOT / "manifests" / "monitoring" / "prometheus-rules.yaml"
 
@@ -47,11 +48,7 @@ def setup(hub, edge_a, edge_b, operator, namespace, model_server):
     for name, member in members.items():
         register_edge_cluster(hub, name, member, {"edgeline.io/fleet": tag,
                                                   "edgeline.io/line": name.split("-", 1)[1]})
-    for version, (uri, digest) in models.items():
-        hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
-                   "metadata": {"name": f"detector-{version}", "namespace": namespace},
-                   "spec": {"model": "defect-detector", "version": version, "stage": "production",
-                            "artifact": {"uri": uri, "sha256": digest}}})
+    hub.apply([mlmodel(namespace, version, uri, digest) for version, (uri, digest) in models.items()])
     for version in models:
         hub.kubectl("wait", f"mlmodel/detector-{version}", "-n", namespace, "--for=condition=Ready", "--timeout=60s")
     for name in members:
@@ -63,15 +60,9 @@ def setup(hub, edge_a, edge_b, operator, namespace, model_server):
 
 
 def _deployment(namespace, tag, version, waves=None, **rollback):
-    return {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
-            "metadata": {"name": "detector", "namespace": namespace},
-            "spec": {"modelRef": {"name": f"detector-{version}"},
-                     "placement": {"clusterSelector": {"matchLabels": {"edgeline.io/fleet": tag}}},
-                     "runtime": {"resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}},
-                     "rollout": {"waves": waves or []},
-                     "approval": {"required": False},
-                     "rollback": {"mode": "Automatic", "scope": "Deployment", "guardSeconds": 600,
-                                  "alertMatchers": [{"name": "severity", "value": "critical"}], **rollback}}}
+    return edge_deployment(namespace, {"edgeline.io/fleet": tag}, version, rollout={"waves": waves or []},
+                           rollback={"mode": "Automatic", "scope": "Deployment", "guardSeconds": 600,
+                                     "alertMatchers": [{"name": "severity", "value": "critical"}], **rollback})
 
 
 def _status(hub, namespace):
@@ -163,9 +154,22 @@ def test_an_alert_from_prometheus_rolls_the_line_back_to_the_known_good_model(hu
         assert restored.infer(runtime_models.infer_body(runtime_models.images(1)))[0] == 200
     finally:
         line.close()
-    # The bad revision stays away until it is approved again or replaced.
-    time.sleep(3)
-    assert _status(hub, namespace)["phase"] == "RolledBack"
+    # The bad revision stays away until it is approved again or replaced: once the operator has
+    # observed every cluster again after the rollback, nothing has moved back to it.
+    reverted = _when(record["appliedAt"])
+    status = _wait(hub, namespace, lambda s: all(_when(c.get("lastObserved")) > reverted + dt.timedelta(seconds=1)
+                                                 for c in s["clusters"]), "a reconcile after the rollback")
+    assert status["phase"] == "RolledBack" and status["currentRevision"]["revision"] == good["revision"]
+    assert status["rollout"]["revision"] == good["revision"]
+    for cluster, member in members.items():
+        assert _config(member, cluster)["EDGELINE_MODEL_SHA256"] == good["digest"]
+
+
+def _when(timestamp: str | None) -> dt.datetime:
+    """An RFC 3339 time from status (with or without fractions of a second); None is the distant past."""
+    if not timestamp:
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
 def _post(operator, payload, token=ALERTS_TOKEN):

@@ -8,19 +8,15 @@ import time
 import uuid
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import ROOT, register_edge_cluster, runtime_configmaps, wait_for
+from tests.e2e.conftest import apply_sample_models, register_edge_cluster, runtime_configmaps, wait_for
 from tests.helpers.artifact_server import serve
-
-MODELS = ROOT / "manifests" / "samples" / "models"
-SAMPLE_DIGESTS = {d["spec"]["version"]: d["spec"]["artifact"]["sha256"] for d in yaml.safe_load_all(
-    (ROOT / "manifests" / "samples" / "20-mlmodels.yaml").read_text())}
+from tests.helpers.manifests import SAMPLE_DIGESTS, SAMPLE_MODELS, edge_deployment
 
 
 @pytest.fixture(scope="module")
 def model_url():
-    with serve(MODELS) as url:
+    with serve(SAMPLE_MODELS) as url:
         yield url
 
 
@@ -45,29 +41,13 @@ def fleet(hub, edge_a, edge_b, operator, namespace):
         hub.kubectl("delete", "edgecluster", name, "--wait=false", check=False)
 
 
-def _models(hub, namespace, model_url):
-    for version in ("1.0.0", "2.0.0"):
-        hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
-                   "metadata": {"name": f"detector-{version}", "namespace": namespace},
-                   "spec": {"model": "defect-detector", "version": version, "stage": "production",
-                            "artifact": {"uri": f"{model_url}/defect-detector-{version}.onnx",
-                                         "sha256": SAMPLE_DIGESTS[version]}}})
-    for version in ("1.0.0", "2.0.0"):
-        hub.kubectl("wait", f"mlmodel/detector-{version}", "-n", namespace, "--for=condition=Ready",
-                    "--timeout=60s")
-
-
 def _deployment(namespace, tag, version="1.0.0", pilot_soak=0, max_unavailable=0, timeout=60):
-    return {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
-            "metadata": {"name": "detector", "namespace": namespace},
-            "spec": {"modelRef": {"name": f"detector-{version}"},
-                     "placement": {"clusterSelector": {"matchLabels": {"edgeline.io/fleet": tag}},
-                                   "requirements": {"architectures": ["amd64", "arm64"]}},
-                     "runtime": {"replicas": 2, "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
-                     "rollout": {"waves": [{"name": "pilot", "selector": {"matchLabels": {"edgeline.io/line": "line-1"}},
-                                            "soakSeconds": pilot_soak}],
-                                 "maxUnavailable": max_unavailable, "waveTimeoutSeconds": timeout},
-                     "approval": {"required": False}}}
+    return edge_deployment(
+        namespace, {"edgeline.io/fleet": tag}, version, requirements={"architectures": ["amd64", "arm64"]},
+        runtime={"replicas": 2, "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
+        rollout={"waves": [{"name": "pilot", "selector": {"matchLabels": {"edgeline.io/line": "line-1"}},
+                            "soakSeconds": pilot_soak}],
+                 "maxUnavailable": max_unavailable, "waveTimeoutSeconds": timeout})
 
 
 def _status(hub, namespace) -> dict:
@@ -97,7 +77,7 @@ def _runtime_objects(member, cluster: str) -> dict:
 def test_the_rollout_reaches_every_selected_cluster_with_the_right_model_and_hardware(hub, fleet, namespace,
                                                                                       model_url):
     tag, members = fleet
-    _models(hub, namespace, model_url)
+    apply_sample_models(hub, namespace, model_url)
     hub.apply(_deployment(namespace, tag))
     status = _wait_phase(hub, namespace, "Healthy")
     assert status["ready"] == "3/3" and status["readyClusters"] == 3
@@ -131,7 +111,7 @@ def test_the_rollout_reaches_every_selected_cluster_with_the_right_model_and_har
 
 def test_a_new_model_rolls_out_wave_by_wave_and_rollback_to_returns(hub, fleet, namespace, model_url):
     tag, members = fleet
-    _models(hub, namespace, model_url)
+    apply_sample_models(hub, namespace, model_url)
     hub.apply(_deployment(namespace, tag))
     first = _wait_phase(hub, namespace, "Healthy")["currentRevision"]["revision"]
 
@@ -156,7 +136,7 @@ def test_a_new_model_rolls_out_wave_by_wave_and_rollback_to_returns(hub, fleet, 
 def test_operator_killed_mid_wave_completes_after_restart_without_duplicates(hub, fleet, namespace, model_url,
                                                                             operator):
     tag, members = fleet
-    _models(hub, namespace, model_url)
+    apply_sample_models(hub, namespace, model_url)
     hub.apply(_deployment(namespace, tag, pilot_soak=8))
     wait_for(lambda: _status(hub, namespace).get("rollout", {}).get("soakUntil"), timeout=60,
              what="the pilot wave soaking")
@@ -177,7 +157,7 @@ def test_operator_killed_mid_wave_completes_after_restart_without_duplicates(hub
 def test_an_edge_api_server_that_stops_answering_goes_stale_and_converges_when_back(hub, fleet, namespace,
                                                                                   model_url, dev_env):
     tag, members = fleet
-    _models(hub, namespace, model_url)
+    apply_sample_models(hub, namespace, model_url)
     hub.apply(_deployment(namespace, tag, max_unavailable=1, timeout=20))
     _wait_phase(hub, namespace, "Healthy")
     brno = next(c for c in members if c.endswith("brno"))
@@ -209,7 +189,7 @@ def test_an_edge_api_server_that_stops_answering_goes_stale_and_converges_when_b
 
 def test_deleting_the_deployment_removes_the_runtime_everywhere(hub, fleet, namespace, model_url):
     tag, members = fleet
-    _models(hub, namespace, model_url)
+    apply_sample_models(hub, namespace, model_url)
     hub.apply(_deployment(namespace, tag))
     _wait_phase(hub, namespace, "Healthy")
     hub.kubectl("delete", "edgedeployment", "detector", "-n", namespace, "--timeout=60s")
@@ -220,7 +200,7 @@ def test_deleting_the_deployment_removes_the_runtime_everywhere(hub, fleet, name
 def test_a_cluster_unreachable_at_deletion_is_recorded_and_cleaned_when_back(hub, fleet, namespace, model_url,
                                                                              dev_env):
     tag, members = fleet
-    _models(hub, namespace, model_url)
+    apply_sample_models(hub, namespace, model_url)
     hub.apply(_deployment(namespace, tag))
     _wait_phase(hub, namespace, "Healthy")
     brno = next(c for c in members if c.endswith("brno"))

@@ -46,7 +46,7 @@ def test_the_samples_apply_and_their_edge_clusters_become_ready(hub, edge_a, edg
 
 # What `kubectl get` shows: the columns that answer a user's first question about each kind.
 COLUMNS = {
-    "edgeclusters": ["NAME", "TIER", "SITE", "REACHABLE", "VERSION", "LAST SEEN", "AGE"],
+    "edgeclusters": ["NAME", "TIER", "SITE", "LINE", "REACHABLE", "VERSION", "LAST SEEN", "AGE"],
     "mlmodels": ["NAMESPACE", "NAME", "MODEL", "VERSION", "PHASE", "OPSET", "SIZE", "AGE"],
     "edgedeployments": ["NAMESPACE", "NAME", "MODEL", "VERSION", "PHASE", "READY", "APPROVAL", "AGE"],
     "datapipelines": ["NAMESPACE", "NAME", "SCHEDULE", "LAST RUN", "PHASE", "AGE"],

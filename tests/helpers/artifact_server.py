@@ -19,6 +19,11 @@ Paths besides the files of the folder (NAME is a file in it):
   /redirect/NAME          302 to /NAME;  /redirect-loop redirects to itself
   /private/NAME           needs "Authorization: Bearer <token>"
   /basic/NAME             needs HTTP basic auth with user:password
+  /redirect-to?url=URL    302 to any URL (another host, another scheme)
+  /drip                   sends one byte every drip_s, without end (defeats a per-read timeout)
+Every request's Authorization header is recorded in server.authorization[path].
+With tls=True the server speaks HTTPS with a certificate for localhost and 127.0.0.1 from a CA
+of its own (server.ca_bundle); its url then names https://localhost:<port>.
 Files go out with sendfile, so serving a 2 GB model costs the server no memory.
 """
 
@@ -28,26 +33,51 @@ import argparse
 import base64
 import collections
 import http.server
+import ssl
+import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 
 class ArtifactServer:
     def __init__(self, root: Path, port: int = 0, *, stall_s: float = 3.0, token: str = "secret-token",
-                 user: str = "user", password: str = "password", host: str = "127.0.0.1"):
+                 user: str = "user", password: str = "password", tls: bool = False, drip_s: float = 0.1,
+                 host: str = "127.0.0.1"):
         self.root = Path(root).resolve()
         self.stall_s = stall_s
+        self.drip_s = drip_s
+        self.authorization: dict[str, str | None] = {}
+        self.ca_bundle: Path | None = None
         self.token = token
         self.basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.hits: collections.Counter[str] = collections.Counter()
         self._first_seen: set[str] = set()
         self._lock = threading.Lock()
-        # host: 127.0.0.1, or a host address that Pods on the local real nodes reach.
         self._server = http.server.ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
-        self.url = f"http://{host}:{self._server.server_address[1]}"
+        self.port = self._server.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        if tls:
+            self._wrap_tls()
+            self.url = f"https://localhost:{self.port}"
         self._thread: threading.Thread | None = None
+
+    def _wrap_tls(self) -> None:
+        from edgeline.pki import CertificateAuthority
+
+        ca = CertificateAuthority.create("artifact-server-ca")
+        cert, key = ca.issue("localhost", server_names=("localhost", "127.0.0.1"))
+        self._tmp = tempfile.TemporaryDirectory(prefix="artifact-server-")
+        folder = Path(self._tmp.name)
+        (folder / "ca.pem").write_bytes(ca.cert_pem)
+        (folder / "cert.pem").write_bytes(cert)
+        (folder / "key.pem").write_bytes(key)
+        self.ca_bundle = folder / "ca.pem"
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
 
     def first_time(self, key: str) -> bool:
         with self._lock:
@@ -107,7 +137,8 @@ def _handler(server: ArtifactServer):
 
         def do_GET(self, head: bool = False):
             server.hits[self.path] += 1  # with the query, so that a test can count its own requests
-            path = self.path.split("?", 1)[0]
+            server.authorization[self.path] = self.headers.get("Authorization")
+            path, _, query = self.path.partition("?")
             first, _, rest = path.lstrip("/").partition("/")
             if first == "status":
                 self._status(int(rest))
@@ -135,6 +166,16 @@ def _handler(server: ArtifactServer):
                 self.end_headers()
             elif first == "redirect":
                 self._redirect(f"/{rest}")
+            elif first == "redirect-to":
+                self._redirect(urllib.parse.parse_qs(query)["url"][0])
+            elif first == "drip":
+                self.send_response(200)
+                self.send_header("Content-Length", str(10**6))
+                self.end_headers()
+                for _ in range(10**6):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(server.drip_s)
             elif first == "redirect-loop":
                 self._redirect("/redirect-loop")
             elif first == "private":

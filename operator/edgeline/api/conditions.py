@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from edgeline import timestamps
 from edgeline.api.base import ApiModel
 
 
@@ -21,10 +22,6 @@ class Condition(ApiModel):
     message: str = Field("", description="Why, for a person", max_length=4096)
     last_transition_time: str = Field(description="When status last changed (RFC 3339)")
     observed_generation: int | None = Field(None, description="Generation of the spec this verdict is about")
-
-
-def _iso(now: dt.datetime) -> str:
-    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def set_condition(conditions: list[dict], ctype: str, status: str, reason: str, message: str, *,
@@ -40,12 +37,12 @@ def set_condition(conditions: list[dict], ctype: str, status: str, reason: str, 
         changed = existing.get("status") != status
         result.append(Condition(
             type=ctype, status=status, reason=reason, message=message,
-            last_transition_time=_iso(now) if changed else existing.get("lastTransitionTime", _iso(now)),
+            last_transition_time=timestamps.format(now) if changed else existing.get("lastTransitionTime", timestamps.format(now)),
             observed_generation=generation,
         ).dump())
     if not found:
         result.append(Condition(type=ctype, status=status, reason=reason, message=message,
-                                last_transition_time=_iso(now), observed_generation=generation).dump())
+                                last_transition_time=timestamps.format(now), observed_generation=generation).dump())
     return result
 
 

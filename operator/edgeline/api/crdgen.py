@@ -71,6 +71,18 @@ def _model_schema(model) -> dict:
     return structural(raw, raw.get("$defs", {}))
 
 
+def _at(schema: dict, path: str) -> dict:
+    """The schema node at a dotted path below spec; `[]` steps into a list's items. Rules placed
+    this way bind to spec alone, where a rule on a shared type would also apply to status."""
+    node = schema
+    for part in path.split("."):
+        items = part.endswith("[]")
+        node = node["properties"][part.removesuffix("[]")]
+        if items:
+            node = node["items"]
+    return node
+
+
 def crd(kind) -> dict:
     spec_model = kind.model_fields["spec"].annotation
     status_model = kind.model_fields["status"].annotation.__args__[0]
@@ -78,6 +90,8 @@ def crd(kind) -> dict:
     spec_schema["description"] = f"Desired state of the {kind.KIND}."
     if kind.SPEC_VALIDATIONS:
         spec_schema["x-kubernetes-validations"] = kind.SPEC_VALIDATIONS
+    for path, rules in getattr(kind, "SPEC_FIELD_VALIDATIONS", {}).items():
+        _at(spec_schema, path).setdefault("x-kubernetes-validations", []).extend(rules)
     status_schema = _model_schema(status_model)
     status_schema["description"] = f"Observed state of the {kind.KIND}, written by the operator alone."
     return {

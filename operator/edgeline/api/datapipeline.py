@@ -10,19 +10,24 @@ from pydantic import Field
 from edgeline.api.base import ApiModel, Resource
 from edgeline.api.common import DNS_LABEL, DNS_SUBDOMAIN, EnvVar, ResourceRequirements, ShortText
 from edgeline.api.conditions import Condition
+from edgeline.api.reserved import keys_rule
 
 # Written for a CEL string literal: fields separated by spaces, no backslashes.
 _FIELD = "[0-9*,/?A-Za-z-]+"
-CRON = f"^(@(yearly|annually|monthly|weekly|daily|hourly)|{_FIELD} +{_FIELD} +{_FIELD} +{_FIELD} +{_FIELD})$"
+# The shorthands are domain.cron's (a unit test keeps the two lists equal).
+SHORTHANDS = ("yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly")
+CRON = f"^(@({'|'.join(SHORTHANDS)})|{_FIELD} +{_FIELD} +{_FIELD} +{_FIELD} +{_FIELD})$"
 
 
 class Schedule(ApiModel):
     cron: str = Field(max_length=128, description="Five-field cron expression (minute hour day month weekday) or "
-                                                  "@hourly, @daily, @weekly, @monthly, @yearly",
+                                                  "@hourly, @daily (@midnight), @weekly, @monthly, @yearly "
+                                                  "(@annually)",
                       json_schema_extra={"x-kubernetes-validations": [{
                           "rule": f"self.matches('{CRON}')",
                           "message": "cron must have five fields (minute hour day-of-month month day-of-week), "
-                                     "e.g. '0 2 * * *', or be @hourly, @daily, @weekly, @monthly or @yearly"}]})
+                                     "e.g. '0 2 * * *', or be @hourly, @daily, @midnight, @weekly, @monthly, "
+                                     "@yearly or @annually"}]})
     time_zone: str = Field("UTC", max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+/-]*$",
                            description="IANA time zone the cron expression is read in, e.g. Europe/Berlin")
     suspend: bool = Field(False, description="Stop starting scheduled runs (manual runs still start)")
@@ -53,8 +58,9 @@ class Step(ApiModel):
     retries: int = Field(0, ge=0, le=10, description="Attempts after the first one fails")
     backoff_seconds: int = Field(10, ge=0, le=3600, description="Wait before the first retry; doubles each time")
     pod_annotations: dict[str, str] = Field(
-        {}, description="Annotations on the step's Pod (e.g. for a service mesh or, in tests, kwok's outcome)",
-        json_schema_extra={"maxProperties": 16})
+        {}, description="Annotations on the step's Pod (e.g. for a service mesh or, in tests, kwok's outcome); "
+                        "not edgeline.io/* keys, which are Edgeline's",
+        json_schema_extra={"maxProperties": 16, "x-kubernetes-validations": [keys_rule("podAnnotations")]})
 
 
 class MLModelTemplate(ApiModel):
@@ -63,8 +69,10 @@ class MLModelTemplate(ApiModel):
     model: str = Field(max_length=63, pattern=DNS_LABEL, description="Logical model name of the candidate")
     stage: Literal["development", "staging", "production"] = Field(
         "staging", description="Stage of the candidate MLModel")
-    labels: dict[str, ShortText] = Field({}, description="Extra labels of the candidate MLModel",
-                                         json_schema_extra={"maxProperties": 16})
+    labels: dict[str, ShortText] = Field({}, description="Extra labels of the candidate MLModel; not edgeline.io/* "
+                                                         "keys, which are Edgeline's",
+                                         json_schema_extra={"maxProperties": 16,
+                                                            "x-kubernetes-validations": [keys_rule("labels")]})
     max_opset: int | None = Field(None, ge=1, le=100, description="requirements.maxOpset of the candidate")
 
 
@@ -125,7 +133,8 @@ class Run(ApiModel):
     started_at: str = Field(description="When it started")
     finished_at: str | None = Field(None, description="When it ended")
     steps: list[StepState] = Field([], description="Every step and how it went")
-    produced_model: str | None = Field(None, description="Candidate MLModel created by the run")
+    produced_model: str | None = Field(None, description="Candidate MLModel of the run; while the run is still "
+                                                          "Running, the one being created")
     reason: str | None = Field(None, description="Why it failed, one CamelCase word")
     message: str | None = Field(None, description="Why it failed, for people")
 

@@ -9,6 +9,14 @@ from pydantic import Field
 from edgeline.api.base import ApiModel, Resource
 from edgeline.api.conditions import Condition
 
+SITE_LABEL = "edgeline.io/site"             # by convention; EdgeDeployments select on labels
+LINE_LABEL = "edgeline.io/line"
+
+
+def _label_column(name: str, label: str) -> dict:
+    """A printer column showing a label; JSONPath needs the dots in the label key escaped."""
+    return {"name": name, "type": "string", "jsonPath": ".metadata.labels." + label.replace(".", "\\.")}
+
 
 class SecretKeyRef(ApiModel):
     name: str = Field(description="Name of the Secret in the operator's namespace", min_length=1, max_length=253,
@@ -17,18 +25,15 @@ class SecretKeyRef(ApiModel):
 
 
 class Connection(ApiModel):
-    mode: Literal["push"] = Field(
-        "push", description="push: the operator connects with the kubeconfig in the Secret (agent mode comes later)")
+    """The operator connects with the kubeconfig in the Secret (push). A pull mode, with an
+    agent on the cluster dialling out, would come with its own field when it exists."""
+
     kubeconfig_secret_ref: SecretKeyRef = Field(
         description="Secret in the operator's namespace with a kubeconfig for this cluster; only the operator reads it")
 
 
 class EdgeClusterSpec(ApiModel):
     tier: Literal["cloud", "edge"] = Field(description="cloud: a data-centre cluster; edge: a K3s cluster at a site")
-    site: str | None = Field(None, description="Plant or site the cluster stands in, e.g. plant-hamburg",
-                             max_length=63)
-    line: str | None = Field(None, description="Production line the cluster serves, if one", max_length=63)
-    display_name: str | None = Field(None, description="Name for people", max_length=128)
     connection: Connection = Field(description="How the operator reaches the cluster")
     target_namespace: str = Field(
         "edgeline-workloads", max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
@@ -69,7 +74,9 @@ class EdgeCluster(Resource):
     DESCRIPTION = "A target cluster (cloud or K3s edge) that Edgeline deploys models to, and its health."
     PRINTER_COLUMNS = [
         {"name": "Tier", "type": "string", "jsonPath": ".spec.tier"},
-        {"name": "Site", "type": "string", "jsonPath": ".spec.site"},
+        # Site and line are labels (what placement selects on), shown here, never a second field.
+        _label_column("Site", SITE_LABEL),
+        _label_column("Line", LINE_LABEL),
         {"name": "Reachable", "type": "boolean", "jsonPath": ".status.reachable"},
         {"name": "Version", "type": "string", "jsonPath": ".status.kubernetesVersion"},
         {"name": "Last Seen", "type": "date", "jsonPath": ".status.lastHeartbeat"},

@@ -3,7 +3,7 @@ in waves, behind an approval gate, guarded by automatic rollback."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -12,6 +12,7 @@ from edgeline.api.base import ApiModel, Resource
 from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, LABEL_KEY, NON_EMPTY_SELECTOR, EnvVar, LabelSelector,
                                  Quantity, ResourceRequirements, ShortText)
 from edgeline.api.conditions import Condition
+from edgeline.api.reserved import env_rule
 
 # The edge runtime image this release builds (images/edge-runtime, `make images`), under the name it
 # is published as; a user who publishes it elsewhere sets spec.runtime.image (docs/install.md).
@@ -64,7 +65,10 @@ class Runtime(ApiModel):
     execution_provider: Literal["CPU", "CUDA", "TensorRT", "OpenVINO"] = Field(
         "CPU", description="onnxruntime execution provider; CUDA and TensorRT also place Pods on GPU nodes")
     resources: ResourceRequirements | None = Field(None, description="Requests and limits of the runtime container")
-    env: list[EnvVar] = Field([], max_length=32, description="Extra environment variables for the runtime")
+    env: list[EnvVar] = Field([], max_length=32, description="Extra environment variables for the runtime; "
+                                                             "EDGELINE_* names are Edgeline's (except "
+                                                             "EDGELINE_INFERENCE_THREADS, _INTRA_OP_THREADS, "
+                                                             "_MAX_REQUEST_BYTES, _SHUTDOWN_GRACE_S)")
     node_selector: dict[str, ShortText] = Field(
         {}, description="Extra node labels the runtime Pods must run on (architecture is added automatically)",
         json_schema_extra={"maxProperties": 16})
@@ -170,6 +174,7 @@ class RevisionRef(ApiModel):
     digest: str | None = Field(None, description="Model artifact digest")
     uri: str | None = Field(None, description="Model artifact URI")
     runtime: Runtime | None = Field(None, description="Runtime spec of the revision, so that it can be restored")
+    external_data: dict[str, str] | None = Field(None, description="Digests of the model's external data files")
 
 
 class ApprovalRecord(ApiModel):
@@ -299,6 +304,9 @@ class EdgeDeployment(Resource):
          "message": "approval.approverGroups must name at least one group when approval.required is true",
          "fieldPath": ".approval.approverGroups"},
     ]
+
+    # On spec.runtime only, not on the Runtime type: revisions kept in status are never re-checked.
+    SPEC_FIELD_VALIDATIONS: ClassVar[dict[str, list[dict]]] = {"runtime.env[]": [env_rule()]}
 
     spec: EdgeDeploymentSpec
     status: EdgeDeploymentStatus | None = None

@@ -16,6 +16,12 @@ class LocalSecretRef(ApiModel):
     name: str = Field(description="Name of a Secret in the MLModel's namespace", min_length=1, max_length=253)
 
 
+class ExternalDataFile(ApiModel):
+    path: str = Field(description="Location as the model names it, relative to the model file, e.g. weights.bin",
+                      min_length=1, max_length=512, pattern=r"^[^/\\].*$")
+    sha256: str = Field(pattern=DIGEST, max_length=71, description="Digest of the file, sha256:<64 hex>")
+
+
 class Artifact(ApiModel):
     uri: str = Field(
         description="Where the model file is: http://, https:// or file:// (s3:// and oci:// are planned)",
@@ -23,7 +29,12 @@ class Artifact(ApiModel):
     sha256: str | None = Field(None, pattern=DIGEST, max_length=71,
                                description="Digest of the file, sha256:<64 hex>; required when stage is production")
     credentials_secret_ref: LocalSecretRef | None = Field(
-        None, description="Secret with `token` (bearer) or `username`/`password` for the artifact server")
+        None, description="Secret with `token` (bearer) or `username`/`password` for the artifact server; "
+                          "used over https:// only, and only when labelled edgeline.io/credentials: \"true\"")
+    external_data: list[ExternalDataFile] = Field(
+        [], max_length=64,
+        description="External data files the ONNX model reads (path relative to the model), each with its "
+                    "digest; a model that names a file not listed here is Invalid")
 
 
 class Requirements(ApiModel):
@@ -81,6 +92,13 @@ class ArtifactStatus(ApiModel):
     fetched_at: str | None = Field(None, description="When the artifact was fetched")
 
 
+class ValidationAttempts(ApiModel):
+    generation: int | None = Field(None, description="Generation these attempts are about")
+    unfinished: int = Field(0, description="Validations started and not finished (the operator stopped during "
+                                           "them); at EDGELINE_VALIDATION_MAX_ATTEMPTS the model is Invalid")
+    started_at: str | None = Field(None, description="When the last validation started")
+
+
 class MLModelStatus(ApiModel):
     observed_generation: int | None = Field(None, description="Generation of the spec last validated")
     phase: Literal["Pending", "Validating", "Ready", "Invalid"] | None = Field(
@@ -89,6 +107,7 @@ class MLModelStatus(ApiModel):
     artifact: ArtifactStatus | None = Field(None, description="What was fetched")
     inspection: Inspection | None = Field(None, description="What ONNX inspection found")
     used_by: list[str] = Field([], description="EdgeDeployments that use this model")
+    validation: ValidationAttempts | None = Field(None, description="Validations started for this generation")
 
 
 class MLModel(Resource):

@@ -110,3 +110,60 @@ class StorageFailed(ArtifactError):
 
     reason = "StorageFailed"
     transient = True
+
+
+class SchemeDisabled(ArtifactError):
+    """file:// while the operator has no folders it may read."""
+
+    reason = "SchemeDisabled"
+
+
+class PathNotAllowed(ArtifactError):
+    """A file:// path outside the operator's allowed folders."""
+
+    reason = "PathNotAllowed"
+
+
+class AddressNotAllowed(ArtifactError):
+    """A host that is (or resolves to) loopback, link-local, private or cluster-internal."""
+
+    reason = "AddressNotAllowed"
+
+
+class RedirectRefused(ArtifactError):
+    """A redirect to another scheme (https to http, to file://)."""
+
+    reason = "RedirectRefused"
+
+
+class CredentialsRefused(ArtifactError):
+    """A credentials Secret that may not be used (not labelled for Edgeline, a ServiceAccount
+    token, or a URI that is not https)."""
+
+    reason = "CredentialsRefused"
+
+
+class CredentialsUnavailable(ArtifactError):
+    """The credentials Secret cannot be read or is not labelled for Edgeline yet: fixable without a new model."""
+
+    reason = "CredentialsUnavailable"
+    transient = True
+
+
+class ValidationResourceExhausted(ArtifactError):
+    """The memory-limited validation process ran out of memory or was killed."""
+
+    reason = "ValidationResourceExhausted"
+
+
+class ValidationAbandoned(ArtifactError):
+    """Validation of this generation was started several times and never finished (the operator
+    was restarted while it ran): not tried again, so a model cannot keep the operator in a crash loop."""
+
+    reason = "ValidationAbandoned"
+
+
+class ExternalDataNotListed(ArtifactError):
+    """The model names external data files whose digests the spec does not give."""
+
+    reason = "ExternalDataNotListed"

@@ -53,7 +53,7 @@ def inspect_source(source: str, *, digest_only: bool = False) -> dict:
     """{uri, sha256, **inspection.to_status()}. A local file is read where it is (no copy, and
     its external data files are found beside it); a URI goes through the operator's own path."""
     from edgeline.artifacts.errors import NotFound
-    from edgeline.artifacts.fetch import local_path, sha256_of
+    from edgeline.artifacts.fetch import Limits, local_path, sha256_of
     from edgeline.artifacts.onnx_inspect import inspect_model
     from edgeline.artifacts.validation import validate_artifact
     from edgeline.settings import get_settings
@@ -67,7 +67,8 @@ def inspect_source(source: str, *, digest_only: bool = False) -> dict:
         if not digest_only:
             report.update(inspect_model(path).to_status())
         return report
-    outcome = validate_artifact(source, None, settings=get_settings())
+    # A person inspecting their own file: no fetch policy (that guards the operator's network position).
+    outcome = validate_artifact(source, None, settings=get_settings(), limits=Limits.from_settings(get_settings()))
     if outcome.fetch and digest_only:
         return {"uri": source, "sha256": outcome.fetch.sha256}
     if outcome.error:

@@ -18,6 +18,8 @@ OPTIONS = {
     "--model-uri": ("model_uri", "EDGELINE_MODEL_URI", "http(s):// or file:// URI of the ONNX model (required)"),
     "--sha256": ("model_sha256", "EDGELINE_MODEL_SHA256",
                  "sha256:<hex> the model must have; the runtime never serves other bytes (required)"),
+    "--external-data": ("model_external_data", "EDGELINE_MODEL_EXTERNAL_DATA",
+                        'digests of the model\'s external data files, JSON {"weights.bin": "sha256:..."}'),
     "--model-name": ("model_name", "EDGELINE_MODEL_NAME", "name the model is served under (default: model)"),
     "--model-version": ("model_version", "EDGELINE_MODEL_VERSION", "version it is served as (default: 1)"),
     "--deployment": ("deployment", "EDGELINE_DEPLOYMENT", "EdgeDeployment this runtime belongs to"),

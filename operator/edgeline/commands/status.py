@@ -14,6 +14,8 @@ import sys
 
 import yaml
 
+from edgeline import timestamps
+
 REST_WAVE = "rest"   # clusters no named wave selects (domain.waves)
 
 
@@ -34,10 +36,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 # --- pure: status -> tree -------------------------------------------------------------------------
 
 def _parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return timestamps.parse(text)
     except ValueError:
         return None
 

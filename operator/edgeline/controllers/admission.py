@@ -17,7 +17,6 @@ import base64
 import datetime as dt
 import json
 import logging
-import secrets
 import ssl
 import tempfile
 from pathlib import Path
@@ -27,24 +26,17 @@ from aiohttp import web
 from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import Secret
 
-from edgeline import FIELD_MANAGER
+from edgeline import FIELD_MANAGER, webserver
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import create_secret_once, read_secret
+from edgeline.controllers import approval_key
 from edgeline.domain import admission
 from edgeline.pki import CertificateAuthority
 from edgeline.settings import get_settings
 
 log = logging.getLogger(__name__)
 CONFIG_NAME = "edgeline-approvals"
-KEY_SECRET = "edgeline-approval-key"
 TLS_SECRET = "edgeline-webhook-tls"
-_signing_key: bytes | None = None
-
-
-def signing_key() -> bytes:
-    if _signing_key is None:
-        raise RuntimeError("the approval signing key is not loaded yet")
-    return _signing_key
 
 
 # --- admission endpoints --------------------------------------------------------------------
@@ -78,8 +70,8 @@ async def approvals_endpoint(request: web.Request) -> web.Response:
     req = review["request"]
     user = req.get("userInfo") or {}
     verdict = admission.review_approval(req.get("operation", ""), req.get("oldObject"), req.get("object") or {},
-                                        user.get("username", ""), list(user.get("groups") or []), signing_key(),
-                                        dt.datetime.now(dt.timezone.utc))
+                                        user.get("username", ""), list(user.get("groups") or []),
+                                        approval_key.required(), dt.datetime.now(dt.timezone.utc))
     log.info("approval review of %s/%s by %s: %s %s", req.get("namespace"), req.get("name"),
              user.get("username"), "allowed" if verdict.allowed else "denied", verdict.message or "; ".join(
                  verdict.warnings))
@@ -93,7 +85,8 @@ async def authors_endpoint(request: web.Request) -> web.Response:
     req = review["request"]
     user = req.get("userInfo") or {}
     verdict = admission.review_author(req.get("operation", ""), req.get("oldObject"), req.get("object") or {},
-                                      user.get("username", ""), signing_key(), dt.datetime.now(dt.timezone.utc))
+                                      user.get("username", ""), approval_key.required(),
+                                      dt.datetime.now(dt.timezone.utc))
     return _response(review, verdict)
 
 
@@ -106,13 +99,6 @@ def make_app() -> web.Application:
 
 
 # --- secrets and configuration ----------------------------------------------------------------
-
-async def _load_key() -> bytes:
-    existing = await read_secret(KEY_SECRET)
-    if existing and existing.get("key"):
-        return existing["key"]
-    return (await create_secret_once(KEY_SECRET, {"key": secrets.token_bytes(32)}))["key"]
-
 
 async def _load_tls(names: tuple[str, ...]) -> dict[str, bytes]:
     existing = await read_secret(TLS_SECRET)
@@ -169,12 +155,11 @@ def webhook_configuration(ca_pem: bytes) -> dict:
 
 @kopf.on.startup()
 async def start_webhook(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
-    global _signing_key
     settings = get_settings()
     if not settings.webhook_port:
         logger.warning("the approval webhook is disabled (EDGELINE_WEBHOOK_PORT=0): approvals cannot be given")
         return
-    _signing_key = await _load_key()
+    await approval_key.load()
     names = tuple(settings.webhook_dns_names())
     tls = await _load_tls(names)
     folder = Path(tempfile.mkdtemp(prefix="edgeline-webhook-"))
@@ -183,10 +168,8 @@ async def start_webhook(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
     (folder / "tls.key").chmod(0o600)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(folder / "tls.crt", folder / "tls.key")
-    runner = web.AppRunner(make_app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.webhook_listen, settings.webhook_port, ssl_context=context).start()
-    memo.webhook_runner = runner
+    memo.webhook_runner = await webserver.start(make_app(), settings.webhook_listen, settings.webhook_port,
+                                                ssl_context=context)
     if settings.webhook_manage_configuration:
         await hub_client().apply(from_dict(webhook_configuration(tls["ca.crt"])), field_manager=FIELD_MANAGER,
                                  force=True)
@@ -195,6 +178,4 @@ async def start_webhook(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
 
 @kopf.on.cleanup()
 async def stop_webhook(memo: kopf.Memo, **_) -> None:
-    runner = memo.get("webhook_runner")
-    if runner is not None:
-        await runner.cleanup()
+    await webserver.stop(memo.get("webhook_runner"))

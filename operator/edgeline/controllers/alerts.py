@@ -25,7 +25,7 @@ from lightkube import ApiError
 from lightkube.types import PatchType
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from edgeline import metrics
+from edgeline import metrics, webserver
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import RESOURCES, create_secret_once, read_secret
 from edgeline.controllers import loop
@@ -138,15 +138,11 @@ async def start_receiver(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
     if not settings.alerts_port:
         logger.info("the alert receiver is disabled (EDGELINE_ALERTS_PORT=0)")
         return
-    runner = web.AppRunner(make_app(await _token()), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.alerts_listen, settings.alerts_port).start()
-    memo.alerts_runner = runner
+    memo.alerts_runner = await webserver.start(make_app(await _token()), settings.alerts_listen,
+                                               settings.alerts_port)
     logger.info("alert receiver on %s:%d/alerts", settings.alerts_listen, settings.alerts_port)
 
 
 @kopf.on.cleanup()
 async def stop_receiver(memo: kopf.Memo, **_) -> None:
-    runner = memo.get("alerts_runner")
-    if runner is not None:
-        await runner.cleanup()
+    await webserver.stop(memo.get("alerts_runner"))

@@ -4,8 +4,10 @@ Each tick: read the object fresh, find a client for every cluster its steps name
 for steps without a cluster), read the Jobs of running steps, let the pure
 `domain.pipeline.decide` choose what happens next, carry out its actions (create Jobs,
 delete Jobs, create the candidate MLModel) and write status once. Everything the next tick
-needs is in status and Job names are deterministic, so a restarted operator continues
-without creating a Job twice. The loop ticks fast while a run is on and slowly otherwise;
+needs is in status and Job and candidate names are deterministic, so a restarted operator
+continues without creating a Job twice. What an action led to is the next tick's
+observation (a refused Job or MLModel is remembered until then, in memory: after a restart
+the create is simply tried again). The loop ticks fast while a run is on and slowly otherwise;
 a change to the object (run-now, an alert annotation) wakes it at once.
 """
 
@@ -13,22 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
+from dataclasses import dataclass, field
 
 import kopf
 from lightkube import ApiError
-from lightkube.types import PatchType
 
 from edgeline import GROUP, VERSION, metrics
 from edgeline.api.datapipeline import DataPipeline, DataPipelineStatus
 from edgeline.clusters import events, jobs
-from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef, hub_client
-from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status, read
-from edgeline.controllers import loop
-from edgeline.controllers.alerts import ANNOTATION_PREFIX
-from edgeline.domain.pipeline import (HUB, ClusterView, CreateModel, DeleteJobs, Inputs, JobObservation,
-                                      ReceivedAlert, StartJob, cluster_key, decide, summarize)
+from edgeline.clusters.connections import ConnectionProblem, MemberClusters, hub_client
+from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status
+from edgeline.controllers import alert_receipts, loop
+from edgeline.controllers.indexes import ClusterEntry, client_for
+from edgeline.domain import candidates
+from edgeline.domain.candidates import CreateModel, ModelObservation
+from edgeline.domain.pipeline import (HUB, ClusterView, DeleteJobs, Inputs, JobObservation, ReceivedAlert,
+                                      StartJob, cluster_key, decide)
 from edgeline.render.jobs import Owner, render_job
 from edgeline.settings import get_settings
 
@@ -45,63 +48,58 @@ def wake(memo: kopf.Memo, **_) -> None:
 async def run_pipeline(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
                        cluster_index: kopf.Index, **_) -> None:
     settings = get_settings()
-    await loop.run(PLURAL, body, stopped, logger, lambda: reconcile(body, memo.member_clusters, cluster_index, logger),
+    refused = _Refusals()
+    await loop.run(PLURAL, body, stopped, logger,
+                   lambda: reconcile(body, memo.member_clusters, cluster_index, logger, refused),
                    lambda phase: phase == "Running", settings.rollout_active_interval_s,
                    settings.rollout_idle_interval_s, memo)
+
+
+@dataclass
+class _Refusals:
+    """Creates that were refused, kept until the next tick observes them (in memory: after a
+    restart the create is tried again and refused again)."""
+
+    jobs: dict[str, str] = field(default_factory=dict)                    # Job name -> the cluster's answer
+    models: dict[str, tuple[str, str]] = field(default_factory=dict)      # MLModel name -> (reason, message)
 
 
 class _Target:
     """Where a step's Jobs go: a client and a namespace, or why there is none."""
 
-    def __init__(self, client=None, namespace: str = "", view: ClusterView = ClusterView(True)):
-        self.client, self.namespace, self.view = client, namespace, view
+    def __init__(self, client=None, namespace: str = "", view: ClusterView = ClusterView(True),
+                 missing: bool = False):
+        self.client, self.namespace, self.view, self.missing = client, namespace, view, missing
 
 
 async def _target(members: MemberClusters, cluster_index: kopf.Index, key: str, pipeline_namespace: str) -> _Target:
     if key == HUB:
         return _Target(hub_client(), pipeline_namespace)
-    entry = loop.first(cluster_index, key)
+    entry: ClusterEntry | None = loop.first(cluster_index, key)
     if entry is None:
-        return _Target(view=ClusterView(False, f"EdgeCluster {key} does not exist"))
-    secret_name, secret_key = entry["secret"]
+        return _Target(view=ClusterView(False, f"EdgeCluster {key} does not exist"), missing=True)
     try:
-        client = await members.client_for(key, SecretRef(get_settings().namespace, secret_name, secret_key),
-                                          entry["namespace"])
+        client = await client_for(members, key, entry)
     except ConnectionProblem as exc:
         return _Target(view=ClusterView(False, f"{exc.reason}: {exc.message}"))
-    facts = entry["facts"]
-    if not facts.probed:
-        return _Target(client, entry["namespace"], ClusterView(False, f"EdgeCluster {key} has not been probed yet",
-                                                               known=False))
-    if not facts.reachable:
-        return _Target(client, entry["namespace"], ClusterView(
+    if not entry.facts.probed:
+        return _Target(client, entry.namespace, ClusterView(False, f"EdgeCluster {key} has not been probed yet",
+                                                            known=False))
+    if not entry.facts.reachable:
+        return _Target(client, entry.namespace, ClusterView(
             False, f"EdgeCluster {key} is not reachable (see its Reachable condition)"))
-    return _Target(client, entry["namespace"])
+    return _Target(client, entry.namespace)
 
 
 def _received_alerts(metadata: dict) -> list[tuple[str, ReceivedAlert]]:
-    found = []
-    for key, value in (metadata.get("annotations") or {}).items():
-        if not key.startswith(ANNOTATION_PREFIX):
-            continue
-        try:
-            data = json.loads(value)
-            alert = ReceivedAlert(key=f"{key[len(ANNOTATION_PREFIX):]}@{data.get('receivedAt')}",
-                                  name=str(data["name"]))
-        except (ValueError, KeyError, TypeError):
-            alert = ReceivedAlert(key=f"{key}@unreadable", name="unreadable")
-        found.append((key, alert))
-    return found
+    return [(r.annotation, ReceivedAlert(key=r.key, name=r.alert.name)) for r in alert_receipts.receipts(metadata)]
 
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
-                    logger: logging.Logger) -> str | None:
-    # Read fresh: the watch may not have delivered this loop's own last status write yet.
-    fresh = await read(PLURAL, body.metadata["name"], body.metadata["namespace"])
-    if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                    logger: logging.Logger, refused: _Refusals) -> str | None:
+    snapshot = await loop.fresh_snapshot(PLURAL, DataPipeline.KIND, body)
+    if snapshot is None:
         return None
-    snapshot = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DataPipeline", "metadata": fresh["metadata"],
-                "spec": fresh.get("spec") or {}, "status": fresh.get("status") or {}}
     pipeline = DataPipeline.model_validate(snapshot)
     meta = snapshot["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -115,16 +113,17 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     targets = dict(zip(sorted(keys), await asyncio.gather(*(
         _target(members, cluster_index, k, namespace) for k in sorted(keys)))))
 
-    observed = await _observe_jobs(old_status, targets, owner)
+    observed = await _observe_jobs(old_status, targets, owner, refused)
+    models = await _observe_models(old_status, owner, refused)
     alerts = _received_alerts(meta)
     inputs = Inputs(name=name, namespace=namespace, generation=meta.get("generation"), spec=pipeline.spec,
                     status=old_status, now=now, clusters={k: t.view for k, t in targets.items()}, jobs=observed,
-                    run_now=(meta.get("annotations") or {}).get(RUN_NOW), alerts=[a for _, a in alerts])
+                    run_now=(meta.get("annotations") or {}).get(RUN_NOW), alerts=[a for _, a in alerts],
+                    models=models)
     decision = decide(inputs)
     status = decision.status
 
-    await _execute(decision, targets, owner, snapshot, logger)
-    summarize(inputs, status)
+    await _execute(decision, targets, owner, logger, refused)
 
     for event_type, reason, message in decision.events:
         await events.post(snapshot, event_type, reason, message)
@@ -136,13 +135,12 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         await patch_status(PLURAL, name, namespace, patch)
     if alerts:
         # Only after status holds the receipts (handledAlerts): a crash in between starts no second run.
-        await hub_client().patch(RESOURCES[PLURAL], name, {"metadata": {"annotations": {
-            key: None for key, _ in alerts}}}, namespace=namespace, patch_type=PatchType.MERGE)
+        await alert_receipts.remove(PLURAL, name, namespace, [key for key, _ in alerts])
     return status.phase
 
 
-async def _observe_jobs(status: DataPipelineStatus, targets: dict[str, _Target], owner: Owner
-                        ) -> dict[str, JobObservation]:
+async def _observe_jobs(status: DataPipelineStatus, targets: dict[str, _Target], owner: Owner,
+                        refused: _Refusals) -> dict[str, JobObservation]:
     wanted = [(s.cluster or HUB, s.job) for r in status.runs if r.phase == "Running" for s in r.steps
               if s.phase == "Running" and s.job]
 
@@ -157,10 +155,36 @@ async def _observe_jobs(status: DataPipelineStatus, targets: dict[str, _Target],
             return key, job, None
 
     results = await asyncio.gather(*(one(k, j) for k, j in wanted))
-    return {job: seen for _, job, seen in results if seen is not None}
+    seen = {job: seen for _, job, seen in results if seen is not None}
+    for job, observation in seen.items():
+        why = refused.jobs.pop(job, None)
+        if not observation.exists and why is not None:
+            seen[job] = JobObservation(exists=False, refused=why)
+    return seen
 
 
-async def _execute(decision, targets: dict[str, _Target], owner: Owner, snapshot: dict, logger) -> None:
+async def _observe_models(status: DataPipelineStatus, owner: Owner, refused: _Refusals
+                          ) -> dict[str, ModelObservation]:
+    """The candidate MLModels that runs wait for (all steps done, producedModel named)."""
+    resource = RESOURCES["mlmodels"]
+    seen = {}
+    for run in status.runs:
+        name = run.produced_model
+        if run.phase != "Running" or not name:
+            continue
+        try:
+            existing = (await hub_client().get(resource, name, namespace=owner.namespace)).to_dict()
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            seen[name] = ModelObservation(exists=False, refused=refused.models.pop(name, None))
+            continue
+        seen[name] = ModelObservation(exists=True, ours=candidates.made_by(existing["metadata"], run.name,
+                                                                           owner.uid))
+    return seen
+
+
+async def _execute(decision, targets: dict[str, _Target], owner: Owner, logger, refused: _Refusals) -> None:
     status = decision.status
 
     async def start(action: StartJob) -> None:
@@ -173,12 +197,7 @@ async def _execute(decision, targets: dict[str, _Target], owner: Owner, snapshot
             if not await jobs.create(target.client, target.namespace, job, owner.uid):
                 logger.warning("Job %s exists on %s but is not ours", action.job, action.cluster or "the hub")
         except jobs.Rejected as exc:
-            state = _step(status, action.run, action.step.name)
-            if state is not None:
-                state.phase, state.reason = "Failed", "JobRejected"
-                state.message = f"the cluster refused Job {action.job}: {exc}"
-                decision.events.append(("Warning", "StepFailed", f"run {action.run} step {action.step.name}: "
-                                                                 f"{state.message}"))
+            refused.jobs[action.job] = str(exc)     # the next tick fails the step (domain.pipeline)
         except jobs.Unreachable as exc:
             # The next tick reads the Job: missing means it is created again under the same name.
             logger.warning("could not create Job %s on %s: %s", action.job, action.cluster or "the hub", exc)
@@ -196,7 +215,7 @@ async def _execute(decision, targets: dict[str, _Target], owner: Owner, snapshot
                 decision.events.append(("Warning", "JobsLeftBehind", f"Jobs of run {action.run} on "
                                                                      f"{action.cluster or 'the hub'}: {exc}"))
                 done = True
-        elif target is not None and "does not exist" in (target.view.message or ""):
+        elif target is not None and target.missing:
             decision.events.append(("Warning", "JobsLeftBehind", f"{target.view.message}; the Jobs of run "
                                                                  f"{action.run} there are left alone"))
             done = True
@@ -210,49 +229,24 @@ async def _execute(decision, targets: dict[str, _Target], owner: Owner, snapshot
                          *(delete(a) for a in decision.actions if isinstance(a, DeleteJobs)))
     for action in decision.actions:
         if isinstance(action, CreateModel):
-            await _create_model(decision, action, owner)
+            await _create_model(action, owner, refused)
 
 
-async def _create_model(decision, action: CreateModel, owner: Owner) -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MLModel",
-            "metadata": {"name": action.name, "namespace": owner.namespace, "labels": action.labels,
-                         "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "DataPipeline",
-                                              "name": owner.name, "uid": owner.uid, "blockOwnerDeletion": False}]},
-            "spec": action.spec}
-    resource = RESOURCES["mlmodels"]
-    problem = None
+async def _create_model(action: CreateModel, owner: Owner, refused: _Refusals) -> None:
+    """Creates the candidate; the next tick looks for it (a 409 is then seen as ours or a
+    conflict), and a refusal is remembered as that tick's observation."""
+    body = candidates.manifest(action, owner.namespace, owner.name, owner.uid)
     try:
-        await hub_client().create(resource(body), namespace=owner.namespace)
+        await hub_client().create(RESOURCES["mlmodels"](body), namespace=owner.namespace)
     except ApiError as exc:
-        if exc.status.code == 409:
-            existing = (await hub_client().get(resource, action.name, namespace=owner.namespace)).to_dict()
-            refs = existing["metadata"].get("ownerReferences") or []
-            same = (existing["metadata"].get("labels") or {}).get("edgeline.io/run") == action.run and \
-                any(r.get("uid") == owner.uid for r in refs)
-            if not same:
-                problem = ("ModelConflict", f"MLModel {action.name} already exists and was not made by this run; "
-                                            f"report another version from the step")
-        elif 400 <= (exc.status.code or 0) < 500:
-            problem = ("ModelRejected", f"the hub refused MLModel {action.name}: {exc.status.message}")
-        else:
-            raise kopf.TemporaryError(f"cannot create MLModel {action.name}: {exc.status.message}", delay=5) \
-                from None
-    if problem is None:
-        return
-    run = next((r for r in decision.status.runs if r.name == action.run), None)
-    if run is None:
-        return
-    run.phase, run.reason, run.message, run.produced_model = "Failed", problem[0], problem[1], None
-    decision.events[:] = [e for e in decision.events if not (e[1] == "RunSucceeded" and f"run {run.name} " in e[2])]
-    decision.events.append(("Warning", "RunFailed", f"run {run.name} failed: {problem[0]}: {problem[1]}"))
-    decision.finished[:] = [("Failed", s) if r == "Succeeded" else (r, s) for r, s in decision.finished]
-
-
-def _step(status: DataPipelineStatus, run: str, step: str):
-    for r in status.runs:
-        if r.name == run:
-            return next((s for s in r.steps if s.name == step), None)
-    return None
+        code = exc.status.code or 0
+        if code == 409:
+            return
+        if 400 <= code < 500:
+            refused.models[action.name] = ("ModelRejected",
+                                           f"the hub refused MLModel {action.name}: {exc.status.message}")
+            return
+        raise kopf.TemporaryError(f"cannot create MLModel {action.name}: {exc.status.message}", delay=5) from None
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

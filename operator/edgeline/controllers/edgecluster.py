@@ -12,7 +12,7 @@ import logging
 
 import kopf
 
-from edgeline import GROUP, VERSION
+from edgeline import GROUP, VERSION, timestamps
 from edgeline.api.conditions import set_condition
 from edgeline.api.edgecluster import EdgeCluster
 from edgeline.clusters import events
@@ -27,16 +27,6 @@ PLURAL = "edgeclusters"
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
-
-
-def _parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
 
 
 @kopf.on.startup()
@@ -68,7 +58,7 @@ async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf
         problem_message=problem.message if problem else None,
         ready_nodes=facts.ready_nodes if facts else 0,
         node_count=facts.node_count if facts else 0,
-        previous_heartbeat=_parse_time(status.get("lastHeartbeat")),
+        previous_heartbeat=timestamps.parse(status.get("lastHeartbeat")),
         now=now,
         stale_after=dt.timedelta(seconds=cluster.spec.stale_after_seconds),
     )
@@ -88,12 +78,12 @@ async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf
                 "gpu": facts.gpus,
             },
         )
-        previous = _parse_time(status.get("lastHeartbeat"))
+        previous = timestamps.parse(status.get("lastHeartbeat"))
         # Rewriting the heartbeat on every probe would cost a status write per cluster per
         # interval; it moves when something changed or it is getting old.
         changed = any(status.get(k) != v for k, v in new.items())
         if changed or previous is None or (now - previous).total_seconds() >= settings.cluster_heartbeat_write_s:
-            new["lastHeartbeat"] = _iso(now)
+            new["lastHeartbeat"] = timestamps.format(now)
 
     conditions = list(status.get("conditions") or [])
     generation = body.metadata.get("generation")

@@ -2,7 +2,9 @@
 
 The spec is immutable, so validation runs once per generation: a model whose status
 already holds a verdict for its generation is left alone (also after a restart), and
-one caught half-way (phase Validating) is validated again from the start.
+one caught half-way (phase Validating) is validated again from the start, a bounded
+number of times (status.validation.unfinished), so that a model which takes the operator
+down with it cannot keep it in a crash loop.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import time
 import kopf
 from lightkube import ApiError
 from lightkube.resources.core_v1 import Secret
+from prometheus_client import Gauge
 
-from edgeline import GROUP, VERSION, metrics
+from edgeline import GROUP, VERSION, metrics, timestamps
 from edgeline.api.conditions import set_condition
 from edgeline.api.mlmodel import MLModel
-from edgeline.artifacts.validation import fetch_and_inspect
+from edgeline.artifacts.errors import ArtifactError, CredentialsUnavailable, ValidationAbandoned
+from edgeline.artifacts.policy import check_credentials
+from edgeline.artifacts.validation import ValidationOutcome, fetch_and_inspect, prepare_scratch
 from edgeline.clusters import events
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import patch_status
@@ -31,6 +36,10 @@ PLURAL = "mlmodels"
 FINISHED = ("Ready", "Invalid")
 # Transient failures (a stalled server, a 503) are retried with a growing delay.
 RETRY_DELAYS_S = (10, 30, 60, 120, 300)
+
+SCRATCH_FREE = Gauge("edgeline_artifact_scratch_free_bytes", "Free bytes in the artifact scratch folder at start")
+SCRATCH_NEEDED = Gauge("edgeline_artifact_scratch_needed_bytes",
+                       "Scratch space the worst case needs: validation concurrency x largest artifact")
 
 
 def _now() -> dt.datetime:
@@ -54,17 +63,39 @@ class Verdict:
                 **self.fields}
 
 
-async def _credentials(namespace: str, secret_name: str | None) -> dict | None:
+async def _credentials(namespace: str, secret_name: str | None, uri: str) -> dict | None:
+    """The data of the credentials Secret, if `check_credentials` lets it be used."""
     if not secret_name:
         return None
+    check_credentials(uri, namespace, secret_name, None, None)  # before the Secret is read at all
     try:
         secret = await hub_client().get(Secret, secret_name, namespace=namespace)
     except ApiError as exc:
-        raise kopf.TemporaryError(
-            f"cannot read the artifact credentials Secret {namespace}/{secret_name}: {exc.status.message}",
-            delay=30,
-        ) from None
+        raise CredentialsUnavailable(
+            f"cannot read the artifact credentials Secret {namespace}/{secret_name}: {exc.status.message}") from None
+    check_credentials(uri, namespace, secret_name, secret.type, secret.metadata.labels or {})
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+@kopf.on.startup()
+async def prepare_scratch_folder(logger: logging.Logger, **_) -> None:
+    settings = get_settings()
+    try:
+        report = prepare_scratch(settings)
+    except OSError as exc:
+        logger.error(f"the artifact scratch folder {settings.artifact_dir} cannot be used: {exc}; "
+                     "model validations will fail with StorageFailed")
+        return
+    SCRATCH_FREE.set(report.free_bytes)
+    SCRATCH_NEEDED.set(report.needed_bytes)
+    if report.removed:
+        logger.info(f"removed {report.removed} unfinished validation folder(s) from {settings.artifact_dir}")
+    if not report.sufficient:
+        logger.error(
+            f"the artifact scratch folder {settings.artifact_dir} has {format_bytes(report.free_bytes)} free, but "
+            f"{settings.validation_concurrency} validations at once of up to "
+            f"{format_bytes(settings.artifact_max_bytes)} each need {format_bytes(report.needed_bytes)}: enlarge the volume, or lower "
+            "EDGELINE_VALIDATION_CONCURRENCY or EDGELINE_ARTIFACT_MAX_BYTES; large models may fail with StorageFailed")
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -76,23 +107,41 @@ async def validate_model(body: kopf.Body, name: str, namespace: str, retry: int,
         return  # this generation has its verdict already
 
     model = MLModel.model_validate(dict(body))
+    settings = get_settings()
     verdict = Verdict(body)
-    # Users watching `kubectl get -w` see the work start; a restart from here redoes it.
+    attempts = status.get("validation") or {}
+    unfinished = attempts.get("unfinished", 0) if attempts.get("generation") == verdict.generation else 0
+    if unfinished >= settings.validation_max_attempts:
+        # Every earlier attempt ended with the operator itself (an OOM kill, a node lost): not again.
+        error = ValidationAbandoned(f"validation of this model was started {unfinished} times and never finished "
+                                    "(the operator stopped during each); it is not tried again")
+        await _invalid(body, name, namespace, verdict, ValidationOutcome(error=error), None)
+        return
+
+    # Users watching `kubectl get -w` see the work start; a restart from here redoes it, a bounded few times.
     verdict.set("Ready", "False", "Validating", "fetching and inspecting the artifact")
+    verdict.fields["validation"] = {"generation": verdict.generation, "unfinished": unfinished + 1,
+                                    "startedAt": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
     await patch_status(PLURAL, name, namespace, verdict.status("Validating"))
+    verdict.fields["validation"] = {"generation": verdict.generation, "unfinished": 0,
+                                    "startedAt": verdict.fields["validation"]["startedAt"]}
 
     started = time.monotonic()
     artifact = model.spec.artifact
-    credentials = await _credentials(namespace, artifact.credentials_secret_ref.name
-                                     if artifact.credentials_secret_ref else None)
-    outcome = await fetch_and_inspect(artifact.uri, artifact.sha256, settings=get_settings(),
-                                      credentials=credentials)
+    try:
+        credentials = await _credentials(namespace, artifact.credentials_secret_ref.name
+                                         if artifact.credentials_secret_ref else None, artifact.uri)
+    except ArtifactError as exc:
+        outcome = ValidationOutcome(error=exc)
+    else:
+        outcome = await fetch_and_inspect(artifact.uri, artifact.sha256, settings=settings, credentials=credentials,
+                                          external_data={f.path: f.sha256 for f in artifact.external_data})
     metrics.MLMODEL_VALIDATION_SECONDS.observe(time.monotonic() - started)
 
     if outcome.fetch:
         metrics.ARTIFACT_BYTES_FETCHED.inc(outcome.fetch.size_bytes)
         verdict.fields["artifact"] = {"digest": outcome.fetch.sha256, "sizeBytes": outcome.fetch.size_bytes,
-                                      "fetchedAt": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+                                      "fetchedAt": timestamps.format(_now())}
 
     if outcome.error and outcome.error.transient:
         delay = RETRY_DELAYS_S[min(retry, len(RETRY_DELAYS_S) - 1)]
@@ -105,14 +154,7 @@ async def validate_model(body: kopf.Body, name: str, namespace: str, retry: int,
         raise kopf.TemporaryError(message, delay=delay)
 
     if outcome.error:
-        failed_step = "Validated" if outcome.fetch else "ArtifactVerified"
-        if failed_step == "Validated":
-            verdict.set("ArtifactVerified", "True", "DigestVerified", _verified_message(outcome.fetch, artifact.sha256))
-        verdict.set(failed_step, "False", outcome.error.reason, outcome.error.message)
-        verdict.set("Ready", "False", outcome.error.reason, outcome.error.message)
-        await patch_status(PLURAL, name, namespace, verdict.status("Invalid"))
-        await events.warning(body, outcome.error.reason, outcome.error.message)
-        metrics.MLMODEL_VALIDATIONS.labels(result="invalid").inc()
+        await _invalid(body, name, namespace, verdict, outcome, artifact.sha256)
         return
 
     verdict.set("ArtifactVerified", "True", "DigestVerified", _verified_message(outcome.fetch, artifact.sha256))
@@ -136,6 +178,18 @@ async def validate_model(body: kopf.Body, name: str, namespace: str, retry: int,
     await patch_status(PLURAL, name, namespace, verdict.status("Ready"))
     await events.normal(body, "Validated", summary)
     metrics.MLMODEL_VALIDATIONS.labels(result="ready").inc()
+
+
+async def _invalid(body: kopf.Body, name: str, namespace: str, verdict: Verdict, outcome: ValidationOutcome,
+                   expected: str | None) -> None:
+    failed_step = "Validated" if outcome.fetch else "ArtifactVerified"
+    if failed_step == "Validated":
+        verdict.set("ArtifactVerified", "True", "DigestVerified", _verified_message(outcome.fetch, expected))
+    verdict.set(failed_step, "False", outcome.error.reason, outcome.error.message)
+    verdict.set("Ready", "False", outcome.error.reason, outcome.error.message)
+    await patch_status(PLURAL, name, namespace, verdict.status("Invalid"))
+    await events.warning(body, outcome.error.reason, outcome.error.message)
+    metrics.MLMODEL_VALIDATIONS.labels(result="invalid").inc()
 
 
 def _verified_message(fetch, expected: str | None) -> str:

@@ -111,10 +111,27 @@ def ensure_binaries(real_nodes: bool = True) -> dict[str, Path]:
 NODE_TOOLS = ("runc", "docker-registry", "skopeo", "iptables", "gcc")
 
 
+# Every kubelet takes ~12 inotify instances, containerd ~4 (its CRI plugin watches the CNI
+# directory), an API server ~5; Debian's default of 128 per user ends at about two environments.
+INOTIFY_MINIMUMS = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
+
+
+def _raise_inotify_limits() -> None:
+    for key, minimum in INOTIFY_MINIMUMS.items():
+        path = Path("/proc/sys") / key
+        try:
+            if int(path.read_text()) < minimum:
+                path.write_text(str(minimum))
+        except (OSError, ValueError) as exc:
+            raise DevEnvError(f"cannot raise {key.replace('/', '.')} to {minimum} ({exc}); real nodes need it "
+                              "when several environments run") from exc
+
+
 def ensure_node_tools() -> None:
     """The Debian packages real nodes need (dev/install-node-tools.sh installs them)."""
     if os.geteuid() != 0:
         raise DevEnvError("real nodes (kubelet, containerd) need root: run `edgeline dev up` as root")
+    _raise_inotify_limits()
     missing = [tool for tool in NODE_TOOLS if not shutil.which(tool)]
     if missing or not any((Path(d) / "bridge").exists() for d in nodes.CNI_BIN_DIRS):
         script = repo_root() / "dev" / "install-node-tools.sh"
@@ -412,7 +429,10 @@ class DevEnvironment:
                     state["images"].update(references)
                     state["pushed_archives"] = fingerprints
                 except (registry.RegistryError, OSError, subprocess.TimeoutExpired) as exc:
-                    errors.append(f"registry: {exc}")
+                    # The clusters are still worth having (an image build may be under way):
+                    # the image is missing from `images`, and push_images() says why.
+                    print(f"edgeline dev: the images of {registry.IMAGES_ENV} were not pushed: {exc}",
+                          file=sys.stderr)
         if not errors and real_nodes:
             rules = [(addresses[spec.name].pod_subnet, addresses[spec.name].service_ip, hub_address.gateway,
                       state["clusters"][spec.name]["ports"]["apiserver"])
@@ -655,8 +675,14 @@ class DevEnvironment:
         addresses = self.cluster_addresses_from(state, spec.name)
         nodes.prepare(paths, addresses, registry=state["registry"]["address"],
                       sandbox_image=state["images"]["pause"], shim=binaries["containerd-shim-runc-v2"])
+        log = self.state_dir / spec.name / "logs" / "containerd.log"
+        offset = log.stat().st_size if log.exists() else 0  # the log of earlier runs goes on
         containerd = launch("containerd", ["--config", str(paths.containerd_config)])
-        self._wait(spec, "containerd", containerd, deadline, lambda: paths.socket.is_socket())
+        self._wait(spec, "containerd", containerd, deadline,
+                   lambda: paths.socket.is_socket() and "containerd successfully booted" in _read_from(log, offset))
+        failed_cri = _containerd_cri_failure(_read_from(log, offset))
+        if failed_cri:
+            raise processes.ComponentFailed(spec.name, "containerd", f"has no CRI: {failed_cri}", containerd.log)
 
         paths.kubelet_kubeconfig.write_text(yaml.safe_dump(_kubeconfig(
             spec.name, access.server, pki / "ca.crt", pki / "kubelet.crt", pki / "kubelet.key"
@@ -786,6 +812,23 @@ class DevEnvironment:
 
     def leftover_processes(self) -> list[int]:
         return processes.processes_with_marker(self.marker)
+
+
+def _read_from(log: Path, offset: int) -> str:
+    try:
+        with log.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _containerd_cri_failure(text: str) -> str | None:
+    """The log line saying that the CRI plugin did not load (containerd runs on without it)."""
+    for line in text.splitlines():
+        if "failed to load plugin" in line and "io.containerd.grpc.v1.cri" in line:
+            return line
+    return None
 
 
 def _port_free(port: int) -> bool:

@@ -4,7 +4,7 @@
 run on the real nodes. Each is one static C binary (gcc -static, sources in dev/node/) in a
 FROM-scratch image, written as an OCI image layout by hand: fixed file modes, owners and
 timestamps, so the same source and compiler give the same image digest. Layouts are cached
-under ~/.cache/edgeline/images/<name>-<key>, the key hashing the source, the compiler
+under ~/.cache/edgeline/node-images/<name>-<key>, the key hashing the source, the compiler
 version and this builder's format version.
 """
 
@@ -68,7 +68,8 @@ def build(image: StaticImage, repo_root: Path, cache: Path) -> Built:
         str(image.exposed_port).encode(), source,
     ])).hexdigest()[:16]
     tag = f"v{FORMAT_VERSION}-{key[:12]}"
-    layout = cache / "images" / f"{image.name}-{key}"
+    # Not ~/.cache/edgeline/images: dev/build-images.sh owns and prunes that directory.
+    layout = cache / "node-images" / f"{image.name}-{key}"
     if (layout / "index.json").is_file():
         return Built(layout, tag, json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
 

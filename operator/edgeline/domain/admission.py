@@ -16,6 +16,7 @@ import hmac
 import json
 from dataclasses import dataclass, field
 
+from edgeline import timestamps
 from edgeline.api.edgedeployment import Approval
 
 APPROVE = "edgeline.io/approve"
@@ -85,10 +86,6 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def _iso(now: dt.datetime) -> str:
-    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def review_approval(operation: str, old: dict | None, new: dict, user: str, groups: list[str], key: bytes,
                     now: dt.datetime) -> Verdict:
     old_ann, new_ann = annotations(old), annotations(new)
@@ -132,7 +129,7 @@ def review_approval(operation: str, old: dict | None, new: dict, user: str, grou
                                   "(spec.approval.allowSelfApproval is false)")
     records, _ = approval_records(key, old)
     kept = [r for r in records if r.get("revision") == pending and r.get("user") != user]
-    kept.append(sign(key, {"revision": pending, "user": user, "groups": sorted(groups), "at": _iso(now)}))
+    kept.append(sign(key, {"revision": pending, "user": user, "groups": sorted(groups), "at": timestamps.format(now)}))
     distinct = len({r["user"] for r in kept})
     patch = [{"op": "remove", "path": f"/metadata/annotations/{_escape(APPROVE)}"},
              {"op": "add", "path": f"/metadata/annotations/{_escape(APPROVALS)}", "value": json.dumps(kept)}]
@@ -145,7 +142,7 @@ def review_author(operation: str, old: dict | None, new: dict, user: str, key: b
     """Remember who made the spec change, bound to the exact spec, for the four-eyes rule."""
     if old is not None and (old.get("spec") or {}) == (new.get("spec") or {}):
         return Verdict(True)
-    record = sign(key, {"user": user, "specHash": spec_hash(new.get("spec")), "at": _iso(now)})
+    record = sign(key, {"user": user, "specHash": spec_hash(new.get("spec")), "at": timestamps.format(now)})
     ops = [] if new.get("metadata", {}).get("annotations") else [
         {"op": "add", "path": "/metadata/annotations", "value": {}}]
     ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(REQUESTED_BY)}", "value": json.dumps(record)})

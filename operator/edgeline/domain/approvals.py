@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from edgeline import timestamps
 from edgeline.api.edgedeployment import Approval, ApprovalRecord
-
-
-def _parse(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
 
 
 def valid_approvers(policy: Approval, records: list[ApprovalRecord], revision: str,
@@ -19,7 +16,7 @@ def valid_approvers(policy: Approval, records: list[ApprovalRecord], revision: s
     for record in records:
         if record.revision != revision:
             continue
-        if (now - _parse(record.at)).total_seconds() > policy.valid_for_seconds:
+        if (now - timestamps.parse(record.at)).total_seconds() > policy.valid_for_seconds:
             continue
         if not policy.allow_self_approval and author and record.user == author:
             continue

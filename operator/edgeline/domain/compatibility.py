@@ -1,6 +1,7 @@
 """Does an inspected model fit what its requirements promise? A chain of small checks, each
-returning None or (reason, message), so that the Ready condition and the admission webhook
-word a problem alike. Pure: plain values in, plain values out.
+returning None or (reason, message); the MLModel controller words its Ready condition with them.
+Admission does not call them: the facts come from inspecting the fetched file, which an API
+request does not carry. Pure: plain values in, plain values out.
 
 Requirements come as the camelCase dict of MLModel.spec.requirements: maxOpset, memory,
 accelerator, minRuntimeVersion. Every problem is reported, not only the first.
@@ -15,7 +16,6 @@ from typing import Callable
 
 from edgeline.domain.quantities import format_bytes, parse_quantity
 
-DEFAULT_DOMAINS = ("", "ai.onnx")
 ACCELERATORS = ("cpu", "gpu", "npu")
 _VERSION = re.compile(r"^v?\d+(\.\d+){0,2}([-+][0-9A-Za-z.-]+)?$")
 
@@ -28,13 +28,6 @@ class ModelFacts:
     size_bytes: int  # the file plus its external data: what a runtime has to load
     opsets: dict[str, int] = field(default_factory=dict)  # domain -> version, "" for the default
     parameter_count: int = 0
-
-
-def facts_from_status(inspection: dict) -> ModelFacts:
-    """ModelFacts from MLModel.status.inspection (the camelCase dict inspection writes)."""
-    opsets = {o.get("domain") or "": int(o["version"]) for o in inspection.get("opsetImports", [])}
-    default = next((v for d, v in opsets.items() if d in DEFAULT_DOMAINS), None)
-    return ModelFacts(default, int(inspection.get("sizeBytes") or 0), opsets, int(inspection.get("parameterCount") or 0))
 
 
 def memory_bytes(quantity: str | int) -> int:

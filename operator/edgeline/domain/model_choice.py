@@ -17,6 +17,7 @@ class ModelSummary:
     digest: str | None
     uri: str
     created: str = ""
+    external_data: tuple[tuple[str, str], ...] = ()  # (path, sha256) of ONNX external data files
 
 
 @dataclass(frozen=True)

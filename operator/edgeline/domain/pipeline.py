@@ -1,35 +1,35 @@
 """DataPipeline runs as a pure function of what status recorded and what was just observed
 (docs/pipelines.md): `decide()` returns the next status and the actions (start a Job,
-delete a run's Jobs, create the candidate MLModel).
+delete a run's Jobs, create the candidate MLModel). The DAG of the steps (`dag`), their
+outputs (`outputs`) and the candidate MLModel (`candidates`) are modules of their own.
 
 Everything the next tick needs is in status: the runs with each step's attempt and Job
 name, when a retry is due, since when a cluster does not answer, which trigger values and
 alerts were acted upon, and which Jobs are still to be deleted. Job names are a function
 of (pipeline, run number, step, attempt), so a restarted operator finds the Jobs it
-created instead of creating them again.
+created instead of creating them again. What an action led to comes back as an
+observation on the next tick: a Job the cluster refused to create, the candidate MLModel
+the hub shows (or refused); the controller never changes a decision after the fact.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import re
 from dataclasses import dataclass, field
 
 from edgeline.api.conditions import Condition, set_condition
 from edgeline.api.datapipeline import Cleanup, DataPipelineSpec, DataPipelineStatus, Run, Step, StepState
-from edgeline.api.common import EnvVar
 from edgeline.domain import cron
+from edgeline.domain.candidates import CreateModel, ModelObservation, candidate_model
+from edgeline.domain.dag import ancestors, find_cycle, topological_order
+from edgeline.domain.outputs import parse_outputs, references, substituted_step
+from edgeline.timestamps import format as iso, parse as parse_time
 
 HUB = ""                                    # cluster key of steps without `cluster`
 FINISHED_STEP = ("Succeeded", "Failed", "Skipped", "Cancelled")
-REFERENCE = re.compile(r"\$\(steps\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.outputs\.([A-Za-z0-9_.-]+)\)")
 MAX_BACKOFF_S = 6 * 3600
 HANDLED_ALERTS_KEPT = 20
-DIGEST = re.compile(r"^(sha256:)?([a-f0-9]{64})$")
-VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 # --- what the controller observed -----------------------------------------------------------
@@ -46,7 +46,8 @@ class ClusterView:
 
 @dataclass(frozen=True)
 class JobObservation:
-    """One Job as its cluster shows it. `foreign`: a Job of that name exists but is not ours."""
+    """One Job as its cluster shows it. `foreign`: a Job of that name exists but is not ours.
+    `refused`: it does not exist because the cluster refused to create it (and why)."""
 
     exists: bool
     phase: str = "Running"                  # Running | Succeeded | Failed
@@ -54,6 +55,7 @@ class JobObservation:
     message: str | None = None
     termination_message: str | None = None
     foreign: bool = False
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Inputs:
     jobs: dict[str, JobObservation] = field(default_factory=dict)      # by Job name; absent: not observed
     run_now: str | None = None              # value of edgeline.io/run-now
     alerts: list[ReceivedAlert] = field(default_factory=list)
+    models: dict[str, ModelObservation] = field(default_factory=dict)  # candidates by name; absent: not seen
 
 
 # --- what the controller does ----------------------------------------------------------------
@@ -97,31 +100,15 @@ class DeleteJobs:
     jobs: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class CreateModel:
-    run: str
-    name: str
-    spec: dict
-    labels: dict[str, str]
-
-
 @dataclass
 class Decision:
     status: DataPipelineStatus
-    actions: list = field(default_factory=list)
+    actions: list[StartJob | DeleteJobs | CreateModel] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)      # (type, reason, message)
     finished: list[tuple[str, float]] = field(default_factory=list)       # (result, seconds) of runs that ended
 
 
 # --- small pure helpers ---------------------------------------------------------------------
-
-def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> dt.datetime | None:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc) if text else None
-
 
 def cluster_key(step: Step) -> str:
     return step.cluster or HUB
@@ -144,109 +131,6 @@ def job_name(pipeline: str, run_number: int, step: str, attempt: int) -> str:
 def backoff_seconds(step: Step, failed_attempts: int) -> int:
     """Wait before the next attempt: backoffSeconds, doubling after each failure."""
     return min(step.backoff_seconds * 2 ** max(failed_attempts - 1, 0), MAX_BACKOFF_S)
-
-
-def find_cycle(steps: list[Step]) -> list[str] | None:
-    """One dependency cycle as a path (a -> b -> c -> a), or None for a DAG."""
-    deps = {s.name: [d for d in s.depends_on] for s in steps}
-    colour: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(name: str) -> list[str] | None:
-        colour[name] = 1
-        stack.append(name)
-        for dep in deps.get(name, []):
-            if colour.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
-            if dep in deps and colour.get(dep) is None:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        colour[name] = 2
-        return None
-
-    for step in steps:
-        if colour.get(step.name) is None:
-            found = visit(step.name)
-            if found:
-                return found
-    return None
-
-
-def topological_order(steps: list[Step]) -> list[str]:
-    """Step names so that every step comes after its dependencies; ties keep spec order.
-    The steps must form a DAG (find_cycle first)."""
-    done: list[str] = []
-    left = [s for s in steps]
-    while left:
-        ready = [s for s in left if all(d in done for d in s.depends_on if d in {x.name for x in steps})]
-        if not ready:
-            raise ValueError("the steps contain a cycle")
-        done.append(ready[0].name)
-        left.remove(ready[0])
-    return done
-
-
-def ancestors(steps: list[Step], name: str) -> set[str]:
-    by_name = {s.name: s for s in steps}
-    seen: set[str] = set()
-    todo = list(by_name[name].depends_on) if name in by_name else []
-    while todo:
-        current = todo.pop()
-        if current in seen or current not in by_name:
-            continue
-        seen.add(current)
-        todo.extend(by_name[current].depends_on)
-    return seen
-
-
-def references(text: str) -> list[tuple[str, str]]:
-    return [(m.group(1), m.group(3)) for m in REFERENCE.finditer(text)]
-
-
-def substitute(text: str, outputs: dict[str, dict[str, str]]) -> tuple[str, list[str]]:
-    """Replaces $(steps.NAME.outputs.KEY); returns the text and the references it could not fill."""
-    missing: list[str] = []
-
-    def one(match: re.Match) -> str:
-        step, key = match.group(1), match.group(3)
-        value = outputs.get(step, {}).get(key)
-        if value is None:
-            missing.append(f"steps.{step}.outputs.{key}")
-            return match.group(0)
-        return value
-
-    return REFERENCE.sub(one, text), missing
-
-
-def substituted_step(step: Step, outputs: dict[str, dict[str, str]]) -> tuple[Step, list[str]]:
-    missing: list[str] = []
-    args = []
-    for arg in step.args:
-        text, gaps = substitute(arg, outputs)
-        args.append(text)
-        missing += gaps
-    env = []
-    for var in step.env:
-        text, gaps = substitute(var.value, outputs)
-        env.append(EnvVar(name=var.name, value=text))
-        missing += gaps
-    return step.model_copy(update={"args": args, "env": env}), missing
-
-
-def parse_outputs(message: str | None) -> tuple[dict[str, str], str | None]:
-    """A termination message as outputs: a JSON object; non-string values are kept as their
-    JSON text. Anything else yields no outputs and a note saying why."""
-    if not message or not message.strip():
-        return {}, None
-    try:
-        data = json.loads(message)
-    except ValueError:
-        return {}, "the termination message is not JSON; no outputs recorded"
-    if not isinstance(data, dict):
-        return {}, "the termination message is not a JSON object; no outputs recorded"
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}, None
 
 
 # --- checks of the spec (a chain: each returns reason and message, or None) -----------------
@@ -331,16 +215,9 @@ def decide(inp: Inputs) -> Decision:
     for entry in status.cleanup:
         for cluster in entry.clusters:
             d.actions.append(DeleteJobs(cluster, entry.run, tuple(entry.jobs)))
-    summarize(inp, status)
-    return d
-
-
-def summarize(inp: Inputs, status: DataPipelineStatus) -> None:
-    """Phase and conditions from the runs and the spec's checks (also after the controller
-    had to change a run's outcome, e.g. when the candidate MLModel was refused)."""
-    found = problems(inp.spec)
     status.phase = phase_of(status, found)
     _conditions(inp, status, found)
+    return d
 
 
 def phase_of(status: DataPipelineStatus, found: list) -> str:
@@ -493,6 +370,8 @@ def _advance_step(inp: Inputs, d: Decision, run: Run, state: StepState, step: St
         _step_failed(d, run, state, "JobNameConflict",
                      f"a Job named {state.job} exists on {_where(step)} but belongs to something else; "
                      f"it is left alone")
+    elif not observed.exists and observed.refused:
+        _step_failed(d, run, state, "JobRejected", f"{_where(step)} refused Job {state.job}: {observed.refused}")
     elif not observed.exists:
         # Created and gone (deleted by someone), or the create never landed: same name again.
         _start_attempt(inp, d, run, state, step, states, state.attempts or 1)
@@ -609,8 +488,15 @@ def _finish(inp: Inputs, d: Decision, run: Run, phase: str, reason: str | None, 
 
 
 def _succeed_run(inp: Inputs, status: DataPipelineStatus, d: Decision, run: Run) -> None:
+    """Every step succeeded. With `produces`, the run succeeds once its candidate MLModel is
+    seen on the hub; until then it stays Running and asks for the model on every tick (the
+    name is the same each time, so a create that landed unseen is found, not repeated)."""
     template = inp.spec.produces
+    seen = inp.models.get(run.produced_model or "")
     if template is None:
+        # produces was removed from the spec while the run waited for its candidate.
+        if seen is None or not (seen.exists and seen.ours):
+            run.produced_model = None
         _finish(inp, d, run, "Succeeded", None, None)
         return
     source = next((s for s in run.steps if s.name == template.from_step), None)
@@ -619,46 +505,31 @@ def _succeed_run(inp: Inputs, status: DataPipelineStatus, d: Decision, run: Run)
     if problem:
         _finish(inp, d, run, "Failed", problem[0], problem[1])
         return
-    run.produced_model = model.name
-    d.actions.append(model)
-    _finish(inp, d, run, "Succeeded", None, None)
+    seen = inp.models.get(model.name)
+    if seen is not None and seen.exists and seen.ours:
+        run.produced_model = model.name
+        _finish(inp, d, run, "Succeeded", None, None)
+    elif seen is not None and seen.exists:
+        run.produced_model = None
+        _finish(inp, d, run, "Failed", "ModelConflict", f"MLModel {model.name} already exists and was not made by "
+                                                        f"this run; report another version from the step")
+    elif seen is not None and seen.refused:
+        run.produced_model = None
+        _finish(inp, d, run, "Failed", seen.refused[0], seen.refused[1])
+    else:
+        run.produced_model = model.name
+        run.message = f"every step succeeded; creating candidate MLModel {model.name}"
+        d.actions.append(model)
 
 
-def candidate_model(pipeline: str, run: Run, template, outputs: dict[str, str]
-                    ) -> tuple[CreateModel | None, tuple[str, str] | None]:
-    """The MLModel a successful run hands to validation: outputs uri and sha256 (and
-    optionally version; otherwise <run date>-<run number>), metric.* outputs as metrics."""
-    missing = [k for k in ("uri", "sha256") if not outputs.get(k)]
-    if missing:
-        return None, ("OutputsMissing", f"produces needs outputs uri and sha256 from step {template.from_step}; "
-                                        f"missing: {', '.join(missing)} (reported: "
-                                        f"{', '.join(sorted(outputs)) or 'nothing'})")
-    digest = DIGEST.match(outputs["sha256"].strip().lower())
-    if not digest:
-        return None, ("InvalidOutputs", f"output sha256 of step {template.from_step} is not a sha256 digest: "
-                                        f"{outputs['sha256'][:80]!r}")
-    started = parse_time(run.started_at)
-    version = outputs.get("version") or f"{started.strftime('%Y%m%d') if started else '0'}-{run.number}"
-    name = f"{template.model}-{version.lower().replace('_', '-').replace('+', '-')}"
-    if not VERSION.match(version) or len(version) > 63 or len(name) > 253 or not DNS_SUBDOMAIN.match(name):
-        return None, ("InvalidOutputs", f"output version {version[:80]!r} of step {template.from_step} does not "
-                                        f"make a valid MLModel name ({name[:80]})")
-    metrics: dict[str, float] = {}
-    for key, value in outputs.items():
-        if key.startswith("metric.") and len(key) > 7:
-            try:
-                metrics[key[7:]] = float(value)
-            except ValueError:
-                continue                    # a metric that is no number is not shown to approvers
-    spec: dict = {"model": template.model, "version": version, "format": "onnx", "stage": template.stage,
-                  "artifact": {"uri": outputs["uri"], "sha256": f"sha256:{digest.group(2)}"},
-                  "description": f"Candidate produced by DataPipeline {pipeline} run {run.name}"}
-    if metrics:
-        spec["metrics"] = metrics
-    if template.max_opset:
-        spec["requirements"] = {"maxOpset": template.max_opset}
-    labels = {**template.labels, "edgeline.io/pipeline": pipeline, "edgeline.io/run": run.name}
-    return CreateModel(run=run.name, name=name, spec=spec, labels=labels), None
+
+def _activity(run: Run) -> str:
+    steps = ", ".join(s.name for s in run.steps if s.phase == "Running")
+    if steps:
+        return steps
+    if run.produced_model and all(s.phase in ("Succeeded", "Skipped") for s in run.steps):
+        return f"creating MLModel {run.produced_model}"
+    return "between steps"
 
 
 def _trim(status: DataPipelineStatus, limit: int) -> None:
@@ -700,8 +571,7 @@ def _conditions(inp: Inputs, status: DataPipelineStatus, found) -> None:
             run, step = waiting[0]
             put("Running", True, "WaitingForCluster", f"run {run.name} step {step.name}: {step.message}")
         else:
-            active = [f"{r.name} ({', '.join(s.name for s in r.steps if s.phase == 'Running') or 'between steps'})"
-                      for r in running]
+            active = [f"{r.name} ({_activity(r)})" for r in running]
             put("Running", True, "RunRunning", "running: " + "; ".join(active))
     else:
         newest = status.runs[0] if status.runs else None

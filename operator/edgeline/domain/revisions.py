@@ -9,6 +9,9 @@ import json
 from edgeline.api.edgedeployment import Runtime
 
 
-def revision_of(digest: str, uri: str, runtime: Runtime) -> str:
-    payload = json.dumps({"digest": digest, "uri": uri, "runtime": runtime.dump()}, sort_keys=True)
+def revision_of(digest: str, uri: str, runtime: Runtime, external_data: dict[str, str] | None = None) -> str:
+    # External data digests are part of the model's bytes; absent, the hash is what it always was.
+    fields = {"digest": digest, "uri": uri, "runtime": runtime.dump(), **({"externalData": external_data}
+                                                                        if external_data else {})}
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from edgeline.api.edgedeployment import EdgeDeploymentStatus, RevisionRef, RollbackPolicy
+from edgeline.api.edgedeployment import EdgeDeploymentStatus, RevisionRef, RollbackPolicy, RollbackRecord
+from edgeline.timestamps import format_ms, parse
 
 LABEL_DEPLOYMENT = "edgeline_deployment"
 LABEL_NAMESPACE = "namespace"
@@ -28,10 +29,6 @@ class Alert:
     starts_at: str
     received_at: float          # epoch seconds, when the receiver got it
 
-    @property
-    def key(self) -> str:
-        return f"{self.fingerprint}/{self.starts_at}"
-
 
 @dataclass(frozen=True)
 class RollbackDecision:
@@ -40,6 +37,25 @@ class RollbackDecision:
     message: str
     target: RevisionRef | None = None
     clusters: tuple[str, ...] | None = None     # None: every cluster
+
+
+@dataclass(frozen=True)
+class AutoRollback:
+    """A rollback an alert asked for (`decide_rollback` said it should happen now)."""
+
+    alert: str
+    target: RevisionRef
+    clusters: tuple[str, ...] | None      # None: the whole deployment
+    received_at: str
+
+
+@dataclass
+class AlertVerdicts:
+    """What this tick's alerts ask of the rollout."""
+
+    automatic: list[AutoRollback] = field(default_factory=list)
+    proposals: list[RollbackRecord] = field(default_factory=list)     # newest first, for status.rollbacks
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
 def target_of(labels: dict[str, str]) -> tuple[str, str] | None:
@@ -60,10 +76,6 @@ def matches(policy: RollbackPolicy, labels: dict[str, str]) -> bool:
             if hit != (matcher.operator == "=~"):
                 return False
     return True
-
-
-def _parse(text: str | None) -> dt.datetime | None:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc) if text else None
 
 
 def known_good(status: EdgeDeploymentStatus, bad: str) -> RevisionRef | None:
@@ -91,7 +103,7 @@ def decide_rollback(policy: RollbackPolicy, status: EdgeDeploymentStatus, alert:
     if version and bad.version and version != bad.version:
         return RollbackDecision("ignore", "AlertForOtherVersion",
                                 f"{alert.name} is about version {version}; the deployment rolls out {bad.version}")
-    guard = _parse(progress.guard_until)
+    guard = parse(progress.guard_until)
     if progress.completed_at and guard and now >= guard:
         return RollbackDecision("ignore", "GuardPeriodOver",
                                 f"revision {bad.revision} passed its guard period at {progress.guard_until}")
@@ -110,3 +122,28 @@ def decide_rollback(policy: RollbackPolicy, status: EdgeDeploymentStatus, alert:
     return RollbackDecision("revert", "AlertFired",
                             f"{alert.name}: rolling back {where} from {bad.revision} ({bad.version}) to "
                             f"{target.revision} ({target.version})", target, clusters)
+
+
+def received(epoch: float) -> str:
+    """When the receiver got an alert, to the millisecond (rollback latency counts from it)."""
+    return format_ms(dt.datetime.fromtimestamp(epoch, dt.timezone.utc))
+
+
+def alert_verdicts(policy: RollbackPolicy, status: EdgeDeploymentStatus, alerts: list[Alert],
+                   now: dt.datetime) -> AlertVerdicts:
+    """Every alert received since the last tick (oldest first) against the recorded status:
+    automatic rollbacks for the rollout to carry out, proposals to record, notes to post."""
+    verdicts = AlertVerdicts()
+    for alert in alerts:
+        verdict = decide_rollback(policy, status, alert, now)
+        if verdict.action == "revert":
+            verdicts.automatic.append(AutoRollback(alert.name, verdict.target, verdict.clusters,
+                                                   received(alert.received_at)))
+        elif verdict.action == "propose":
+            verdicts.proposals.insert(0, RollbackRecord(
+                alert=alert.name, from_revision=status.rollout.revision, to_revision=verdict.target.revision,
+                clusters=list(verdict.clusters or []), received_at=received(alert.received_at), mode="Proposed"))
+            verdicts.events.append(("Warning", verdict.reason, verdict.message))
+        else:
+            verdicts.events.append(("Normal", "AlertIgnored", f"{alert.name}: {verdict.message}"))
+    return verdicts

@@ -9,6 +9,11 @@ same objects), so repeating an action after a crash changes nothing that matters
 
 Gates slot in before a new target is taken: approval (issue 6) and the bad-revision mark
 left by a rollback (issue 7). A rollback is an ordinary rollout towards an older revision.
+
+The decision is whole: alerts become rollbacks or proposals here, approval status,
+conditions and the phase (derived from the conditions) are part of the returned status, and
+the controller writes that status as it is. What the controller's actions came to (an apply
+that failed, when a revert reached a cluster) comes back as `outcomes` on the next tick.
 """
 
 from __future__ import annotations
@@ -16,11 +21,21 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, HistoryEntry,
-                                         PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress)
+from edgeline.api.conditions import Condition
+from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, ExcludedCluster,
+                                         HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress)
+from edgeline.domain import deployment_conditions
+from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_state
+from edgeline.domain.deployment_conditions import Verdict
 from edgeline.domain.placement import Exclusion
+from edgeline.domain.rollback import AutoRollback, alert_verdicts
 from edgeline.domain.runtime_health import RuntimeProblem
 from edgeline.domain.waves import WavePlan
+from edgeline.timestamps import format as iso
+from edgeline.timestamps import format_ms, parse
+
+__all__ = ["ActOutcome", "Apply", "AutoRollback", "Decision", "Inputs", "Observation", "Remove", "decide", "iso",
+           "parse"]
 
 
 @dataclass(frozen=True)
@@ -50,13 +65,13 @@ class Remove:
 
 
 @dataclass(frozen=True)
-class AutoRollback:
-    """A rollback an alert asked for (domain.rollback decided it should happen)."""
+class ActOutcome:
+    """What the last tick's action on one cluster came to: an observation for this tick."""
 
-    alert: str
-    target: RevisionRef
-    clusters: tuple[str, ...] | None      # None: the whole deployment
-    received_at: str
+    cluster: str
+    revision: str | None            # the revision applied; None for a removal
+    at: float                       # epoch seconds when the action finished
+    error: str | None = None        # why it failed, for people
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,12 @@ class Inputs:
     approvals: list = field(default_factory=list)   # ApprovalRecords of `desired`, kept with the rollout
     reapproved: bool = False    # a rolled-back `desired` was approved again after its rollback
     auto_rollbacks: list = field(default_factory=list)   # AutoRollback, oldest first
+    alerts: list = field(default_factory=list)       # domain.rollback.Alert received since the last tick, oldest first
+    outcomes: dict = field(default_factory=dict)     # cluster -> ActOutcome of the last tick's action there
+    author: str | None = None                        # who made the current spec (four-eyes rule)
+    forged_approvals: int = 0                        # approval records whose signature did not verify
+    model: Verdict = Verdict(True, "ModelReady", "")     # how the modelRef resolved (domain.model_choice)
+    generation: int | None = None
 
 
 @dataclass
@@ -83,14 +104,7 @@ class Decision:
     actions: list[Apply | Remove] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)   # (type, reason, message)
     held_reason: str | None = None          # why the desired revision is not being rolled out
-
-
-def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse(text: str | None) -> dt.datetime | None:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc) if text else None
+    rollbacks_applied: list[RollbackRecord] = field(default_factory=list)   # reverts that reached every cluster
 
 
 def decide(inp: Inputs) -> Decision:
@@ -98,9 +112,18 @@ def decide(inp: Inputs) -> Decision:
     status.excluded = []
     decision = Decision(status=status)
     status.desired_revision = inp.desired
+    status.observed_generation = inp.generation
     progress = status.rollout or RolloutProgress()
+    if inp.forged_approvals:
+        decision.events.append(("Warning", "ApprovalRecordRejected",
+                                f"{inp.forged_approvals} approval record(s) in edgeline.io/approvals do not carry a "
+                                "valid signature; they are ignored"))
+    verdicts = alert_verdicts(inp.spec.rollback, inp.status, inp.alerts, inp.now)
+    if verdicts.proposals:
+        status.rollbacks[:0] = verdicts.proposals
+        del status.rollbacks[20:]
 
-    goal, reason = _choose_goal(inp, status, progress, decision)
+    goal, reason = _choose_goal(inp, status, progress, decision, [*inp.auto_rollbacks, *verdicts.automatic])
     if goal is not None and goal.revision != progress.revision:
         # A rollback reverts every affected cluster at once; an update goes wave by wave.
         progress = RolloutProgress(revision=goal.revision, target=goal,
@@ -133,10 +156,13 @@ def decide(inp: Inputs) -> Decision:
         if obs is not None and obs.reachable and not obs.exists:
             continue                                    # removed: forget it
         decision.actions.append(Remove(name))
-        clusters.append(old.model_copy(update={"phase": "Removing", "wave": None,
-                                               "message": "left the selection; removing Edgeline's objects"
-                                               + ("" if obs is None or obs.reachable else
-                                                  " once the cluster answers again")}))
+        failed = inp.outcomes.get(name)
+        if failed is not None and failed.error:
+            message = f"left the selection; removing Edgeline's objects failed: {failed.error}"
+        else:
+            message = "left the selection; removing Edgeline's objects" + (
+                "" if obs is None or obs.reachable else " once the cluster answers again")
+        clusters.append(old.model_copy(update={"phase": "Removing", "wave": None, "message": message}))
     for state in clusters:
         if state.name in progress.failed_clusters and state.phase == "Progressing":
             state.phase = "Failed"
@@ -146,15 +172,30 @@ def decide(inp: Inputs) -> Decision:
     status.ready_clusters = sum(1 for c in clusters if c.phase == "Ready" and goal and
                                 c.revision == pins.get(c.name, goal).revision)
     status.ready = f"{status.ready_clusters}/{status.total_clusters}"
-    status.phase = _phase(inp, status, progress, decision)
     _trim_history(status, inp.spec.revision_history_limit)
+    decision.rollbacks_applied = _settle_rollbacks(inp, status)
+    _report(inp, status, decision)
+    decision.events.extend(verdicts.events)
     return decision
 
 
+def _report(inp: Inputs, status: EdgeDeploymentStatus, decision: Decision) -> None:
+    """What people read: approval, conditions, and the phase the conditions add up to."""
+    approval = approval_state(inp.spec.approval, ApprovalState(status.approval, status.pending_approval),
+                              inp.desired, status.current_revision, decision.held_reason, inp.approved,
+                              inp.approvals, inp.author, inp.now)
+    status.approval, status.pending_approval = approval.summary, approval.pending
+    conditions = deployment_conditions.conditions(
+        [c.dump() for c in inp.status.conditions], status,
+        deployment_conditions.Facts(inp.model, decision.held_reason, inp.paused, inp.now, inp.generation))
+    status.conditions = [Condition.model_validate(c) for c in conditions]
+    status.phase = deployment_conditions.phase_of(conditions)
+
+
 def _choose_goal(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress,
-                 decision: Decision) -> tuple[RevisionRef | None, str]:
+                 decision: Decision, requests: list[AutoRollback]) -> tuple[RevisionRef | None, str]:
     """The revision to converge on, or None to keep the current target."""
-    for request in inp.auto_rollbacks:
+    for request in requests:
         bad = progress.revision
         if progress.reason == "Rollback" or bad is None or request.target.revision == bad:
             continue
@@ -297,6 +338,30 @@ def _guard(inp, status, progress) -> None:
         _mark(status, progress.revision, "KnownGood")
 
 
+def _settle_rollbacks(inp: Inputs, status: EdgeDeploymentStatus) -> list[RollbackRecord]:
+    """A revert is applied once every affected cluster runs the restored revision. Its latency
+    counts from the alert's arrival at the receiver to the apply that completed it (reported in
+    `outcomes`), or to now when the clusters ran it already."""
+    running = {c.name: c.revision for c in status.clusters}
+    settled = []
+    for record in status.rollbacks:
+        if record.applied_at or record.mode not in REVERTED:
+            continue
+        # A cluster that left the selection since is not waited for.
+        if not all(running.get(c) == record.to_revision for c in record.clusters if c in running):
+            continue
+        applies = [o.at for c, o in inp.outcomes.items()
+                   if c in record.clusters and o.revision == record.to_revision and not o.error]
+        finished = max(applies) if applies else inp.now.timestamp()
+        received = parse(record.received_at)
+        if received is not None:
+            finished = max(finished, received.timestamp())
+            record.latency_ms = int((finished - received.timestamp()) * 1000)
+        record.applied_at = format_ms(dt.datetime.fromtimestamp(finished, dt.timezone.utc))
+        settled.append(record)
+    return settled
+
+
 def _ready_on(obs: Observation | None, goal: RevisionRef) -> bool:
     return obs is not None and obs.reachable and obs.exists and obs.revision == goal.revision and obs.ready
 
@@ -346,27 +411,13 @@ def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None
             state.message = state.message or "waits for its wave"
         else:
             state.phase = "Progressing"
+    failed = inp.outcomes.get(name)
+    if failed is not None and failed.error and state.phase != "Ready":
+        # The last tick's apply did not get through; this tick tries again.
+        state.phase, state.message = "Unreachable", failed.error
     seen = parse(state.last_observed)
     state.stale = seen is None or (inp.now - seen).total_seconds() > inp.stale_after.get(name, 300)
     return state
-
-
-def _phase(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress, decision: Decision) -> str:
-    if decision.held_reason == "AwaitingApproval":
-        return "AwaitingApproval"
-    if progress.revision is None:
-        return "Pending"
-    if status.pinned:
-        return "RolledBack"
-    if progress.failed_message:
-        return "Degraded"
-    if progress.completed_at is None:
-        if inp.paused and progress.soak_until and inp.now >= parse(progress.soak_until):
-            return "Paused"
-        return "Progressing"
-    if progress.reason == "Rollback":
-        return "RolledBack"        # readiness of the restored revision shows in Ready and per cluster
-    return "Healthy" if status.ready_clusters == status.total_clusters else "Degraded"
 
 
 def _known(status: EdgeDeploymentStatus, revision: str | None) -> RevisionRef | None:
@@ -389,8 +440,7 @@ def _trim_history(status: EdgeDeploymentStatus, limit: int) -> None:
     status.history = status.history[:limit]
 
 
-def _excluded(e: Exclusion):
-    from edgeline.api.edgedeployment import ExcludedCluster
+def _excluded(e: Exclusion) -> ExcludedCluster:
     return ExcludedCluster(name=e.name, reason=e.reason, message=e.message)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeline.api.datapipeline import Step
+from edgeline.api.reserved import reserved_key
 
 MANAGED_BY = "edgeline"
 LABEL_PIPELINE = "edgeline.io/pipeline"
@@ -62,8 +63,10 @@ def render_job(owner: Owner, run: str, step: Step, attempt: int, job: str, names
         metadata["ownerReferences"] = [{"apiVersion": "edgeline.io/v1alpha1", "kind": "DataPipeline",
                                         "name": owner.name, "uid": owner.uid, "blockOwnerDeletion": False}]
     template_meta: dict = {"labels": labels}
-    if step.pod_annotations:
-        template_meta["annotations"] = dict(step.pod_annotations)
+    # Edgeline's keys are never the user's (admission refuses them; a spec stored before that loses them here).
+    annotations = {k: v for k, v in step.pod_annotations.items() if not reserved_key(k)}
+    if annotations:
+        template_meta["annotations"] = annotations
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata,
             "spec": {"backoffLimit": 0, "activeDeadlineSeconds": step.timeout_seconds,
                      "template": {"metadata": template_meta, "spec": pod_spec}}}

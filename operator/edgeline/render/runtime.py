@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 
 from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, Runtime
+from edgeline.api.reserved import reserved_env
 
 MANAGED_BY = "edgeline"
 LABEL_DEPLOYMENT = "edgeline.io/deployment"
@@ -82,6 +83,9 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
     config = {
         "EDGELINE_MODEL_URI": revision.uri or "",
         "EDGELINE_MODEL_SHA256": revision.digest or "",
+        # Digests of the ONNX external data files; the runtime refuses files not listed here.
+        "EDGELINE_MODEL_EXTERNAL_DATA": json.dumps(revision.external_data, sort_keys=True)
+        if revision.external_data else "",
         "EDGELINE_MODEL_NAME": revision.model or revision.mlmodel or "",
         "EDGELINE_MODEL_VERSION": revision.version or "",
         "EDGELINE_DEPLOYMENT": deployment,
@@ -129,7 +133,9 @@ def _pod_spec(config: str, runtime: Runtime, requirements: PlacementRequirements
         "image": runtime.image,
         "args": ["runtime", "serve"],
         "envFrom": [{"configMapRef": {"name": config}}],
-        "env": [e.dump() for e in runtime.env],
+        # EDGELINE_* come from the ConfigMap only (admission refuses them; a revision stored before that is
+        # rendered without them, since env would win over envFrom).
+        "env": [e.dump() for e in runtime.env if not reserved_env(e.name)],
         "ports": [{"name": "http", "containerPort": runtime.port, "protocol": "TCP"}],
         # Every 2 s: a restored revision starts serving as soon as it is ready (rollback latency).
         "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2},

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Short names a Deployment may use for onnxruntime's execution providers.
 PROVIDER_ALIASES = {
@@ -32,6 +33,8 @@ class RuntimeConfig(BaseSettings):
 
     model_uri: str = Field(..., min_length=1, description="http(s):// or file:// URI of the ONNX model")
     model_sha256: str = Field(..., description="sha256:<hex> the model's bytes must have")
+    model_external_data: Annotated[dict[str, str], NoDecode] = Field(
+        {}, description="External data files of the model and their digests, as JSON: {\"weights.bin\": \"sha256:...\"}")
     model_name: str = Field("model", min_length=1, description="Name the model is served under")
     model_version: str = Field("1", min_length=1, description="Version the model is served as")
     deployment: str = Field("", description="EdgeDeployment this runtime belongs to (a metrics label)")
@@ -60,6 +63,19 @@ class RuntimeConfig(BaseSettings):
         if not match:
             raise ValueError("must be sha256:<64 hex digits>")
         return "sha256:" + match.group(2).lower()
+
+    @field_validator("model_external_data", mode="before")
+    @classmethod
+    def _external_data(cls, value):
+        if value in ("", None):
+            return {}
+        if isinstance(value, str):
+            import json
+
+            value = json.loads(value)
+        if not isinstance(value, dict):
+            raise ValueError('must be a JSON object {"<path>": "sha256:<64 hex>"}')
+        return {str(path): cls._digest(str(digest)) for path, digest in value.items()}
 
     @property
     def provider(self) -> str:

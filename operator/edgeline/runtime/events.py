@@ -9,6 +9,8 @@ import threading
 from datetime import datetime, timezone
 from typing import TextIO
 
+from edgeline import timestamps
+
 
 class EventLog:
     def __init__(self, identity: dict[str, str], stream: TextIO | None = None):
@@ -17,7 +19,7 @@ class EventLog:
         self._lock = threading.Lock()  # lines from the loader thread and the event loop never interleave
 
     def __call__(self, event: str, level: str = "info", **fields) -> None:
-        record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        record = {"time": timestamps.format_ms(datetime.now(timezone.utc)),
                   "level": level, "event": event, **self.identity, **fields}
         line = json.dumps(record, default=str, separators=(",", ":"))
         with self._lock:

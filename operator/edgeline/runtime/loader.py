@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from edgeline.artifacts.errors import ArtifactError, StorageFailed
+from edgeline.artifacts.errors import ArtifactError, ExternalDataNotListed, StorageFailed
 from edgeline.artifacts.fetch import FetchResult, Limits, fetch_artifact, sha256_of, verify_digest
 from edgeline.artifacts.onnx_wire import external_locations
 from edgeline.runtime.tensors import TensorSpec, metadata_shape, oip_datatype
@@ -43,23 +43,50 @@ class Fetched:
     seconds: float
 
 
-def fetch_verified(uri: str, sha256: str, model_dir: Path, *, limits: Limits) -> Fetched:
-    """The model at `uri`, on disk under `model_dir`, with its digest proven; external data
-    files it names are fetched beside it (the digest covers the .onnx file, as in the operator)."""
+def fetch_verified(uri: str, sha256: str, model_dir: Path, *, limits: Limits,
+                   external_data: dict[str, str] | None = None) -> Fetched:
+    """The model at `uri`, on disk under `model_dir`, with its digest proven; the external data
+    files it names are fetched beside it and each proven against `external_data` (location ->
+    sha256, from MLModel spec.artifact.externalData): onnxruntime never reads an unverified byte.
+    A model naming a file without a digest is refused (ExternalDataNotListed)."""
     started = time.monotonic()
+    listed = external_data or {}
     folder = model_dir / sha256.removeprefix("sha256:")
     target = folder / "model.onnx"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if target.is_file() and sha256_of(target)[0] == sha256:
+        if target.is_file() and sha256_of(target)[0] == sha256 and _extras_verified(target, folder, listed):
             return Fetched(target, sha256, target.stat().st_size, True, time.monotonic() - started)
     except OSError as exc:
         raise StorageFailed(f"cannot use the model folder {model_dir}: {exc.strerror or exc}") from None
     result: FetchResult = fetch_artifact(uri, target, limits=limits)
     verify_digest(result, sha256, what="the model")
-    for location in _safe(external_locations(result.path)):
-        fetch_artifact(urllib.parse.urljoin(uri, urllib.parse.quote(location)), folder / location, limits=limits)
+    try:
+        for location in _safe(external_locations(result.path)):
+            expected = listed.get(location)
+            if expected is None:
+                raise ExternalDataNotListed(f"the model reads external data file {location!r}, for which the "
+                                            "runtime has no digest (EDGELINE_MODEL_EXTERNAL_DATA); it is not loaded")
+            extra = fetch_artifact(urllib.parse.urljoin(uri, urllib.parse.quote(location)), folder / location,
+                                   limits=limits)
+            verify_digest(extra, expected, what=f"external data file {location}")
+    except ArtifactError:
+        target.unlink(missing_ok=True)  # not usable without its verified data: fetched again next time
+        raise
     return Fetched(result.path, result.sha256, result.size_bytes, False, time.monotonic() - started)
+
+
+def _extras_verified(target: Path, folder: Path, listed: dict[str, str]) -> bool:
+    """A kept copy is reused only if every external data file beside it still has its digest."""
+    try:
+        locations = _safe(external_locations(target))
+    except ArtifactError:
+        return False
+    for location in locations:
+        path = folder / location
+        if location not in listed or not path.is_file() or sha256_of(path)[0] != listed[location]:
+            return False
+    return True
 
 
 def _safe(locations: list[str]) -> list[str]:

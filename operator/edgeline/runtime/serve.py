@@ -15,8 +15,7 @@ import signal
 import threading
 import urllib.parse
 
-from aiohttp import web
-
+from edgeline import webserver
 from edgeline.artifacts.errors import ArtifactError
 from edgeline.artifacts.fetch import Limits
 from edgeline.runtime.config import RuntimeConfig
@@ -44,15 +43,13 @@ async def _main(runtime: Runtime, limits: Limits) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    runner = web.AppRunner(runtime.app(), access_log=None, shutdown_timeout=config.shutdown_grace_s)
-    await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        runner = await webserver.start(runtime.app(), config.host, config.port,
+                                       shutdown_timeout=config.shutdown_grace_s)
     except OSError as exc:
         log("listen_failed", "error", host=config.host, port=config.port, error=exc.strerror or str(exc))
-        await runner.cleanup()
         return 1
-    port = runner.addresses[0][1] if runner.addresses else config.port
+    port = webserver.port(runner, config.port)
     log("listening", host=config.host, port=port, model_uri=_shown(config.model_uri))
 
     preparing = asyncio.create_task(_prepare_or_report(runtime, limits))
@@ -63,7 +60,7 @@ async def _main(runtime: Runtime, limits: Limits) -> int:
     runtime.state.stage = "Stopping"
     runtime.metrics.ready(False)
     preparing.cancel()
-    await runner.cleanup()  # stops listening, lets in-flight requests finish within the grace period
+    await webserver.stop(runner)  # stops listening, lets in-flight requests finish within the grace period
     runtime.executor.shutdown(wait=False, cancel_futures=True)
     log("stopped")
     return 0
@@ -91,7 +88,7 @@ async def _prepare(runtime: Runtime, limits: Limits) -> None:
         state.stage = "Fetching"
         try:
             fetched = await _in_thread(fetch_verified, config.model_uri, config.model_sha256, config.model_dir,
-                                       limits=limits)
+                                       limits=limits, external_data=config.model_external_data)
             break
         except ArtifactError as exc:
             if not exc.transient:

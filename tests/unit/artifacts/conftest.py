@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgeline.artifacts.fetch import Limits
-from tests.helpers import onnx_models
+from tests.helpers import hostile_models, onnx_models
 from tests.helpers.artifact_server import ArtifactServer
 
 # Tiny timeouts and pauses keep the failure cases fast.
@@ -30,10 +30,18 @@ def models(tmp_path_factory) -> Path:
     shutil.copy(onnx_models.shipped_model(), root / "squeezenet.onnx")
     (root / "not-onnx.onnx").write_bytes(b"this is a README, not a model\n" * 10)
     (root / "big.onnx").write_bytes(b"\0" * (LIMITS.max_bytes + 1))
+    hostile_models.memory_bomb(root / "memory-bomb.onnx")
     return root
 
 
 @pytest.fixture(scope="module")
 def server(models):
     with ArtifactServer(models, stall_s=2.0) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tls_server(models):
+    """The same folder over HTTPS (https://localhost:<port>), trusted through server.ca_bundle."""
+    with ArtifactServer(models, stall_s=2.0, tls=True) as running:
         yield running

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from edgeline.artifacts import errors
@@ -88,16 +90,18 @@ def test_a_body_without_content_length_is_streamed(server, models, tmp_path):
     assert result.sha256 == digest(models / "gemm.onnx")
 
 
-def test_bearer_and_basic_credentials_open_private_artifacts(server, tmp_path):
-    fetch_artifact(f"{server.url}/private/gemm.onnx", tmp_path / "a.onnx", limits=LIMITS,
+def test_bearer_and_basic_credentials_open_private_artifacts(tls_server, tmp_path):
+    limits = replace(LIMITS, ca_bundle=tls_server.ca_bundle)
+    url = tls_server.url
+    fetch_artifact(f"{url}/private/gemm.onnx", tmp_path / "a.onnx", limits=limits,
                    credentials={"token": "secret-token\n"})
-    fetch_artifact(f"{server.url}/basic/gemm.onnx", tmp_path / "b.onnx", limits=LIMITS,
+    fetch_artifact(f"{url}/basic/gemm.onnx", tmp_path / "b.onnx", limits=limits,
                    credentials={"username": "user", "password": "password"})
     with pytest.raises(errors.Unauthorized):
-        fetch_artifact(f"{server.url}/private/gemm.onnx", tmp_path / "c.onnx", limits=LIMITS,
+        fetch_artifact(f"{url}/private/gemm.onnx", tmp_path / "c.onnx", limits=limits,
                        credentials={"token": "wrong"})
     with pytest.raises(errors.CredentialsInvalid):
-        fetch_artifact(f"{server.url}/private/gemm.onnx", tmp_path / "d.onnx", limits=LIMITS,
+        fetch_artifact(f"{url}/private/gemm.onnx", tmp_path / "d.onnx", limits=limits,
                        credentials={"user": "x"})
 
 

@@ -3,7 +3,6 @@ import pytest
 from edgeline.domain.compatibility import (
     ModelFacts,
     check_requirements,
-    facts_from_status,
     memory_bytes,
 )
 
@@ -40,9 +39,7 @@ def test_every_problem_is_reported_not_only_the_first():
 
 
 def test_only_the_default_domain_counts_for_max_opset():
-    facts = facts_from_status({"opsetImports": [{"domain": "ai.onnx.ml", "version": 99},
-                                                {"domain": "", "version": 17}], "sizeBytes": 10})
-    assert facts.default_opset == 17 and facts.opsets["ai.onnx.ml"] == 99
+    facts = ModelFacts(default_opset=17, size_bytes=10, opsets={"ai.onnx.ml": 99, "": 17})
     assert check_requirements(facts, {"maxOpset": 17}) == []
 
 

@@ -7,10 +7,11 @@ import json
 
 import pytest
 
+from edgeline import timestamps
 from edgeline.api.datapipeline import DataPipelineSpec, DataPipelineStatus, Step
-from edgeline.domain.pipeline import (HUB, ClusterView, CreateModel, DeleteJobs, Inputs, JobObservation,
-                                      ReceivedAlert, StartJob, backoff_seconds, decide, find_cycle, job_name,
-                                      parse_outputs, substitute, topological_order)
+from edgeline.domain.candidates import CreateModel, ModelObservation
+from edgeline.domain.pipeline import (HUB, ClusterView, DeleteJobs, Inputs, JobObservation, ReceivedAlert, StartJob,
+                                      backoff_seconds, decide, job_name)
 
 T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
 DIGEST = "sha256:" + "e" * 64
@@ -29,15 +30,21 @@ def spec(**extra) -> DataPipelineSpec:
 
 
 class World:
-    """Clusters and Jobs. A Job runs for one tick, then ends as the step's script says:
-    script[step] is a list of outcomes per attempt: dict (outputs) = success, str = failure."""
+    """Clusters, Jobs and the hub's MLModels. A Job runs for one tick, then ends as the step's
+    script says: script[step] is a list of outcomes per attempt: dict (outputs) = success,
+    str = failure. `refuse_models` (by name) / `refuse_jobs`: what the hub / a cluster says
+    when it refuses to create one; `foreign_models`: names already taken by someone else."""
 
-    def __init__(self, script=None, down=()):
+    def __init__(self, script=None, down=(), refuse_models=None, refuse_jobs=None, foreign_models=()):
         self.script = script or {}
         self.down = set(down)
         self.jobs: dict[str, dict] = {}         # name -> {cluster, step, attempt, ticks, deleted}
         self.started: list[StartJob] = []
-        self.models: list[CreateModel] = []
+        self.models: list[CreateModel] = []     # created, in order
+        self.hub_models: dict[str, str] = {m: "someone-else" for m in foreign_models}   # name -> run label
+        self.refuse_models = refuse_models
+        self.refuse_jobs = refuse_jobs
+        self.refused: dict[str, object] = {}    # what the controller remembers for the next tick
         self.deleted: list[tuple[str, str, tuple]] = []
 
     def clusters(self):
@@ -52,7 +59,7 @@ class World:
                     continue
                 job = self.jobs.get(step.job)
                 if job is None or job.get("deleted"):
-                    seen[step.job] = JobObservation(exists=False)
+                    seen[step.job] = JobObservation(exists=False, refused=self.refused.pop(step.job, None))
                     continue
                 if job["ticks"] < 1:
                     seen[step.job] = JobObservation(exists=True)
@@ -65,6 +72,17 @@ class World:
                     seen[step.job] = JobObservation(True, "Failed", "Error", f"exit code 1: {outcome}")
         return seen
 
+    def observe_models(self, status):
+        seen = {}
+        for run in status.runs:
+            if run.phase == "Running" and run.produced_model:
+                name = run.produced_model
+                if name in self.hub_models:
+                    seen[name] = ModelObservation(True, ours=self.hub_models[name] == run.name)
+                else:
+                    seen[name] = ModelObservation(False, refused=self.refused.pop(name, None))
+        return seen
+
     def execute(self, actions):
         for job in self.jobs.values():
             job["ticks"] += 1
@@ -72,12 +90,19 @@ class World:
             if isinstance(action, StartJob):
                 assert action.cluster not in self.down
                 self.started.append(action)
+                if self.refuse_jobs:
+                    self.refused[action.job] = self.refuse_jobs
+                    continue
                 existing = self.jobs.get(action.job)
                 if existing is None or existing.get("deleted"):
                     self.jobs[action.job] = {"cluster": action.cluster, "step": action.step.name,
                                              "attempt": action.attempt, "ticks": 0}
             elif isinstance(action, CreateModel):
                 self.models.append(action)
+                if action.name in (self.refuse_models or {}):
+                    self.refused[action.name] = self.refuse_models[action.name]
+                elif action.name not in self.hub_models:
+                    self.hub_models[action.name] = action.labels["edgeline.io/run"]
             elif isinstance(action, DeleteJobs):
                 if action.cluster in self.down:
                     continue
@@ -91,7 +116,7 @@ def tick(world, status, now, the_spec=None, run_now=None, alerts=(), generation=
     the_spec = the_spec or spec()
     decision = decide(Inputs(name="p", namespace="ns", generation=generation, spec=the_spec, status=status, now=now,
                              clusters=world.clusters(), jobs=world.observe(status), run_now=run_now,
-                             alerts=list(alerts)))
+                             alerts=list(alerts), models=world.observe_models(status)))
     world.execute(decision.actions)
     # Deletions that went through leave status.cleanup, as the controller does.
     done = {(c, r) for c, r, _ in world.deleted}
@@ -163,8 +188,7 @@ def test_a_failing_step_is_retried_with_doubling_backoff_then_fails_the_run_with
         step = status.runs[0].steps[0]
         if step.retry_at and (not retries or retries[-1][1] != step.retry_at):
             retries.append((now, step.retry_at))
-    gaps = [(dt.datetime.strptime(r, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc) - t).total_seconds()
-            for t, r in retries]
+    gaps = [(timestamps.parse(r) - t).total_seconds() for t, r in retries]
     assert gaps == [10, 20]
     run = status.runs[0]
     assert status.phase == "Failed" and run.reason == "Error"
@@ -429,46 +453,116 @@ def test_an_output_the_step_before_did_not_report_fails_the_step_that_needs_it()
     assert "steps.collect.outputs.dataset" in status.runs[0].message
 
 
+# --- the candidate MLModel: created, then seen on the next tick ----------------------------------
+
+def _all_steps_done(world, the_spec=None, **kw):
+    """Runs p-1 until every step succeeded and the candidate was asked for."""
+    status, _ = tick(world, DataPipelineStatus(), T0, the_spec, run_now="1")
+    return run_until(world, status, T0 + dt.timedelta(seconds=1),
+                     lambda s: all(x.phase == "Succeeded" for x in s.runs[0].steps), the_spec, **kw)
+
+
+def test_a_run_succeeds_only_once_its_candidate_is_seen_on_the_hub():
+    world = World(GOOD)
+    status, now = _all_steps_done(world)
+    run = status.runs[0]
+    assert status.phase == "Running" and run.phase == "Running" and run.produced_model == "detector-20261125-1"
+    assert run.message == "every step succeeded; creating candidate MLModel detector-20261125-1"
+    assert {c.type: c for c in status.conditions}["Running"].message == \
+        "running: p-1 (creating MLModel detector-20261125-1)"
+    status, d = tick(world, status, now + dt.timedelta(seconds=1))
+    assert status.phase == "Succeeded" and status.runs[0].message is None
+    assert [e for e in d.events if e[1] == "RunSucceeded"] == [
+        ("Normal", "RunSucceeded", "run p-1 succeeded in 7s; produced MLModel detector-20261125-1")]
+    assert [r for r, _ in d.finished] == ["Succeeded"] and not [a for a in d.actions if isinstance(a, CreateModel)]
+    assert len(world.models) == 1
+
+
+def test_a_create_that_landed_before_a_restart_is_found_not_repeated_as_a_new_model():
+    world = World(GOOD)
+    status, now = _all_steps_done(world)
+    before = world.models[0]
+    # The operator died after creating the MLModel, before status named it: the next one asks again
+    # under the same name (the hub answers 409, which is no error) and then sees it as ours.
+    older = status.model_copy(deep=True)
+    older.runs[0].produced_model = None
+    status, d = tick(world, older, now + dt.timedelta(seconds=1))
+    assert [a.name for a in d.actions if isinstance(a, CreateModel)] == [before.name]
+    status, _ = tick(world, status, now + dt.timedelta(seconds=2))
+    assert status.phase == "Succeeded" and status.runs[0].produced_model == before.name
+
+
+@pytest.mark.parametrize("seen, phase, reason, produced", [
+    (None, "Running", None, "detector-20261125-1"),                               # not seen yet: ask for it
+    (ModelObservation(exists=False), "Running", None, "detector-20261125-1"),     # gone: ask again
+    (ModelObservation(exists=True), "Succeeded", None, "detector-20261125-1"),
+    (ModelObservation(exists=True, ours=False), "Failed", "ModelConflict", None),
+    (ModelObservation(exists=False, refused=("ModelRejected", "the hub refused MLModel x: no")), "Failed",
+     "ModelRejected", None),
+])
+def test_what_the_hub_shows_of_the_candidate_decides_the_run(seen, phase, reason, produced):
+    world = World(GOOD)
+    status, now = _all_steps_done(world)
+    models = {} if seen is None else {"detector-20261125-1": seen}
+    d = decide(Inputs(name="p", namespace="ns", generation=1, spec=spec(), status=status, now=now,
+                      clusters=world.clusters(), models=models))
+    run = d.status.runs[0]
+    assert (run.phase, run.reason, run.produced_model) == (phase, reason, produced)
+    asked = [a.name for a in d.actions if isinstance(a, CreateModel)]
+    assert asked == (["detector-20261125-1"] if phase == "Running" else [])
+    assert [r for r, _ in d.finished] == ([] if phase == "Running" else [phase])
+
+
+def test_a_refused_candidate_fails_only_its_own_run():
+    # Two runs at once; the hub refuses the first one's candidate and takes the second's.
+    the_spec = spec(concurrencyPolicy="Allow")
+    world = World(GOOD, refuse_models={"detector-20261125-1": ("ModelRejected", "the hub refused MLModel "
+                                                                                 "detector-20261125-1: denied")})
+    status, _ = tick(world, DataPipelineStatus(), T0, the_spec, run_now="1")
+    status, _ = tick(world, status, T0 + dt.timedelta(seconds=1), the_spec, run_now="2")
+    ended, now, finished = [], T0 + dt.timedelta(seconds=2), []
+    while status.phase == "Running":
+        status, d = tick(world, status, now, the_spec)
+        ended += [e for e in d.events if e[1] in ("RunSucceeded", "RunFailed")]
+        finished += d.finished
+        now += dt.timedelta(seconds=1)
+    first, second = status.runs[1], status.runs[0]
+    assert (first.phase, first.reason, first.produced_model) == ("Failed", "ModelRejected", None)
+    assert first.message == "the hub refused MLModel detector-20261125-1: denied"
+    assert (second.phase, second.produced_model) == ("Succeeded", "detector-20261125-2")
+    assert sorted(e[1] + " " + e[2].split(":")[0] for e in ended) == [
+        "RunFailed run p-1 failed", "RunSucceeded run p-2 succeeded in 7s; produced MLModel detector-20261125-2"]
+    assert sorted(r for r, _ in finished) == ["Failed", "Succeeded"]
+
+
+def test_a_model_name_taken_by_something_else_fails_the_run_with_model_conflict():
+    world = World(GOOD, foreign_models={"detector-20261125-1"})
+    status, _ = run_until(world, DataPipelineStatus(), T0, lambda s: s.phase != "Running", run_now="1")
+    run = status.runs[0]
+    assert status.phase == "Failed" and run.reason == "ModelConflict" and run.produced_model is None
+    assert "was not made by this run" in run.message
+
+
+def test_a_job_the_cluster_refuses_fails_its_step_on_the_next_tick():
+    world = World(GOOD, refuse_jobs="jobs.batch is forbidden")
+    status, d = tick(world, DataPipelineStatus(), T0, run_now="1")
+    assert status.runs[0].steps[0].phase == "Running"       # asked for; the answer comes next tick
+    status, d = tick(world, status, T0 + dt.timedelta(seconds=1))
+    step, run = status.runs[0].steps[0], status.runs[0]
+    assert (step.phase, step.reason) == ("Failed", "JobRejected")
+    assert step.message == "cluster line-1 refused Job p-1-collect-1: jobs.batch is forbidden"
+    assert run.phase == "Failed" and run.reason == "JobRejected" and len(world.started) == 1
+
+
+def test_removing_produces_while_a_run_waits_for_its_candidate_lets_it_succeed_without_one():
+    world = World(GOOD, refuse_models={"detector-20261125-1": ("ModelRejected", "no")})
+    status, now = _all_steps_done(world)
+    world.refused.clear()
+    status, _ = tick(world, status, now + dt.timedelta(seconds=1), spec(produces=None), generation=2)
+    assert status.phase == "Succeeded" and status.runs[0].produced_model is None
+
+
 # --- the small pure pieces -------------------------------------------------------------------
-
-def _steps(deps: dict[str, list[str]]) -> list[Step]:
-    return [Step(name=n, image="x", depends_on=d) for n, d in deps.items()]
-
-
-@pytest.mark.parametrize("deps, cycle", [
-    ({"a": [], "b": ["a"], "c": ["a", "b"]}, None),
-    ({"a": ["c"], "b": ["a"], "c": ["b"]}, ["a", "c", "b", "a"]),
-    ({"x": [], "a": ["b"], "b": ["c"], "c": ["d"], "d": ["b"]}, ["b", "c", "d", "b"]),
-])
-def test_find_cycle(deps, cycle):
-    assert find_cycle(_steps(deps)) == cycle
-
-
-def test_topological_order_puts_dependencies_first_and_keeps_spec_order_otherwise():
-    assert topological_order(_steps({"train": ["prep"], "collect": [], "prep": ["collect"], "report": []})) == [
-        "collect", "prep", "train", "report"]
-
-
-@pytest.mark.parametrize("text, outputs, expected, missing", [
-    ("--in=$(steps.a.outputs.uri)", {"a": {"uri": "s3://x"}}, "--in=s3://x", []),
-    ("$(steps.a.outputs.k)/$(steps.b-2.outputs.k.2)", {"a": {"k": "1"}, "b-2": {"k.2": "2"}}, "1/2", []),
-    ("$(steps.a.outputs.nope)", {"a": {}}, "$(steps.a.outputs.nope)", ["steps.a.outputs.nope"]),
-    ("$(HOME) and $(steps.a)", {}, "$(HOME) and $(steps.a)", []),      # Kubernetes' own $(VAR) stays
-])
-def test_substitute(text, outputs, expected, missing):
-    assert substitute(text, outputs) == (expected, missing)
-
-
-@pytest.mark.parametrize("message, outputs, note", [
-    ('{"uri": "s3://x", "n": 3, "ok": true}', {"uri": "s3://x", "n": "3", "ok": "true"}, None),
-    ("", {}, None),
-    ("plain text", {}, "not JSON"),
-    ("[1, 2]", {}, "not a JSON object"),
-])
-def test_parse_outputs(message, outputs, note):
-    got, got_note = parse_outputs(message)
-    assert got == outputs and (note is None and got_note is None or note in got_note)
-
 
 def test_job_names_are_deterministic_and_fit_63_characters():
     assert job_name("retrain", 12, "collect", 1) == "retrain-12-collect-1"

@@ -1,8 +1,10 @@
 import datetime as dt
 
+import pytest
+
 from edgeline.api.edgedeployment import (EdgeDeploymentStatus, HistoryEntry, RevisionRef, RollbackPolicy,
                                          RolloutProgress)
-from edgeline.domain.rollback import Alert, decide_rollback, matches, target_of
+from edgeline.domain.rollback import Alert, alert_verdicts, decide_rollback, matches, target_of
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
 GOOD = RevisionRef(revision="good", version="1.0.0")
@@ -49,3 +51,42 @@ def test_what_does_not_trigger_a_rollback_says_why():
     assert decide_rollback(RollbackPolicy(), alone, _alert(), NOW).reason == "NoKnownGoodRevision"
     proposed = decide_rollback(RollbackPolicy(mode="Propose", scope="Deployment"), _status(), _alert(), NOW)
     assert proposed.action == "propose" and proposed.clusters is None and "rollback-to=good" in proposed.message
+
+
+
+# --- alerts of one tick against the recorded status (alert_verdicts) ----------------------------
+
+def _recorded():
+    return EdgeDeploymentStatus(rollout=RolloutProgress(revision="bad", target=BAD, reason="Update", wave=0),
+                                last_known_good=GOOD)
+
+
+def _received(name, received_at, **labels):
+    return Alert(name, {"alertname": name, **labels}, f"fp-{name}", "", received_at)
+
+
+RECEIVED = dt.datetime(2026, 11, 25, 10, 0, 1, 500000, tzinfo=dt.timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize("mode, automatic, proposals, events", [
+    ("Automatic", [("Errors", "good", ("line-1",), "2026-11-25T10:00:01.500Z")], [], []),
+    ("Propose", [], [("Errors", "bad", "good", ["line-1"], "Proposed", "2026-11-25T10:00:01.500Z")],
+     [("Warning", "RollbackProposed")]),
+    ("Disabled", [], [], [("Normal", "AlertIgnored")]),
+])
+def test_alert_verdicts_by_mode(mode, automatic, proposals, events):
+    status = _recorded()
+    before = status.dump()
+    verdicts = alert_verdicts(RollbackPolicy(mode=mode), status, [_received("Errors", RECEIVED, cluster="line-1")],
+                              NOW)
+    assert [(r.alert, r.target.revision, r.clusters, r.received_at) for r in verdicts.automatic] == automatic
+    assert [(p.alert, p.from_revision, p.to_revision, p.clusters, p.mode, p.received_at)
+            for p in verdicts.proposals] == proposals
+    assert [(kind, reason) for kind, reason, _ in verdicts.events] == events
+    assert status.dump() == before           # the recorded status is an input, never written to
+
+
+def test_alert_verdicts_list_proposals_newest_first():
+    alerts = [_received("First", RECEIVED - 3), _received("Second", RECEIVED - 1)]
+    verdicts = alert_verdicts(RollbackPolicy(mode="Propose"), _recorded(), alerts, NOW)
+    assert [p.alert for p in verdicts.proposals] == ["Second", "First"]

@@ -215,7 +215,10 @@ def test_an_alert_during_the_rollout_reverts_at_once_and_stops_it():
     assert set(fleet.running.values()) == {REV1.revision}
     status = decision.status
     assert status.bad_revisions == [REV2.revision] and status.rollbacks[0].mode == "Automatic"
-    assert status.rollbacks[0].alert == "ErrorRateHigh" and status.phase == "RolledBack"
+    assert status.rollbacks[0].alert == "ErrorRateHigh" and status.phase == "Progressing"   # sent, not yet seen
+    status, _ = tick(fleet, EdgeDeploymentStatus.model_validate(status.dump()), t + dt.timedelta(seconds=2),
+                     desired=REV2, waves=waves)
+    assert status.phase == "RolledBack" and status.rollbacks[0].applied_at
 
 
 def test_cluster_scope_pins_only_the_cluster_the_alert_names():
@@ -235,3 +238,81 @@ def test_cluster_scope_pins_only_the_cluster_the_alert_names():
     assert fleet.running == {"a": REV1.revision, "b": REV1.revision, "c": REV1.revision}
     assert status.phase == "RolledBack" and status.ready == "1/3"
     assert {c.name: c.phase for c in status.clusters} == {"a": "Ready", "b": "Pending", "c": "Pending"}
+
+
+# --- what the controller's actions came to, observed on the next tick ---------------------------
+
+def test_an_apply_that_failed_shows_on_the_cluster_next_tick_and_is_tried_again():
+    from edgeline.domain.rollout import ActOutcome
+    fleet, status = Fleet("a"), EdgeDeploymentStatus()
+    waves = [WavePlan("all", ("a",), 0)]
+    decision = decide(Inputs(spec=SPEC, status=status, desired=REV1, waves=waves, excluded=[],
+                             observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                             rollback_to=None, now=T0))
+    assert decision.actions == [Apply("a", REV1)]          # ...and the apply does not get through
+    failed = {"a": ActOutcome("a", REV1.revision, T0.timestamp(), "could not apply: API error 500: etcd")}
+    decision = decide(Inputs(spec=SPEC, status=decision.status, desired=REV1, waves=waves, excluded=[],
+                             observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                             rollback_to=None, now=T0 + dt.timedelta(seconds=1), outcomes=failed))
+    state = decision.status.clusters[0]
+    assert state.phase == "Unreachable" and state.message == "could not apply: API error 500: etcd"
+    assert decision.actions == [Apply("a", REV1)]
+
+
+def test_an_automatic_rollback_is_settled_when_the_clusters_run_it_with_the_latency_of_the_apply():
+    from edgeline.domain.rollback import Alert
+    from edgeline.domain.rollout import ActOutcome
+    fleet = Fleet("abc")
+    status, t, waves = _deployed_then_v2_in_pilot(fleet)
+    received = (t + dt.timedelta(seconds=1)).timestamp() + 0.25
+    alert = Alert("ErrorRateHigh", {"alertname": "ErrorRateHigh"}, "fp", "", received)
+    spec = SPEC.model_copy(update={"rollback": SPEC.rollback.model_copy(update={"scope": "Deployment"})})
+    decision = decide(Inputs(spec=spec, status=status, desired=REV2, waves=waves, excluded=[],
+                             observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                             rollback_to=None, now=t + dt.timedelta(seconds=2), alerts=[alert]))
+    assert decision.status.rollbacks[0].applied_at is None and not status.rollbacks   # input untouched
+    fleet.execute(decision.actions)
+    outcomes = {a.cluster: ActOutcome(a.cluster, a.revision.revision, received + 0.75) for a in decision.actions}
+    status = EdgeDeploymentStatus.model_validate(decision.status.dump())
+    decision = decide(Inputs(spec=spec, status=status, desired=REV2, waves=waves, excluded=[],
+                             observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                             rollback_to=None, now=t + dt.timedelta(seconds=3), outcomes=outcomes))
+    record = decision.status.rollbacks[0]
+    assert record.mode == "Automatic" and record.latency_ms == 750 and record.applied_at
+    assert decision.rollbacks_applied == [record] and decision.status.phase == "RolledBack"
+    status = EdgeDeploymentStatus.model_validate(decision.status.dump())
+    again = decide(Inputs(spec=spec, status=status, desired=REV2, waves=waves, excluded=[],
+                          observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                          rollback_to=None, now=t + dt.timedelta(seconds=4)))
+    assert again.rollbacks_applied == [] and again.status.rollbacks[0].latency_ms == 750   # settled once
+
+
+def test_an_alert_in_propose_mode_is_recorded_and_nothing_moves():
+    from edgeline.domain.rollback import Alert
+    fleet = Fleet("abc")
+    status, t, waves = _deployed_then_v2_in_pilot(fleet)
+    spec = SPEC.model_copy(update={"rollback": SPEC.rollback.model_copy(update={"mode": "Propose"})})
+    alert = Alert("ErrorRateHigh", {"alertname": "ErrorRateHigh"}, "fp", "", t.timestamp())
+    decision = decide(Inputs(spec=spec, status=status, desired=REV2, waves=waves, excluded=[],
+                             observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                             rollback_to=None, now=t + dt.timedelta(seconds=1), alerts=[alert]))
+    assert decision.status.rollbacks[0].mode == "Proposed" and decision.actions == []
+    assert "RollbackProposed" in [e[1] for e in decision.events] and status.rollbacks == []
+
+
+def test_forged_approval_records_are_reported():
+    fleet, status = Fleet("a"), EdgeDeploymentStatus()
+    decision = decide(Inputs(spec=SPEC, status=status, desired=REV1, waves=[WavePlan("all", ("a",), 0)],
+                             excluded=[], observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                             rollback_to=None, now=T0, forged_approvals=2))
+    assert ("Warning", "ApprovalRecordRejected") in [(t, r) for t, r, _ in decision.events]
+
+
+def test_status_phase_and_conditions_agree_on_every_tick():
+    from edgeline.domain.deployment_conditions import phase_of
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+    fleet.broken.add("a")
+    for second in (0, 30, 61):
+        status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=second))
+        assert status.phase == phase_of([c.dump() for c in status.conditions])
+    assert status.phase == "Degraded"

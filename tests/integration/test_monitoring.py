@@ -3,7 +3,8 @@ runtime's metrics with Edgeline's rules; when a model version starts failing, th
 reaches Edgeline's webhook, authenticated, with the labels a rollback needs.
 
 Prometheus, promtool and Alertmanager are Debian's, unpacked by dev/install-monitoring.sh.
-No cluster is needed: the test serves the runtime's metrics and the webhook itself.
+No cluster is needed: the test serves the runtime's metrics (the runtime's own RuntimeMetrics, so
+names and labels cannot drift from what the runtime exports) and the webhook itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import start_http_server
 
 from edgeline.devenv.environment import free_port
 from edgeline.devenv.monitoring import (
@@ -30,7 +31,8 @@ from edgeline.devenv.monitoring import (
     find_binaries,
     promtool,
 )
-from tests.e2e.conftest import wait_for
+from edgeline.runtime.metrics import RuntimeMetrics
+from tests.helpers.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "manifests" / "monitoring" / "prometheus-rules.yaml"
@@ -50,24 +52,17 @@ def binaries() -> MonitoringBinaries:
 
 # --- what the test serves -----------------------------------------------------------------
 
-class FakeRuntime:
-    """The edge runtime's metrics, with traffic the test steers: 20 requests a second of
-    which `error_fraction` fail."""
+class SteeredRuntime:
+    """The edge runtime's metrics as the runtime defines them (edgeline.runtime.metrics), with
+    traffic the test steers: 20 requests a second of which `error_fraction` fail with 500."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        labels = list(DEPLOYMENT)
-        self.requests = Counter("edgeline_runtime_requests", "Requests.", [*labels, "code"], registry=self.registry)
-        self.errors = Counter("edgeline_runtime_request_errors", "Failed requests.", labels, registry=self.registry)
-        self.latency = Histogram("edgeline_runtime_inference_seconds", "Inference time.", labels,
-                                 registry=self.registry)
-        # Children exist from the start, so the first error is a change Prometheus can see.
-        self.errors.labels(**DEPLOYMENT)
+        self.metrics = RuntimeMetrics(DEPLOYMENT)
         self.error_fraction = 0.0
         self._owed_errors = 0.0
         self._stop = threading.Event()
         self.port = free_port()
-        self._server, _ = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
+        self._server, _ = start_http_server(self.port, addr="127.0.0.1", registry=self.metrics.registry)
         self._traffic = threading.Thread(target=self._serve_traffic, daemon=True)
         self._traffic.start()
 
@@ -81,9 +76,10 @@ class FakeRuntime:
             failed = self._owed_errors >= 1
             if failed:
                 self._owed_errors -= 1
-                self.errors.labels(**DEPLOYMENT).inc()
-            self.requests.labels(**DEPLOYMENT, code="500" if failed else "200").inc()
-            self.latency.labels(**DEPLOYMENT).observe(0.02)
+                self.metrics.request(500)
+            else:
+                self.metrics.request(200)
+                self.metrics.inference(0.02)
 
     def close(self) -> None:
         self._stop.set()
@@ -137,8 +133,8 @@ class WebhookReceiver:
 
 
 @pytest.fixture
-def runtime() -> Iterator[FakeRuntime]:
-    rt = FakeRuntime()
+def runtime() -> Iterator[SteeredRuntime]:
+    rt = SteeredRuntime()
     yield rt
     rt.close()
 

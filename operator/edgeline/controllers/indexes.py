@@ -1,0 +1,65 @@
+"""What the hub knows about EdgeClusters and MLModels, kept current by kopf's watches: a
+cache the EdgeDeployment and DataPipeline loops read, never the state. Typed entries, and the
+one way from an entry to a client for that cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import kopf
+from lightkube import AsyncClient
+
+from edgeline import GROUP, VERSION
+from edgeline.clusters.connections import MemberClusters, SecretRef
+from edgeline.controllers.loop import first
+from edgeline.domain.model_choice import ModelSummary
+from edgeline.domain.placement import ClusterFacts
+from edgeline.settings import get_settings
+
+
+class KubeconfigRef(NamedTuple):
+    name: str | None        # Secret in the operator's namespace
+    key: str
+
+
+@dataclass(frozen=True)
+class ClusterEntry:
+    facts: ClusterFacts
+    secret: KubeconfigRef
+    namespace: str          # where Edgeline's objects go on that cluster
+    stale_after: int        # seconds without a sighting before its state counts as stale
+
+
+@kopf.index(GROUP, VERSION, "edgeclusters")
+def cluster_index(name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_) -> dict[str, ClusterEntry]:
+    allocatable = status.get("allocatable") or {}
+    secret = (spec.get("connection") or {}).get("kubeconfigSecretRef") or {}
+    return {name: ClusterEntry(
+        facts=ClusterFacts(
+            name=name, labels=dict(meta.get("labels") or {}), tier=spec.get("tier", "edge"),
+            architectures=tuple(status.get("architectures") or ()), gpus=int(allocatable.get("gpu") or 0),
+            memory=allocatable.get("memory"), reachable=bool(status.get("reachable")),
+            stale=bool(status.get("stale")), probed=bool(status.get("kubernetesVersion"))),
+        secret=KubeconfigRef(secret.get("name"), secret.get("key", "kubeconfig")),
+        namespace=spec.get("targetNamespace", "edgeline-workloads"),
+        stale_after=int(spec.get("staleAfterSeconds", 300)))}
+
+
+@kopf.index(GROUP, VERSION, "mlmodels")
+def model_index(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_):
+    artifact = status.get("artifact") or {}
+    return {namespace: ModelSummary(
+        name=name, model=spec.get("model", ""), version=spec.get("version", ""), phase=status.get("phase"),
+        digest=artifact.get("digest"), uri=(spec.get("artifact") or {}).get("uri", ""),
+        created=meta.get("creationTimestamp", ""),
+        external_data=tuple((f["path"], f["sha256"]) for f in (spec.get("artifact") or {}).get("externalData") or []))}
+
+
+def known_clusters(index: kopf.Index) -> dict[str, ClusterEntry]:
+    return {key: entry for key in index if (entry := first(index, key)) is not None}
+
+
+async def client_for(members: MemberClusters, cluster: str, entry: ClusterEntry) -> AsyncClient:
+    ref = SecretRef(get_settings().namespace, entry.secret.name, entry.secret.key)
+    return await members.client_for(cluster, ref, entry.namespace)
