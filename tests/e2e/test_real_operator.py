@@ -16,12 +16,17 @@ import pytest
 
 from tests.e2e.conftest import ROOT, wait_for
 from tests.e2e.test_approvals import people  # noqa: F401  (a fixture: groups bound to Edgeline's roles)
-from tests.e2e.test_helm import CHART, helm  # noqa: F401  (a fixture)
+from tests.helpers.chart import CHART, helm_runner
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
 
 RELEASE = "edgeline-real"
 REAL_NODE_LABEL = "edgeline.io/real-node"
+
+
+@pytest.fixture(scope="module")
+def helm():
+    return helm_runner()
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,7 @@ def session_operator_paused(operator):
 
 
 @pytest.fixture(scope="module")
-def release(helm, hub, dev_env, operator_image, session_operator_paused, people):  # noqa: F811
+def release(helm, hub, dev_env, operator_image, session_operator_paused, people):
     roles_before = hub.kubectl("get", "clusterrole", "edgeline-viewer", check=False).returncode == 0
     # The session's operator registered the webhook at its own host address: the Pod registers its Service.
     hub.kubectl("delete", "mutatingwebhookconfiguration", "edgeline-approvals", "--ignore-not-found")

@@ -12,8 +12,9 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import register_edge_cluster, runtime_configmaps, wait_for
-from tests.e2e.test_rollout import SAMPLE_DIGESTS, _models, model_url  # noqa: F401  (a fixture)
+from tests.e2e.conftest import apply_sample_models, register_edge_cluster, runtime_configmaps, wait_for
+from tests.e2e.test_rollout import model_url  # noqa: F401  (a fixture)
+from tests.helpers.manifests import SAMPLE_DIGESTS
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def _names_used_by_replicasets(edge, ns) -> set[str]:
 
 def test_an_old_pod_that_comes_back_mid_rollout_keeps_its_revisions_model(hub, edge_a, namespace, line, model_url):
     ns = f"ns-{line}"
-    _models(hub, namespace, model_url)
+    apply_sample_models(hub, namespace, model_url)
     hub.apply(_deployment(namespace, line, "1.0.0"))
     old = _healthy_on(hub, namespace, "1.0.0")["currentRevision"]["revision"]
     old_pods = _pods(edge_a, ns, old)
@@ -123,7 +124,7 @@ def test_an_old_pod_that_comes_back_mid_rollout_keeps_its_revisions_model(hub, e
 
 def test_deleting_the_deployment_removes_every_revisions_configmap(hub, edge_a, namespace, line, model_url):
     ns = f"ns-{line}"
-    _models(hub, namespace, model_url)
+    apply_sample_models(hub, namespace, model_url)
     hub.apply(_deployment(namespace, line, "1.0.0"))
     _healthy_on(hub, namespace, "1.0.0")
     hub.apply(_deployment(namespace, line, "2.0.0"))
