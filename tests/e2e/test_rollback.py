@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from edgeline.devenv.monitoring import Monitoring, ScrapeTarget, Webhook
-from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, wait_for
+from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, runtime_config, wait_for
 from tests.helpers.runtime_process import RuntimeProcess
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
@@ -75,8 +75,7 @@ def _wait(hub, namespace, check, what, timeout=90):
 
 
 def _config(member, cluster) -> dict:
-    items = member.get("configmaps", "-n", f"ns-{cluster}", "-l", "edgeline.io/deployment=detector")["items"]
-    return items[0]["data"] if items else {}
+    return runtime_config(member, f"ns-{cluster}")
 
 
 class Line:
