@@ -178,11 +178,7 @@ async def remove_unused_configs(client: AsyncClient, namespace: str, deployment:
         if not ours or cname in used:
             continue
         MEMBER_REQUESTS.labels(purpose="cleanup").inc()
-        try:
-            await client.delete(ConfigMap, cname, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
+        await _delete_if_present(client, ConfigMap, cname, namespace)
         deleted.append(cname)
     if deleted:
         log.info("deleted runtime ConfigMaps no ReplicaSet of %s/%s uses: %s", namespace, name, ", ".join(deleted))
@@ -225,6 +221,14 @@ def _state_of(deployment: Deployment) -> WorkloadState:
                          ready_replicas=ready_n, ready=ready, message=message)
 
 
+async def _delete_if_present(client: AsyncClient, kind, name: str, namespace: str) -> None:
+    try:
+        await client.delete(kind, name, namespace=namespace)
+    except ApiError as exc:
+        if exc.status.code != 404:  # already gone is what we wanted
+            raise
+
+
 async def remove(client: AsyncClient, namespace: str, name: str) -> None:
     """The Deployment and Service by name, then every runtime ConfigMap of theirs, found by
     the instance and managed-by labels Edgeline puts on them (the per-revision ones and the
@@ -232,20 +236,12 @@ async def remove(client: AsyncClient, namespace: str, name: str) -> None:
     MEMBER_REQUESTS.labels(purpose="remove").inc(3)
     try:
         for kind in (Deployment, Service):
-            try:
-                await client.delete(kind, name, namespace=namespace)
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
+            await _delete_if_present(client, kind, name, namespace)
         configs = [c.metadata.name async for c in client.list(ConfigMap, namespace=namespace, labels={
             "app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": MANAGED_BY})]
         for config in configs:
             MEMBER_REQUESTS.labels(purpose="remove").inc()
-            try:
-                await client.delete(ConfigMap, config, namespace=namespace)
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
+            await _delete_if_present(client, ConfigMap, config, namespace)
         _cleaned.discard((id(client), namespace, name))
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
