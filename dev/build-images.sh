@@ -21,6 +21,9 @@
 #   dev/build-images.sh --arch arm64        the edge runtime for arm64 (needs qemu-user binfmt)
 set -euo pipefail
 shopt -s inherit_errexit
+# One compound command, read whole before it runs: a checkout that changes this file mid-build
+# (a merge, a pull) does not change the build under way.
+{
 
 push=""
 arch=$(dpkg --print-architecture)
@@ -215,3 +218,5 @@ if [ -n "$push" ]; then
   fi
   copy "$runtime_archive" "$push/edgeline/edge-runtime:${runtime_ref##*:}"
 fi
+exit 0
+}

@@ -4,8 +4,13 @@
     python dev/demo.py --down   stop what an earlier demo left running
 
 The samples' EdgeClusters name kubeconfig Secrets; the demo fills each with the
-kubeconfig of the local cluster that plays that site (DEMO_SITES below), and serves the
-sample models on http://127.0.0.1:8765/models/ as the samples expect.
+kubeconfig of the local cluster that plays that site (local_cluster_for below), and serves
+the sample models on port 8765 of a host address that Pods on the real nodes reach (the
+samples' MLModels say 127.0.0.1:8765; the demo applies them with that address instead).
+
+Besides the samples, whose runtimes run on kwok nodes, the demo rolls the defect detector out
+as a real container on edge-a's real node (EdgeDeployment factory/defect-detector-live, with
+the runtime image from the local registry) and ends with an inference that runtime answers.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,11 +65,26 @@ def kubectl(*args: str, input: str | None = None, check: bool = True,
     return proc
 
 
-def sample_documents() -> list[dict]:
+def sample_documents(model_host: str = "127.0.0.1") -> list[dict]:
     docs = []
     for path in sorted(SAMPLES.glob("*.yaml")):
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+        text = path.read_text().replace(f"http://127.0.0.1:{ARTIFACT_PORT}/", f"http://{model_host}:{ARTIFACT_PORT}/")
+        docs += [d for d in yaml.safe_load_all(text) if d]
     return docs
+
+
+def apply_samples(model_host: str) -> None:
+    """manifests/samples with the model URIs at an address Pods reach. An MLModel's spec cannot
+    change: one left by an earlier demo with another address is created afresh."""
+    docs = sample_documents(model_host)
+    for doc in docs:
+        if doc["kind"] != "MLModel":
+            continue
+        found = kubectl("get", "mlmodel", doc["metadata"]["name"], "-n", doc["metadata"]["namespace"], "-o", "json",
+                        check=False)
+        if found.returncode == 0 and json.loads(found.stdout)["spec"]["artifact"]["uri"] != doc["spec"]["artifact"]["uri"]:
+            kubectl("delete", "mlmodel", doc["metadata"]["name"], "-n", doc["metadata"]["namespace"])
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
 
 
 def create_kubeconfig_secrets(env: DevEnvironment) -> None:
@@ -86,10 +108,10 @@ def create_kubeconfig_secrets(env: DevEnvironment) -> None:
         kubectl("apply", "-f", "-", input=yaml.safe_dump_all(secrets))
 
 
-def serve_models() -> http.server.ThreadingHTTPServer:
+def serve_models(host: str) -> http.server.ThreadingHTTPServer:
     handler = functools.partial(_QuietHandler, directory=str(SAMPLES))
     try:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", ARTIFACT_PORT), handler)
+        server = http.server.ThreadingHTTPServer((host, ARTIFACT_PORT), handler)
     except OSError as exc:
         raise SystemExit(f"port {ARTIFACT_PORT} (sample model server) is busy: {exc}. Is another demo running?")
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -129,9 +151,9 @@ def grant_roles() -> None:
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all(bindings))
 
 
-def approve_as_two_people(env: DevEnvironment) -> bool:
-    """Once the sample deployment waits for approval, approve it as approver-a and approver-b."""
-    found = kubectl("get", "edgedeployment", "defect-detector", "-n", "factory", "-o", "json", check=False)
+def approve_as_two_people(env: DevEnvironment, name: str = "defect-detector") -> bool:
+    """Once the deployment waits for approval, approve it as approver-a and approver-b."""
+    found = kubectl("get", "edgedeployment", name, "-n", "factory", "-o", "json", check=False)
     if found.returncode:
         return False
     pending = ((json.loads(found.stdout).get("status") or {}).get("pendingApproval") or {}).get("revision") or {}
@@ -139,12 +161,57 @@ def approve_as_two_people(env: DevEnvironment) -> bool:
         return False
     for user in ("approver-a", "approver-b"):
         config = user_kubeconfig(env, "hub", user)
-        result = subprocess.run([sys.executable, "-m", "edgeline", "approve", "defect-detector", "-n", "factory",
+        result = subprocess.run([sys.executable, "-m", "edgeline", "approve", name, "-n", "factory",
                                  "--kubeconfig", str(config)], capture_output=True, text=True, cwd=ROOT)
         if result.returncode != 0:
             print(f"approval by {user} refused: {result.stderr.strip()}", file=sys.stderr)
             return False
     return True
+
+
+LIVE = "defect-detector-live"
+REAL_NODE_LABEL = "edgeline.io/real-node"
+
+
+def live_deployment(env: DevEnvironment) -> dict:
+    """The sample defect detector on hamburg-line-1, as a real container on edge-a's real node."""
+    sample = next(d for d in sample_documents() if d["kind"] == "EdgeDeployment" and
+                  d["metadata"]["name"] == "defect-detector")
+    spec = json.loads(json.dumps(sample["spec"]))
+    spec["placement"] = {"clusterSelector": {"matchLabels": {"edgeline.io/site": "plant-hamburg",
+                                                             "edgeline.io/line": "line-1"}}}
+    spec["rollout"] = {"waveTimeoutSeconds": 300}
+    spec["runtime"].update({
+        "image": env.images["runtime"], "nodeSelector": {REAL_NODE_LABEL: "true"},
+        "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}]})
+    return {"apiVersion": sample["apiVersion"], "kind": "EdgeDeployment",
+            "metadata": {"name": LIVE, "namespace": "factory"}, "spec": spec}
+
+
+def live_inference() -> str | None:
+    """An inference answered by the live runtime Pod at its Pod IP, or None while it is not ready."""
+    pods = kubectl("get", "pods", "-n", "edgeline-line-1", "-l", f"edgeline.io/deployment={LIVE}", "-o", "json",
+                   check=False, cluster="edge-a")
+    if pods.returncode:
+        return None
+    ready = [p for p in json.loads(pods.stdout)["items"] if any(
+        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+    if not ready:
+        return None
+    pod = ready[0]
+    frame = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    body = json.dumps({"inputs": [{"name": "image", "shape": [1, 3, 64, 64], "datatype": "FP32",
+                                   "data": frame.reshape(-1).tolist()}]}).encode()
+    url = f"http://{pod['status']['podIP']}:8080/v2/models/defect-detector/infer"
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        return f"POST {url}: {exc}"
+    out = answer["outputs"][0]
+    return (f"POST {url}\n  -> {answer['model_name']} {answer['model_version']} on {pod['spec']['nodeName']} "
+            f"answered {out['name']} = {[round(x, 4) for x in out['data']]}")
 
 
 def stop_operator() -> None:
@@ -178,8 +245,9 @@ def up() -> int:
     kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
     print("3/5 connecting the sample EdgeClusters to the local clusters ...")
     create_kubeconfig_secrets(env)
-    print(f"4/5 serving sample models on http://127.0.0.1:{ARTIFACT_PORT}/models/ and starting the operator ...")
-    server = serve_models()
+    host = env.pod_visible_host
+    print(f"4/5 serving sample models on http://{host}:{ARTIFACT_PORT}/models/ and starting the operator ...")
+    server = serve_models(host)
     stop_operator()
     operator = start_operator()
     # The approval webhook must see the samples being created: it records who made each change.
@@ -193,19 +261,31 @@ def up() -> int:
     # and re-applying an unchanged spec records nothing: start them afresh.
     kubectl("delete", "edgedeployments", "--all", "-n", "factory", "--ignore-not-found", "--timeout=60s",
             check=False)
-    kubectl("apply", "-f", str(SAMPLES))
-    approved = False
+    kubectl("delete", "edgedeployment", LIVE, "-n", "factory", "--ignore-not-found", "--timeout=60s", check=False)
+    apply_samples(host)
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(live_deployment(env)))
+    approved = live_approved = False
+    answer = None
     try:
         while operator.poll() is None:
             time.sleep(5)
             if not approved:
                 approved = approve_as_two_people(env)
+            if not live_approved:
+                live_approved = approve_as_two_people(env, LIVE)
+            elif answer is None or answer.startswith("POST") and "->" not in answer:
+                answer = live_inference()
             print("\033[2J\033[H", end="")
             print(kubectl("get", "edgeline", "-A", check=False).stdout)
             print("edge-b (Brno, arm64), the runtime of EdgeDeployment factory/defect-detector:")
             print(kubectl("-n", "edgeline-assembly", "get", "pods", "-o", "wide", check=False, cluster="edge-b").stdout)
+            print(f"edge-a's real node, the runtime container of EdgeDeployment factory/{LIVE}:")
+            print(kubectl("-n", "edgeline-line-1", "get", "pods", "-o", "wide", "-l",
+                          f"edgeline.io/deployment={LIVE}", check=False, cluster="edge-a").stdout)
             if approved:
                 print("factory/defect-detector was approved by approver-a and approver-b (four eyes).")
+            if answer:
+                print(f"a real inference, answered by the runtime container:\n{answer}")
             print(f"operator log: {STATE / 'operator.log'}   kubeconfig: {STATE / 'hub.kubeconfig'}")
             print("Ctrl-C stops the demo (the clusters too); `make demo-down` from another shell does the same.")
         print(f"the operator exited ({operator.returncode}); see {STATE / 'operator.log'}", file=sys.stderr)

@@ -42,6 +42,14 @@ from tests.helpers.artifact_server import ArtifactServer  # noqa: E402
 TOKEN = "bench-token"
 
 
+def current_config(env, member: str, namespace: str) -> dict:
+    """The data of the runtime ConfigMap the (single) runtime Deployment in `namespace` uses:
+    each revision has its own ConfigMap, and older ones stay while a ReplicaSet names them."""
+    deployment = json.loads(kubectl(env, member, "get", "deployments", "-n", namespace, "-o", "json"))["items"][0]
+    name = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+    return json.loads(kubectl(env, member, "get", "configmap", name, "-n", namespace, "-o", "json"))["data"]
+
+
 def percentile(values, q):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -100,8 +108,7 @@ def one_size(env, n, runs, alerts_port):
         assert len(record["clusters"]) == n
     sample = names[0]
     member = "edge-a" if names.index(sample) % 2 else "edge-b"
-    digest = json.loads(kubectl(env, member, "get", "configmaps", "-n", sample, "-o", "json"))["items"][0]["data"][
-        "EDGELINE_MODEL_SHA256"]
+    digest = current_config(env, member, sample)["EDGELINE_MODEL_SHA256"]
     kubectl(env, "hub", "delete", "edgedeployment", name, "-n", NS, "--timeout=300s")
     kubectl(env, "hub", "delete", "edgeclusters", "-l", f"rollback-bench={n}", "--wait=false")
     return {"clusters": n, "runs": runs,
@@ -128,7 +135,7 @@ def metric_to_revert(env, alerts_port, model_root: Path, server_url: str) -> dic
     apply(env, [spec])
     wait(lambda: (s := status(env, name)).get("phase") == "Healthy" and s["currentRevision"]["version"] == "9.0.0",
          120, "broken rollout")
-    config = json.loads(kubectl(env, "edge-a", "get", "configmaps", "-n", "rb-e2e", "-o", "json"))["items"][0]["data"]
+    config = current_config(env, "edge-a", "rb-e2e")
     work = Path(tempfile.mkdtemp(prefix="edgeline-rollback-bench-"))
     runtime_env = {**{k: v for k, v in os.environ.items() if not k.startswith("EDGELINE_")}, **config,
                    "EDGELINE_MODEL_DIR": str(work / "models"), "EDGELINE_PORT": str(free_port()),

@@ -254,3 +254,20 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.failed and "operator" in getattr(item, "funcargs", {}):
         report.sections.append(("operator log (last lines)", item.funcargs["operator"].log_tail()))
+
+
+def runtime_configmaps(member: Cluster, namespace: str, deployment: str = "detector") -> list[dict]:
+    """The runtime ConfigMaps of one EdgeDeployment on a member cluster, the one its Deployment's
+    Pod template names first. Each revision has its own (immutable) ConfigMap; older ones stay
+    while a ReplicaSet of the Deployment still refers to them."""
+    found = member.get("deployments,configmaps", "-n", namespace, "-l", f"edgeline.io/deployment={deployment}")
+    configs = [o for o in found["items"] if o["kind"] == "ConfigMap"]
+    used = {ref["configMapRef"]["name"] for o in found["items"] if o["kind"] == "Deployment"
+            for c in o["spec"]["template"]["spec"]["containers"] for ref in c.get("envFrom", [])}
+    return sorted(configs, key=lambda c: c["metadata"]["name"] not in used)
+
+
+def runtime_config(member: Cluster, namespace: str, deployment: str = "detector") -> dict:
+    """The data of the ConfigMap the runtime Deployment uses now ({} when there is none)."""
+    configs = runtime_configmaps(member, namespace, deployment)
+    return configs[0]["data"] if configs else {}

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import ROOT, apply_sample_models, register_edge_cluster, wait_for
+from tests.e2e.conftest import ROOT, apply_sample_models, register_edge_cluster, runtime_configmaps, wait_for
 from tests.helpers.artifact_server import serve
 from tests.helpers.manifests import SAMPLE_DIGESTS as DIGESTS
 from tests.helpers.manifests import SAMPLE_MODELS as MODELS
@@ -94,7 +94,7 @@ def _approve(hub, namespace, user, revision):
 
 
 def _on_edge(edge, line) -> list[dict]:
-    return edge.get("configmaps", "-n", f"ns-{line}", "-l", "edgeline.io/deployment=detector")["items"]
+    return runtime_configmaps(edge, f"ns-{line}")
 
 
 def test_the_approval_matrix(hub, edge_a, namespace, line):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -57,6 +58,9 @@ def test_a_deployment_on_an_edge_gets_running_pods_on_kwok_nodes(edge_b):
     pods = wait_for(running_pods, timeout=60, what="2 Running pods of the Deployment on edge-b")
     node_names = {n["metadata"]["name"] for n in edge_b.get("nodes")["items"]}
     assert {p["spec"]["nodeName"] for p in pods} <= node_names
+    # kwok's own default hands out 10.0.0.0/24, a range this workplace flags: ours is in 198.18.0.0/15.
+    for pod in pods:
+        assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network("198.18.0.0/15"), pod["status"]
     edge_b.kubectl("-n", ns, "rollout", "status", "deployment/inference", "--timeout=60s")
     edge_b.kubectl("delete", "namespace", ns, "--wait=false")
 

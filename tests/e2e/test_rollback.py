@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from edgeline.devenv.monitoring import Monitoring, ScrapeTarget, Webhook
-from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, wait_for
+from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, runtime_config, wait_for
 from tests.helpers.runtime_process import RuntimeProcess
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
@@ -75,8 +75,7 @@ def _wait(hub, namespace, check, what, timeout=90):
 
 
 def _config(member, cluster) -> dict:
-    items = member.get("configmaps", "-n", f"ns-{cluster}", "-l", "edgeline.io/deployment=detector")["items"]
-    return items[0]["data"] if items else {}
+    return runtime_config(member, f"ns-{cluster}")
 
 
 class Line:
@@ -183,11 +182,13 @@ def _post(operator, payload, token=ALERTS_TOKEN):
         return exc.code
 
 
-def _alert(namespace, cluster=None, version="2.0.0"):
+def _alert(namespace, cluster=None, version="2.0.0", revision=None):
     labels = {"alertname": "EdgelineRuntimeErrorRateHigh", "severity": "critical", "namespace": namespace,
               "edgeline_deployment": "detector", "model_version": version}
     if cluster:
         labels["cluster"] = cluster
+    if revision:
+        labels["revision"] = revision
     return {"version": "4", "status": "firing", "receiver": "edgeline", "groupLabels": {}, "commonLabels": labels,
             "alerts": [{"status": "firing", "labels": labels, "annotations": {},
                         "startsAt": "2026-11-25T10:00:00Z", "fingerprint": uuid.uuid4().hex[:16]}]}
@@ -223,6 +224,44 @@ def test_alerts_that_do_not_apply_are_ignored_with_a_reason(hub, setup, namespac
                       timeout=30, what="an AlertIgnored Event")
     assert "passed its guard period" in events[0]["message"]
     assert _status(hub, namespace)["phase"] == "Healthy"
+
+
+def test_an_alert_naming_a_foreign_cluster_or_an_undeployed_revision_rolls_nothing_back(hub, setup, namespace,
+                                                                                       operator):
+    """Issue 15, item 4: an alert routed to this deployment by namespace and name, but naming a
+    cluster it does not run on, or a revision Edgeline never deployed there, is refused with a
+    reason; the same alert naming what really runs there does roll back (so the refusal is the
+    scope check, not the guard period or the matchers)."""
+    tag, members = setup
+    hub.apply(_deployment(namespace, tag, "1.0.0"))
+    good = _wait(hub, namespace, lambda s: s.get("phase") == "Healthy", "1.0.0 rolled out")["currentRevision"]
+    hub.apply(_deployment(namespace, tag, "2.0.0"))
+    bad = _wait(hub, namespace, lambda s: s.get("phase") == "Healthy" and s["currentRevision"]["version"] == "2.0.0",
+                "2.0.0 rolled out")["currentRevision"]
+    line = next(iter(members))
+    foreign = f"{tag}-not-a-line-of-this-deployment"
+
+    assert _post(operator, _alert(namespace, cluster=foreign)) == 200
+    assert _post(operator, _alert(namespace, cluster=line, revision="0123456789ab")) == 200
+    assert _post(operator, _alert(namespace, cluster=line, version="9.9.9")) == 200
+    refused = wait_for(lambda: (found := [e["message"] for e in hub.events("detector", namespace)
+                                          if e["reason"] == "AlertRefused" and e["type"] == "Warning"])
+                       and len(found) >= 3 and found, timeout=60, what="three AlertRefused Events")
+    assert any("AlertForOtherCluster" in m and repr(foreign) in m for m in refused), refused
+    assert any("AlertForOtherRevision" in m and "'0123456789ab'" in m and line in m for m in refused), refused
+    assert any("AlertForOtherRevision" in m and "'9.9.9'" in m for m in refused), refused
+    status = _status(hub, namespace)
+    assert status["phase"] == "Healthy" and status["currentRevision"]["revision"] == bad["revision"]
+    assert not status.get("rollbacks") and not status.get("badRevisions")
+    for cluster, member in members.items():
+        assert _config(member, cluster)["EDGELINE_MODEL_SHA256"] == bad["digest"]
+    annotations = hub.get("edgedeployment", "detector", "-n", namespace)["metadata"].get("annotations") or {}
+    assert not [a for a in annotations if a.startswith("alerts.operator.edgeline.io/")]   # handled, not pending
+
+    # The same alert naming the cluster and the revision that really run there rolls back.
+    assert _post(operator, _alert(namespace, cluster=line, revision=bad["revision"])) == 200
+    status = _wait(hub, namespace, lambda s: s.get("phase") == "RolledBack", "the in-scope alert's rollback")
+    assert status["currentRevision"]["revision"] == good["revision"]
 
 
 def test_the_receiver_refuses_bad_calls_and_keeps_running(hub, namespace, operator):

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import apply_sample_models, register_edge_cluster, wait_for
+from tests.e2e.conftest import apply_sample_models, register_edge_cluster, runtime_configmaps, wait_for
 from tests.helpers.artifact_server import serve
 from tests.helpers.manifests import SAMPLE_DIGESTS, SAMPLE_MODELS, edge_deployment
 
@@ -63,9 +63,15 @@ def _wait_phase(hub, namespace, phase, timeout=90):
 
 
 def _runtime_objects(member, cluster: str) -> dict:
+    """The Deployment, the Service and the ConfigMap the Deployment uses now (with a Deployment
+    present, older revisions' ConfigMaps its ReplicaSets still name are left out)."""
     ns = f"ns-{cluster}"
     found = member.get("deployments,configmaps,services", "-n", ns, "-l", "edgeline.io/deployment=detector")
-    return {f"{o['kind']}/{o['metadata']['name']}": o for o in found["items"]}
+    objects = [o for o in found["items"] if o["kind"] != "ConfigMap"]
+    configs = runtime_configmaps(member, ns)
+    has_deployment = any(o["kind"] == "Deployment" for o in objects)
+    objects += configs[:1] if has_deployment else configs
+    return {f"{o['kind']}/{o['metadata']['name']}": o for o in objects}
 
 
 def test_the_rollout_reaches_every_selected_cluster_with_the_right_model_and_hardware(hub, fleet, namespace,

@@ -7,8 +7,9 @@ import time
 import pytest
 
 
-def wait_for(check, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
-    """Polls `check` until it returns something truthy; fails with `what` after the deadline."""
+def wait_for(check, timeout: float = 60.0, interval: float = 0.25, what="condition"):
+    """Polls `check` until it returns something truthy; fails with `what` after the deadline
+    (a callable `what` is asked then, so that it can describe the state at the deadline)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -16,4 +17,5 @@ def wait_for(check, timeout: float = 60.0, interval: float = 0.25, what: str = "
         if last:
             return last
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last seen: {last!r})")
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what() if callable(what) else what} "
+                f"(last seen: {last!r})")

@@ -9,8 +9,8 @@ from pydantic import Field
 
 from edgeline import __version__
 from edgeline.api.base import ApiModel, Resource
-from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, NON_EMPTY_SELECTOR, EnvVar, LabelSelector, Quantity,
-                                 ResourceRequirements, ShortText)
+from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, LABEL_KEY, NON_EMPTY_SELECTOR, EnvVar, LabelSelector,
+                                 Quantity, ResourceRequirements, ShortText)
 from edgeline.api.conditions import Condition
 from edgeline.api.reserved import env_rule
 
@@ -47,6 +47,16 @@ class Placement(ApiModel):
                           "listed in status with the reason")
 
 
+class Toleration(ApiModel):
+    key: str | None = Field(None, max_length=317, pattern=LABEL_KEY,
+                            description="Taint key the toleration matches; empty with Exists: every taint")
+    operator: Literal["Equal", "Exists"] = Field("Equal", description="Equal (key and value) or Exists (key only)")
+    value: ShortText | None = Field(None, description="Taint value to match with Equal")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to match; empty: every effect")
+    toleration_seconds: int | None = Field(None, ge=0, description="With NoExecute: how long the Pod stays bound")
+
+
 class Runtime(ApiModel):
     image: str = Field(DEFAULT_RUNTIME_IMAGE, min_length=1, max_length=512,
                        description="Image of the edge inference runtime")
@@ -62,6 +72,9 @@ class Runtime(ApiModel):
     node_selector: dict[str, ShortText] = Field(
         {}, description="Extra node labels the runtime Pods must run on (architecture is added automatically)",
         json_schema_extra={"maxProperties": 16})
+    tolerations: list[Toleration] | None = Field(
+        None, max_length=16, description="Taints of the nodes the runtime Pods may run on, e.g. dedicated line "
+                                         "computers (GPU taints are tolerated automatically)")
 
 
 class Wave(ApiModel):
@@ -191,6 +204,12 @@ class ClusterState(ApiModel):
     last_observed: str | None = Field(None, description="When the operator last saw the cluster's objects")
     stale: bool | None = Field(None, description="Whether lastObserved is too old to trust")
     message: str | None = Field(None, description="Why, for people")
+    reason: str | None = Field(None, description="Why the runtime is not ready, from its Pods: ImagePullFailed, "
+                                                 "CrashLoopBackOff, ModelRejected, ModelFetchRetrying, "
+                                                 "ContainerNotStarted or Unschedulable")
+    pod: str | None = Field(None, description="The runtime Pod the reason was seen on")
+    restarts: int | None = Field(None, description="Restarts of that Pod's runtime container")
+    last_log: str | None = Field(None, description="Last log line (or termination message) of that container")
 
 
 class ExcludedCluster(ApiModel):

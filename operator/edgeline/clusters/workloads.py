@@ -1,21 +1,33 @@
 """Edgeline's objects on member clusters: server-side apply with one field manager,
-readiness read back from the Deployment, removal. Every call has the client's timeout,
-so one dead site never stalls the others."""
+readiness read back from the Deployment (and, while it is not ready, from its Pods'
+containers and the end of a stuck container's log), removal, and the clean-up of the
+per-revision ConfigMaps no ReplicaSet refers to any more. Every call has the client's
+timeout, so one dead site never stalls the others."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import datetime as dt
+import logging
+from dataclasses import dataclass, field, replace
 
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
 from lightkube.codecs import from_dict
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import ConfigMap, Service
+from lightkube.resources.apps_v1 import Deployment, ReplicaSet
+from lightkube.resources.core_v1 import ConfigMap, Pod, Service
 
 from edgeline import FIELD_MANAGER
+from edgeline.domain.runtime_health import ContainerFacts, needs_log
 from edgeline.metrics import MEMBER_REQUESTS
-from edgeline.render.runtime import LABEL_REVISION
+from edgeline.render.runtime import CONFIG_COMPONENT, LABEL_COMPONENT, LABEL_REVISION, MANAGED_BY
+
+log = logging.getLogger(__name__)
+RUNTIME_CONTAINER = "runtime"
+LOG_TAIL_LINES = 20
+# (client, namespace, name) whose unused ConfigMaps were cleaned up since the last apply.
+# In memory only: after a restart every runtime is cleaned up once more, which is harmless.
+_cleaned: set[tuple[int, str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,7 @@ class WorkloadState:
     ready_replicas: int = 0
     ready: bool = False
     message: str | None = None
+    containers: tuple[ContainerFacts, ...] = field(default=())   # read only while not ready
 
 
 class Unreachable(Exception):
@@ -58,6 +71,9 @@ async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure
                                            for o in services))
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            _cleaned.discard((id(client), namespace, obj["metadata"]["name"]))
 
 
 async def observe(client: AsyncClient, namespace: str, name: str) -> WorkloadState:
@@ -70,7 +86,120 @@ async def observe(client: AsyncClient, namespace: str, name: str) -> WorkloadSta
         raise _unreachable(exc) from None
     except (httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
-    return _state_of(deployment)
+    state = _state_of(deployment)
+    key = (id(client), namespace, name)
+    try:
+        if not state.ready:
+            return replace(state, containers=await _containers(client, namespace, deployment))
+        if key not in _cleaned:
+            # Rolled out: the ReplicaSets that will stay are known, so are the ConfigMaps they need.
+            await remove_unused_configs(client, namespace, deployment)
+            _cleaned.add(key)
+    except (ApiError, httpx.HTTPError, OSError) as exc:
+        raise _unreachable(exc) from None
+    return state
+
+
+async def _containers(client: AsyncClient, namespace: str, deployment: Deployment) -> tuple[ContainerFacts, ...]:
+    """The runtime container of each of the Deployment's Pods, and the end of the log of the
+    first one that runs but stays unready (the runtime logs why it refuses a model)."""
+    MEMBER_REQUESTS.labels(purpose="observe").inc()
+    selector = dict(deployment.spec.selector.matchLabels or {})
+    pods = [p async for p in client.list(Pod, namespace=namespace, labels=selector)]
+    facts = [_container_of(p) for p in sorted(pods, key=lambda p: p.metadata.name)]
+    now = dt.datetime.now(dt.timezone.utc)
+    for index, container in enumerate(facts):
+        if needs_log(container, now):
+            facts[index] = replace(container, log_tail=await _log_tail(client, namespace, container.pod))
+            break
+    return tuple(facts)
+
+
+def _container_of(pod: Pod) -> ContainerFacts:
+    labels = pod.metadata.labels or {}
+    spec = next((c for c in pod.spec.containers if c.name == RUNTIME_CONTAINER), pod.spec.containers[0])
+    status = pod.status
+    unschedulable = None
+    for cond in (status.conditions or []) if status else []:
+        if cond.type == "PodScheduled" and cond.status == "False" and cond.reason == "Unschedulable":
+            unschedulable = cond.message or cond.reason
+    found = next((c for c in (status.containerStatuses or []) if c.name == spec.name), None) if status else None
+    if found is None:
+        return ContainerFacts(pod=pod.metadata.name, revision=labels.get(LABEL_REVISION), image=spec.image or "",
+                              unschedulable=unschedulable)
+    state, last = found.state, found.lastState
+    waiting = state.waiting if state else None
+    running = state.running if state else None
+    ended = last.terminated if last else None
+    if ended is None and state and state.terminated:
+        ended = state.terminated
+    return ContainerFacts(
+        pod=pod.metadata.name, revision=labels.get(LABEL_REVISION), image=spec.image or found.image or "",
+        ready=bool(found.ready), restarts=found.restartCount or 0,
+        waiting_reason=waiting.reason if waiting else None, waiting_message=waiting.message if waiting else None,
+        running_since=running.startedAt if running else None,
+        last_exit_code=ended.exitCode if ended else None, last_reason=ended.reason if ended else None,
+        last_message=ended.message if ended else None, unschedulable=unschedulable)
+
+
+async def _log_tail(client: AsyncClient, namespace: str, pod: str) -> str | None:
+    MEMBER_REQUESTS.labels(purpose="logs").inc()
+    try:
+        return "".join([line async for line in client.log(pod, namespace=namespace, container=RUNTIME_CONTAINER,
+                                                          tail_lines=LOG_TAIL_LINES)])
+    except ApiError as exc:
+        # No log to read (a node without a kubelet log endpoint, a container just replaced, or no
+        # pods/log permission): the cluster's status then says only that the Pod is not ready.
+        log.info("no log of Pod %s/%s: %s", namespace, pod, exc.status.message)
+        return None
+
+
+async def remove_unused_configs(client: AsyncClient, namespace: str, deployment: Deployment) -> list[str]:
+    """Deletes the runtime ConfigMaps of this Deployment that neither its Pod template nor any
+    ReplicaSet it owns refers to. Found by the Deployment's labels, checked by owner: a
+    ConfigMap whose name merely looks like ours is never touched. Returns the deleted names."""
+    MEMBER_REQUESTS.labels(purpose="cleanup").inc(2)
+    selector = dict(deployment.spec.selector.matchLabels or {})
+    if not selector:
+        return []
+    configs = [c async for c in client.list(ConfigMap, namespace=namespace,
+                                             labels={**selector, "app.kubernetes.io/managed-by": MANAGED_BY})]
+    uid = deployment.metadata.uid
+    owned = [rs async for rs in client.list(ReplicaSet, namespace=namespace, labels=selector)
+             if any(ref.uid == uid and ref.controller for ref in rs.metadata.ownerReferences or [])]
+    used = _configs_used(deployment.spec.template.spec)
+    for rs in owned:
+        used |= _configs_used(rs.spec.template.spec if rs.spec and rs.spec.template else None)
+    name = deployment.metadata.name
+    deleted = []
+    for config in configs:
+        cname = config.metadata.name
+        ours = (config.metadata.labels or {}).get(LABEL_COMPONENT) == CONFIG_COMPONENT or cname == name
+        if not ours or cname in used:
+            continue
+        MEMBER_REQUESTS.labels(purpose="cleanup").inc()
+        await _delete_if_present(client, ConfigMap, cname, namespace)
+        deleted.append(cname)
+    if deleted:
+        log.info("deleted runtime ConfigMaps no ReplicaSet of %s/%s uses: %s", namespace, name, ", ".join(deleted))
+    return deleted
+
+
+def _configs_used(pod_spec) -> set[str]:
+    if pod_spec is None:
+        return set()
+    used = set()
+    for container in [*(pod_spec.containers or []), *(pod_spec.initContainers or [])]:
+        for source in container.envFrom or []:
+            if source.configMapRef is not None:
+                used.add(source.configMapRef.name)
+        for env in container.env or []:
+            if env.valueFrom is not None and env.valueFrom.configMapKeyRef is not None:
+                used.add(env.valueFrom.configMapKeyRef.name)
+    for volume in pod_spec.volumes or []:
+        if volume.configMap is not None:
+            used.add(volume.configMap.name)
+    return used
 
 
 def _state_of(deployment: Deployment) -> WorkloadState:
@@ -92,14 +221,27 @@ def _state_of(deployment: Deployment) -> WorkloadState:
                          ready_replicas=ready_n, ready=ready, message=message)
 
 
+async def _delete_if_present(client: AsyncClient, kind, name: str, namespace: str) -> None:
+    try:
+        await client.delete(kind, name, namespace=namespace)
+    except ApiError as exc:
+        if exc.status.code != 404:  # already gone is what we wanted
+            raise
+
+
 async def remove(client: AsyncClient, namespace: str, name: str) -> None:
+    """The Deployment and Service by name, then every runtime ConfigMap of theirs, found by
+    the instance and managed-by labels Edgeline puts on them (the per-revision ones and the
+    single ConfigMap that versions before per-revision ConfigMaps created)."""
     MEMBER_REQUESTS.labels(purpose="remove").inc(3)
     try:
-        for kind in (Deployment, Service, ConfigMap):
-            try:
-                await client.delete(kind, name, namespace=namespace)
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
+        for kind in (Deployment, Service):
+            await _delete_if_present(client, kind, name, namespace)
+        configs = [c.metadata.name async for c in client.list(ConfigMap, namespace=namespace, labels={
+            "app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": MANAGED_BY})]
+        for config in configs:
+            MEMBER_REQUESTS.labels(purpose="remove").inc()
+            await _delete_if_present(client, ConfigMap, config, namespace)
+        _cleaned.discard((id(client), namespace, name))
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None

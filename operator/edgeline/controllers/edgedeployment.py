@@ -33,6 +33,7 @@ from edgeline.domain.model_choice import choose
 from edgeline.domain.placement import place
 from edgeline.domain.revisions import revision_of
 from edgeline.domain.rollout import ActOutcome, Apply, Inputs, Observation, Remove, decide
+from edgeline.domain.runtime_health import classify
 from edgeline.domain.waves import plan_waves
 from edgeline.render.runtime import Target, object_name, render
 from edgeline.settings import get_settings
@@ -147,7 +148,7 @@ async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster:
         return cluster, Observation(cluster, reachable=False, message=str(exc))
     return cluster, Observation(cluster, reachable=True, exists=state.exists, revision=state.revision,
                                 ready_replicas=state.ready_replicas, replicas=state.replicas, ready=state.ready,
-                                message=state.message)
+                                message=state.message, problem=classify(state.containers, state.revision))
 
 
 async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], actions, namespace: str, name: str,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
 
 import kopf
 
@@ -33,6 +35,25 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # Failures retry with backoff instead of kopf's flat 60 s.
     settings.execution.max_workers = max(4, ours.validation_concurrency * 2)
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60, 120]
+
+
+@kopf.on.login()
+def _login(settings: kopf.OperatorSettings, logger: logging.Logger, **kwargs) -> kopf.ConnectionInfo | None:
+    """In a Pod: the API server where client-go and lightkube find it, at $KUBERNETES_SERVICE_HOST
+    (an address). kopf's own service-account login names https://kubernetes.default.svc, which a
+    cluster without cluster DNS (the local environment's real nodes) cannot resolve. Elsewhere:
+    what kopf does by default (the official client's configuration, else the kubeconfig)."""
+    in_pod = kopf.login_with_service_account(settings=settings, logger=logger, **kwargs)
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if in_pod is not None and host:
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        return dataclasses.replace(in_pod, server=f"https://[{host}]:{port}" if ":" in host else
+                                   f"https://{host}:{port}")
+    try:
+        found = kopf.login_via_client(settings=settings, logger=logger, **kwargs)
+    except kopf.LoginError:
+        found = None
+    return found or in_pod or kopf.login_with_kubeconfig(settings=settings, logger=logger, **kwargs)
 
 
 @kopf.on.startup()

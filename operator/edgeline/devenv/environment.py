@@ -653,6 +653,8 @@ class DevEnvironment:
             "--server-address=",
             # Leases keep the fake nodes healthy in the eyes of the node lifecycle controller.
             "--node-lease-duration-seconds=40",
+            f"--cidr={self.cluster_addresses_from(state, spec.name).fake_pod_range}",
+            f"--node-ip={self.cluster_addresses_from(state, spec.name).fake_node_ip}",
             f"--config={self._kwok_config(spec)}",
         ])
         for node in spec.nodes:

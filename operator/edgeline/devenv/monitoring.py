@@ -98,6 +98,18 @@ class ScrapeTarget:
 
 
 @dataclass(frozen=True)
+class HttpDiscovery:
+    """Targets Prometheus reads from a URL (http_sd_configs), e.g. the Pods that
+    `edgeline.devenv.pod_discovery` finds through a cluster's API server. The series keep
+    their own labels (honor_labels): a runtime's `namespace` (its EdgeDeployment's) is not
+    overwritten by a target label."""
+
+    name: str                       # job name
+    url: str
+    refresh_interval: str = "1s"
+
+
+@dataclass(frozen=True)
 class Webhook:
     """The one receiver every alert goes to."""
 
@@ -121,7 +133,7 @@ DEFAULT_GROUP_BY = ("alertname", "namespace", "edgeline_deployment", "cluster")
 
 
 def prometheus_config(targets: Sequence[ScrapeTarget], rule_files: Sequence[Path],
-                      alertmanager: str, timings: Timings) -> dict:
+                      alertmanager: str, timings: Timings, discovered: Sequence[HttpDiscovery] = ()) -> dict:
     static_configs = []
     for target in targets:
         labels = dict(target.labels)
@@ -137,7 +149,10 @@ def prometheus_config(targets: Sequence[ScrapeTarget], rule_files: Sequence[Path
         },
         "rule_files": [str(Path(f).resolve()) for f in rule_files],
         "alerting": {"alertmanagers": [{"api_version": "v2", "static_configs": [{"targets": [alertmanager]}]}]},
-        "scrape_configs": [{"job_name": "edgeline", "static_configs": static_configs}],
+        "scrape_configs": [{"job_name": "edgeline", "static_configs": static_configs},
+                           *({"job_name": d.name, "honor_labels": True,
+                              "http_sd_configs": [{"url": d.url, "refresh_interval": d.refresh_interval}]}
+                             for d in discovered)],
     }
 
 
@@ -174,11 +189,12 @@ class Monitoring:
     """
 
     def __init__(self, state_dir: Path | str, *, targets: Sequence[ScrapeTarget] = (),
-                 rule_files: Sequence[Path | str] = (), webhook: Webhook,
+                 discovered: Sequence[HttpDiscovery] = (), rule_files: Sequence[Path | str] = (), webhook: Webhook,
                  timings: Timings = Timings(), group_by: Sequence[str] = DEFAULT_GROUP_BY,
                  binaries: MonitoringBinaries | None = None):
         self.state_dir = Path(state_dir).resolve()
         self.targets = list(targets)
+        self.discovered = list(discovered)
         self.rule_files = [Path(f) for f in rule_files]
         self.webhook = webhook
         self.timings = timings
@@ -259,7 +275,8 @@ class Monitoring:
         raise processes.ComponentFailed("monitoring", name, "found no free port", log)
 
     def _write_prometheus_config(self) -> None:
-        config = prometheus_config(self.targets, self.rule_files, f"127.0.0.1:{self.alertmanager_port}", self.timings)
+        config = prometheus_config(self.targets, self.rule_files, f"127.0.0.1:{self.alertmanager_port}", self.timings,
+                                   self.discovered)
         _write_yaml(self.state_dir / "prometheus.yml", config)
 
     def _write_alertmanager_config(self) -> None:

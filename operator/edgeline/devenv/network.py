@@ -52,6 +52,16 @@ class ClusterAddresses:
         return f"198.19.{4 * self.slot + self.index}.1"
 
     @property
+    def fake_pod_range(self) -> str:
+        # kwok hands its fake Pods addresses from here (its default is 10.0.0.0/24, a flagged range).
+        # Nothing routes to them, so environments may share them; they stay clear of every slot's ranges.
+        return f"198.19.{240 + self.index}.0/24"
+
+    @property
+    def fake_node_ip(self) -> str:
+        return f"198.19.{240 + self.index}.254"
+
+    @property
     def bridge(self) -> str:
         return bridge_name(self.slot, self.cluster)
 

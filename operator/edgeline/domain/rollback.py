@@ -19,6 +19,7 @@ LABEL_DEPLOYMENT = "edgeline_deployment"
 LABEL_NAMESPACE = "namespace"
 LABEL_CLUSTER = "cluster"
 LABEL_VERSION = "model_version"
+LABEL_REVISION = "revision"
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class RollbackDecision:
-    action: str                  # "revert", "propose" or "ignore"
+    action: str                  # "revert", "propose", "ignore" or "refuse" (the alert is not about this deployment)
     reason: str
     message: str
     target: RevisionRef | None = None
@@ -89,10 +90,61 @@ def known_good(status: EdgeDeploymentStatus, bad: str) -> RevisionRef | None:
     return None
 
 
+def _revisions(status: EdgeDeploymentStatus) -> dict[str, RevisionRef]:
+    """Every revision the status describes, by hash."""
+    refs = [status.current_revision, status.last_known_good, status.rollout and status.rollout.target,
+            *(entry.revision for entry in status.history), *(pin.revision for pin in status.pinned)]
+    return {ref.revision: ref for ref in refs if ref is not None}
+
+
+def deployed_on(status: EdgeDeploymentStatus, cluster: str | None) -> list[RevisionRef]:
+    """The revisions Edgeline has put (or is putting) on a cluster: the one applied there, the
+    one it is pinned to, and the rollout's target (current or pending). With cluster None:
+    those of every cluster of the deployment."""
+    known = _revisions(status)
+    hashes = [c.revision for c in status.clusters if c.revision and (cluster is None or c.name == cluster)]
+    hashes += [p.revision.revision for p in status.pinned if cluster is None or p.cluster == cluster]
+    if status.rollout and status.rollout.target:
+        hashes.append(status.rollout.target.revision)
+    out: list[RevisionRef] = []
+    for rev in dict.fromkeys(hashes):
+        out.append(known.get(rev) or RevisionRef(revision=rev))
+    return out
+
+
+def scope_refusal(status: EdgeDeploymentStatus, alert: Alert) -> RollbackDecision | None:
+    """Refuses an alert that cannot be about this deployment: it names a cluster the deployment
+    is not on, or a revision / model version Edgeline never deployed on the cluster it names
+    (on any of its clusters when it names none). An alert naming neither is deployment-wide and
+    passes (docs/security.md, section 3)."""
+    cluster = alert.labels.get(LABEL_CLUSTER)
+    where = f"on cluster {cluster}" if cluster else "on any of its clusters"
+    if cluster is not None:
+        clusters = {c.name for c in status.clusters} | {p.cluster for p in status.pinned}
+        if cluster not in clusters:
+            return RollbackDecision("refuse", "AlertForOtherCluster",
+                                    f"{alert.name} names cluster {cluster!r}, which this deployment does not run on "
+                                    f"(its clusters: {', '.join(sorted(clusters)) or 'none'})")
+    deployed = deployed_on(status, cluster)
+    revision = alert.labels.get(LABEL_REVISION)
+    if revision is not None and revision not in {ref.revision for ref in deployed}:
+        return RollbackDecision("refuse", "AlertForOtherRevision",
+                                f"{alert.name} names revision {revision!r}, which Edgeline has not deployed {where}")
+    version = alert.labels.get(LABEL_VERSION)
+    if version is not None and version not in {ref.version for ref in deployed}:
+        return RollbackDecision("refuse", "AlertForOtherRevision",
+                                f"{alert.name} names model version {version!r}, which Edgeline has not deployed "
+                                f"{where}")
+    return None
+
+
 def decide_rollback(policy: RollbackPolicy, status: EdgeDeploymentStatus, alert: Alert,
                     now: dt.datetime) -> RollbackDecision:
     if policy.mode == "Disabled":
         return RollbackDecision("ignore", "RollbackDisabled", "spec.rollback.mode is Disabled")
+    refusal = scope_refusal(status, alert)
+    if refusal is not None:
+        return refusal
     if not matches(policy, alert.labels):
         return RollbackDecision("ignore", "AlertNotMatched", f"{alert.name} does not match spec.rollback.alertMatchers")
     progress = status.rollout
@@ -144,6 +196,9 @@ def alert_verdicts(policy: RollbackPolicy, status: EdgeDeploymentStatus, alerts:
                 alert=alert.name, from_revision=status.rollout.revision, to_revision=verdict.target.revision,
                 clusters=list(verdict.clusters or []), received_at=received(alert.received_at), mode="Proposed"))
             verdicts.events.append(("Warning", verdict.reason, verdict.message))
+        elif verdict.action == "refuse":
+            verdicts.events.append(("Warning", "AlertRefused", f"{verdict.reason}: {verdict.message}; nothing is "
+                                                               "rolled back"))
         else:
             verdicts.events.append(("Normal", "AlertIgnored", f"{alert.name}: {verdict.message}"))
     return verdicts

@@ -29,6 +29,7 @@ from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_st
 from edgeline.domain.deployment_conditions import Verdict
 from edgeline.domain.placement import Exclusion
 from edgeline.domain.rollback import AutoRollback, alert_verdicts
+from edgeline.domain.runtime_health import RuntimeProblem
 from edgeline.domain.waves import WavePlan
 from edgeline.timestamps import format as iso
 from edgeline.timestamps import format_ms, parse
@@ -49,6 +50,7 @@ class Observation:
     replicas: int = 0
     ready: bool = False
     message: str | None = None
+    problem: RuntimeProblem | None = None   # what the runtime Pods show while not ready
 
 
 @dataclass(frozen=True)
@@ -282,9 +284,15 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
         unready = [n for n in wave.clusters if not _ready_on(inp.observations.get(n), goal)]
         if len(unready) > inp.spec.rollout.max_unavailable:
             started = parse(progress.wave_started_at)
-            if (now - started).total_seconds() > inp.spec.rollout.wave_timeout_seconds:
-                message = f"wave {wave.name} not ready after {inp.spec.rollout.wave_timeout_seconds}s: " + \
-                          "; ".join(f"{n}: {_why(inp.observations.get(n), goal, inp.stale.get(n))}" for n in unready)
+            # A problem that waiting will not fix (an image that cannot be pulled, a model the
+            # runtime refuses) fails the wave now rather than at its deadline.
+            hopeless = [n for n in unready if _fatal_on(inp.observations.get(n), goal)]
+            timed_out = (now - started).total_seconds() > inp.spec.rollout.wave_timeout_seconds
+            if timed_out or len(hopeless) > inp.spec.rollout.max_unavailable:
+                prefix = f"wave {wave.name} not ready after {inp.spec.rollout.wave_timeout_seconds}s: " if timed_out \
+                    else f"wave {wave.name} failed: "
+                message = prefix + "; ".join(f"{n}: {_why(inp.observations.get(n), goal, inp.stale.get(n))}"
+                                             for n in unready)
                 if progress.failed_message != message:
                     decision.events.append(("Warning", "WaveFailed", message))
                 progress.failed_message = message
@@ -362,6 +370,11 @@ def _ready_on(obs: Observation | None, goal: RevisionRef) -> bool:
     return obs is not None and obs.reachable and obs.exists and obs.revision == goal.revision and obs.ready
 
 
+def _fatal_on(obs: Observation | None, goal: RevisionRef) -> bool:
+    return obs is not None and obs.reachable and obs.exists and obs.revision == goal.revision and \
+        obs.problem is not None and obs.problem.fatal
+
+
 def _why(obs: Observation | None, goal: RevisionRef, stale: str | None = None) -> str:
     if stale and not _ready_on(obs, goal):
         return f"ClusterStale: {stale}"
@@ -369,6 +382,8 @@ def _why(obs: Observation | None, goal: RevisionRef, stale: str | None = None) -
         return (obs.message if obs and obs.message else "unreachable")
     if obs.revision != goal.revision:
         return f"runs revision {obs.revision or 'none'}"
+    if obs.problem is not None:
+        return f"{obs.problem.reason}: {obs.problem.message}"
     return obs.message or f"{obs.ready_replicas}/{obs.replicas} replicas ready"
 
 
@@ -386,6 +401,13 @@ def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None
         state.revision = obs.revision if obs.exists else None
         state.ready_replicas = obs.ready_replicas
         state.message = obs.message
+        problem = obs.problem if obs.exists and not obs.ready else None
+        state.reason = problem.reason if problem else None
+        state.pod = problem.pod if problem else None
+        state.restarts = problem.restarts if problem else None
+        state.last_log = problem.last_log if problem else None
+        if problem is not None:
+            state.message = problem.message
         if goal is not None and _ready_on(obs, goal):
             state.phase = "Ready"
         elif applying or (reached and goal is not None and obs.revision == goal.revision):

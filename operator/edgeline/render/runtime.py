@@ -2,6 +2,13 @@
 a ConfigMap with what the runtime must load (model URI and digest, so that the runtime
 verifies what it serves), a Deployment of the edge runtime, and a Service.
 
+The ConfigMap is per revision and immutable: its name carries a hash of its data and the Pod
+template names it. The runtime reads it through envFrom when its container starts, so a Pod of
+the old revision whose container restarts mid-rollout must find the old revision's values,
+never the new one's (a ConfigMap updated in place would hand it the new model while it is
+labelled with the old revision). `edgeline.clusters.workloads` deletes a revision's ConfigMap
+once no ReplicaSet of the Deployment refers to it.
+
 Pure functions of their inputs: the same revision renders the same objects, which is what
 makes server-side apply idempotent across retries and operator restarts.
 """
@@ -19,6 +26,8 @@ MANAGED_BY = "edgeline"
 LABEL_DEPLOYMENT = "edgeline.io/deployment"
 LABEL_NAMESPACE = "edgeline.io/deployment-namespace"
 LABEL_REVISION = "edgeline.io/revision"
+LABEL_COMPONENT = "edgeline.io/component"
+CONFIG_COMPONENT = "runtime-config"
 GPU_PROVIDERS = {"CUDA", "TensorRT"}
 
 
@@ -36,6 +45,19 @@ def object_name(deployment_namespace: str, deployment: str) -> str:
     if len(name) <= 52:
         return name
     return f"{name[:41]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def config_name(name: str, data: dict[str, str]) -> str:
+    """The ConfigMap of one revision's configuration: named by its content, so the same
+    content always has the same name (re-applying is a no-op) and different content never
+    lands on an existing immutable ConfigMap."""
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{name}-{digest}"
+
+
+def config_labels(deployment_namespace: str, deployment: str) -> dict[str, str]:
+    """What finds every configuration ConfigMap of one EdgeDeployment on a member cluster."""
+    return {**selector_labels(deployment_namespace, deployment), LABEL_COMPONENT: CONFIG_COMPONENT}
 
 
 def selector_labels(deployment_namespace: str, deployment: str) -> dict[str, str]:
@@ -74,7 +96,8 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
         # The model goes on the size-limited volume, not the container's /tmp.
         "EDGELINE_MODEL_DIR": "/var/lib/edgeline",
     }
-    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": config}
+    config_meta = {**meta, "name": config_name(name, config), "labels": {**labels, LABEL_COMPONENT: CONFIG_COMPONENT}}
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": config_meta, "data": config, "immutable": True}
     deployment_obj = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
         "spec": {
@@ -88,7 +111,7 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
                     "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(runtime.port),
                                     "prometheus.io/path": "/metrics"},
                 },
-                "spec": _pod_spec(name, runtime, requirements),
+                "spec": _pod_spec(config_meta["name"], runtime, requirements),
             },
         },
     }
@@ -100,7 +123,7 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
     return [configmap, deployment_obj, service]
 
 
-def _pod_spec(name: str, runtime: Runtime, requirements: PlacementRequirements | None) -> dict:
+def _pod_spec(config: str, runtime: Runtime, requirements: PlacementRequirements | None) -> dict:
     resources = runtime.resources.dump() if runtime.resources else {}
     gpu = runtime.execution_provider in GPU_PROVIDERS
     if gpu:
@@ -109,15 +132,19 @@ def _pod_spec(name: str, runtime: Runtime, requirements: PlacementRequirements |
         "name": "runtime",
         "image": runtime.image,
         "args": ["runtime", "serve"],
-        "envFrom": [{"configMapRef": {"name": name}}],
+        "envFrom": [{"configMapRef": {"name": config}}],
         # EDGELINE_* come from the ConfigMap only (admission refuses them; a revision stored before that is
         # rendered without them, since env would win over envFrom).
         "env": [e.dump() for e in runtime.env if not reserved_env(e.name)],
         "ports": [{"name": "http", "containerPort": runtime.port, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5},
+        # Every 2 s: a restored revision starts serving as soon as it is ready (rollback latency).
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2},
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
                           "failureThreshold": 6},
         "resources": resources,
+        # A container that exits with an error and wrote no message leaves the end of its log
+        # here, where the operator reads it without access to the node's logs.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "models", "mountPath": "/var/lib/edgeline"}, {"name": "tmp", "mountPath": "/tmp"}],
@@ -137,8 +164,11 @@ def _pod_spec(name: str, runtime: Runtime, requirements: PlacementRequirements |
     if node_terms:
         spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": node_terms}]}}}
+    tolerations = [t.dump() for t in runtime.tolerations or []]
     if gpu:
-        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        spec["tolerations"] = tolerations
     return spec
 
 

@@ -37,3 +37,15 @@ def test_bridge_names_fit_linux_limit():
     assert bridge_name(59, "edge-a") == "edl59-edge-a"
     with pytest.raises(NetworkError, match="15 characters"):
         bridge_name(1, "a-very-long-cluster")
+
+
+def test_fake_pods_and_nodes_stay_outside_private_ranges_and_every_slots_routes():
+    routed = [ipaddress.ip_network(net) for slot in range(MAX_SLOTS) for index in range(3)
+              for net in (ClusterAddresses(slot, index, "x").pod_subnet, ClusterAddresses(slot, index, "x").service_range)]
+    for slot in (0, MAX_SLOTS - 1):
+        for index in range(3):
+            a = ClusterAddresses(slot, index, "edge-b")
+            fake = ipaddress.ip_network(a.fake_pod_range)
+            assert fake.subnet_of(BENCHMARKING) and not any(fake.overlaps(p) for p in PRIVATE)
+            assert not any(fake.overlaps(r) for r in routed)
+            assert ipaddress.ip_address(a.fake_node_ip) in fake

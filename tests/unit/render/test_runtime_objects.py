@@ -46,3 +46,60 @@ def test_hardware_placement_and_a_locked_down_container():
 def test_names_stay_within_kubernetes_limits_and_distinct():
     long = object_name("a" * 40, "b" * 40)
     assert len(long) <= 63 and long != object_name("a" * 40, "b" * 39 + "c")
+
+
+# --- per-revision, immutable configuration ---------------------------------------------------
+
+def _config_and_pod(revision, cluster="c"):
+    objects = _by_kind(render("factory", "detector", revision, Target(cluster, "ns")))
+    return objects["ConfigMap"], objects["Deployment"]["spec"]["template"]["spec"]
+
+
+def test_the_configuration_is_immutable_and_the_pod_template_names_it():
+    config, pod = _config_and_pod(REV)
+    assert config["immutable"] is True
+    assert pod["containers"][0]["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+    assert config["metadata"]["name"].startswith(object_name("factory", "detector") + "-")
+    assert len(config["metadata"]["name"]) <= 63
+    labels = config["metadata"]["labels"]
+    assert labels["edgeline.io/component"] == "runtime-config"
+    assert labels["app.kubernetes.io/instance"] == object_name("factory", "detector")
+    assert labels["edgeline.io/deployment-namespace"] == "factory" and labels["edgeline.io/deployment"] == "detector"
+
+
+def test_each_revision_has_its_own_configmap_and_the_same_revision_always_the_same_one():
+    first, _ = _config_and_pod(REV)
+    again, _ = _config_and_pod(REV.model_copy())
+    newer, newer_pod = _config_and_pod(REV.model_copy(update={"revision": "fff0000000", "digest": "sha256:" + "f" * 64,
+                                                             "version": "3.0.0"}))
+    assert first == again                       # re-applying changes nothing, not even the name
+    assert newer["metadata"]["name"] != first["metadata"]["name"]
+    assert newer_pod["containers"][0]["envFrom"][0]["configMapRef"]["name"] == newer["metadata"]["name"]
+
+
+def test_different_content_never_reuses_a_name_even_under_the_same_revision():
+    # Two MLModels with the same bytes but another version share a revision; the ConfigMap's
+    # content differs (EDGELINE_MODEL_VERSION), so its name must differ too: an immutable
+    # ConfigMap cannot take new data.
+    one, _ = _config_and_pod(REV)
+    other, _ = _config_and_pod(REV.model_copy(update={"version": "2.0.1"}))
+    assert one["metadata"]["name"] != other["metadata"]["name"]
+    per_cluster, _ = _config_and_pod(REV, cluster="other")
+    assert per_cluster["metadata"]["name"] != one["metadata"]["name"]
+
+
+def test_a_failing_container_leaves_the_end_of_its_log_as_termination_message():
+    _, pod = _config_and_pod(REV)
+    assert pod["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_tolerations_of_the_runtime_reach_the_pod_beside_the_gpu_one():
+    from edgeline.api.edgedeployment import Toleration
+    tainted = REV.model_copy(update={"runtime": Runtime(execution_provider="CUDA", tolerations=[
+        Toleration(key="edgeline.io/real-node", value="true", effect="NoSchedule")])})
+    pod = _by_kind(render("f", "d", tainted, Target("c", "ns")))["Deployment"]["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [
+        {"key": "edgeline.io/real-node", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    # Unset, the field leaves revisions of existing deployments as they were.
+    assert "tolerations" not in Runtime().dump()
