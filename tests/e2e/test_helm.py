@@ -255,9 +255,13 @@ def test_kubectl_edgeline_status_history_models_and_rollback(hub, rolled_out, ch
     data = json.loads(plugin(hub, "status", "detector", "-n", namespace, "-o", "json").stdout)
     assert data["waves"][0]["clusters"][0]["name"] == cluster and data["phase"] == "Healthy"
 
+    # USED BY is the MLModel's status.usedBy, which the operator writes shortly after the rollout.
+    wait_for(lambda: hub.get("mlmodel", "detector-1.0.0", "-n", namespace).get("status", {}).get("usedBy"),
+             timeout=30, what="MLModel detector-1.0.0 status.usedBy")
     models = plugin(hub, "models", "-n", namespace).stdout.splitlines()
     size = format_bytes((SAMPLE_MODELS / "defect-detector-1.0.0.onnx").stat().st_size)
-    assert models[1].split()[:7] == ["detector-1.0.0", "defect-detector", "1.0.0", "Ready", "17", size, "detector"], models
+    assert models[1].split()[:8] == ["detector-1.0.0", "defect-detector", "1.0.0", "Ready", "17", size,
+                                     f"{namespace}/detector", "(current)"], models
 
     # A second version rolls out; then the plugin rolls back to the first by a prefix of its revision.
     hub.apply(_deployment(namespace, cluster, "2.0.0"))
