@@ -26,7 +26,7 @@ from tests.e2e.conftest import wait_for
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
 from tests.helpers.runtime_models import MODEL_NAME, images, infer_body, run_directly
-from tests.e2e.test_runtime import http
+from tests.helpers.runtime_process import http
 
 ROOT = Path(__file__).resolve().parents[2]
 NON_ROOT = "65532"
