@@ -19,6 +19,11 @@ def format_ms(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def format_micro(t: dt.datetime) -> str:
+    """With microseconds: the MicroTime form the events.k8s.io API asks for (eventTime, lastObservedTime)."""
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def parse(text: str | None) -> dt.datetime | None:
     """An RFC 3339 UTC timestamp (with or without fractional seconds) as an aware datetime;
     None for None or an empty string. Anything else raises ValueError."""

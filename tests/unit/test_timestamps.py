@@ -17,6 +17,11 @@ def test_format_is_utc_whole_seconds_with_z(t, text):
     assert timestamps.format(t) == text
 
 
+def test_format_micro_is_the_events_api_microtime():
+    t = dt.datetime(2026, 11, 25, 11, 0, 1, 234567, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert timestamps.format_micro(t) == "2026-11-25T10:00:01.234567Z"
+
+
 def test_format_ms_keeps_milliseconds():
     assert timestamps.format_ms(dt.datetime(2026, 11, 25, 10, 0, 1, 234567, tzinfo=UTC)) == "2026-11-25T10:00:01.234Z"
 

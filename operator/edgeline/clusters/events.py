@@ -22,6 +22,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.events_v1 import Event
 from lightkube.types import PatchType
 
+from edgeline import timestamps
 from edgeline.clusters.connections import hub_client
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,10 @@ def event_name(body, event_type: str, reason: str, message: str) -> str:
     return f"{meta['name'][:200]}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-def _micro(t: dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+async def _count_again(client, name: str, namespace: str, count: int, now: dt.datetime) -> None:
+    series = {"count": count + 1, "lastObservedTime": timestamps.format_micro(now)}
+    await client.patch(Event, name, {"series": series}, namespace=namespace, patch_type=PatchType.MERGE)
+    _remember(name, count + 1)
 
 
 def _remember(name: str, count: int) -> None:
@@ -63,9 +66,7 @@ async def post(body, event_type: str, reason: str, message: str, action: str = "
         count = _counts.get(name)
         if count is not None:
             try:
-                await client.patch(Event, name, {"series": {"count": count + 1, "lastObservedTime": _micro(now)}},
-                                   namespace=namespace, patch_type=PatchType.MERGE)
-                _remember(name, count + 1)
+                await _count_again(client, name, namespace, count, now)
                 return
             except ApiError as exc:
                 if exc.status.code != 404:
@@ -86,9 +87,7 @@ async def post(body, event_type: str, reason: str, message: str, action: str = "
             # Posted before this process started (a restart): count on from what it says.
             existing = await client.get(Event, name, namespace=namespace)
             count = existing.series.count if existing.series else 1
-            await client.patch(Event, name, {"series": {"count": count + 1, "lastObservedTime": _micro(now)}},
-                               namespace=namespace, patch_type=PatchType.MERGE)
-            _remember(name, count + 1)
+            await _count_again(client, name, namespace, count, now)
     except ApiError as exc:
         # An Event is worth less than the reconcile that wants to post it.
         log.warning("could not post Event %s on %s: %s", reason, meta["name"], exc.status.message)

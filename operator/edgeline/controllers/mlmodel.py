@@ -123,7 +123,7 @@ async def validate_model(body: kopf.Body, name: str, namespace: str, retry: int,
     # Users watching `kubectl get -w` see the work start; a restart from here redoes it, a bounded few times.
     verdict.set("Ready", "False", "Validating", "fetching and inspecting the artifact")
     verdict.fields["validation"] = {"generation": verdict.generation, "unfinished": unfinished + 1,
-                                    "startedAt": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+                                    "startedAt": timestamps.format(_now())}
     await patch_status(PLURAL, name, namespace, verdict.status("Validating"))
     verdict.fields["validation"] = {"generation": verdict.generation, "unfinished": 0,
                                     "startedAt": verdict.fields["validation"]["startedAt"]}
