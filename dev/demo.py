@@ -123,7 +123,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def start_operator() -> subprocess.Popen:
+def start_operator(model_host: str) -> subprocess.Popen:
     log = (STATE / "operator.log").open("ab")
     webhook = free_port()
     env = {**os.environ, "KUBECONFIG": str(STATE / "hub.kubeconfig"), "EDGELINE_NAMESPACE": OPERATOR_NAMESPACE,
@@ -132,8 +132,9 @@ def start_operator() -> subprocess.Popen:
            "EDGELINE_WEBHOOK_PORT": str(webhook), "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",
            "EDGELINE_WEBHOOK_URL": f"https://127.0.0.1:{webhook}",
            "EDGELINE_ALERTS_PORT": str(free_port()), "EDGELINE_ALERTS_LISTEN": "127.0.0.1",
-           # The sample models are served on loopback, which the fetch policy refuses unless allowed.
-           "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32"}
+           # The sample models are served on the host's bridge address (Pods fetch them too), which the
+           # fetch policy refuses unless allowed: exactly that address.
+           "EDGELINE_ARTIFACT_ALLOWED_CIDRS": f"{model_host}/32"}
     proc = subprocess.Popen([sys.executable, "-m", "edgeline", "run", "--liveness", ""],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
     (STATE / "operator.pid").write_text(str(proc.pid))
@@ -249,7 +250,7 @@ def up() -> int:
     print(f"4/5 serving sample models on http://{host}:{ARTIFACT_PORT}/models/ and starting the operator ...")
     server = serve_models(host)
     stop_operator()
-    operator = start_operator()
+    operator = start_operator(host)
     # The approval webhook must see the samples being created: it records who made each change.
     for _ in range(60):
         if kubectl("get", "mutatingwebhookconfiguration", "edgeline-approvals", check=False).returncode == 0:

@@ -58,6 +58,8 @@ def release(helm, hub, dev_env, operator_image, session_operator_paused, people)
          "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
          "--set-json", f"nodeSelector={json.dumps({REAL_NODE_LABEL: 'true'})}",
          "--set-json", f"tolerations={json.dumps([toleration])}",
+         # The test's model server is on the host's bridge address: not public, so it must be allowed.
+         "--set", f"settings.artifact_allowed_cidrs={dev_env.pod_visible_host}/32",
          kubeconfig=hub.kubeconfig)
     yield RELEASE
     helm("uninstall", "edgeline", "--namespace", RELEASE, kubeconfig=hub.kubeconfig, check=False)
