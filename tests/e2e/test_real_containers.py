@@ -16,8 +16,6 @@ import os
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from edgeline.devenv.pod_discovery import PodDiscovery
 from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, runtime_config, wait_for
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
+from tests.helpers.runtime_process import http
 
 RULES = ROOT / "manifests" / "monitoring" / "prometheus-rules.yaml"
 RESULTS = ROOT / "bench" / "results" / "real_containers.json"
@@ -145,23 +144,8 @@ def _ready(pod) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
 
 
-def _http(method, url, body=None, timeout=10.0) -> tuple[int, dict | str]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read().decode()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw
-
-
 def _infer(pod_ip: str, frames: np.ndarray, port: int = 8080) -> tuple[int, dict | str]:
-    return _http("POST", f"http://{pod_ip}:{port}/v2/models/{MODEL}/infer", runtime_models.infer_body(frames))
+    return http("POST", f"http://{pod_ip}:{port}/v2/models/{MODEL}/infer", runtime_models.infer_body(frames))
 
 
 def _probabilities(answer: dict) -> np.ndarray:

@@ -114,14 +114,20 @@ class Line:
             runtime.stop()
 
 
-def test_an_alert_from_prometheus_rolls_the_line_back_to_the_known_good_model(hub, setup, namespace, operator,
-                                                                              tmp_path):
-    tag, members = setup
+def _roll_out_good_then_bad(hub, namespace, tag) -> tuple[dict, dict]:
+    """1.0.0 rolled out and Healthy, then 2.0.0 likewise: the revisions a rollback goes between."""
     hub.apply(_deployment(namespace, tag, "1.0.0"))
     good = _wait(hub, namespace, lambda s: s.get("phase") == "Healthy", "1.0.0 rolled out")["currentRevision"]
     hub.apply(_deployment(namespace, tag, "2.0.0"))
     bad = _wait(hub, namespace, lambda s: s.get("phase") == "Healthy" and s["currentRevision"]["version"] == "2.0.0",
                 "2.0.0 rolled out")["currentRevision"]
+    return good, bad
+
+
+def test_an_alert_from_prometheus_rolls_the_line_back_to_the_known_good_model(hub, setup, namespace, operator,
+                                                                              tmp_path):
+    tag, members = setup
+    good, bad = _roll_out_good_then_bad(hub, namespace, tag)
 
     line = Line(tmp_path)
     try:
@@ -233,11 +239,7 @@ def test_an_alert_naming_a_foreign_cluster_or_an_undeployed_revision_rolls_nothi
     reason; the same alert naming what really runs there does roll back (so the refusal is the
     scope check, not the guard period or the matchers)."""
     tag, members = setup
-    hub.apply(_deployment(namespace, tag, "1.0.0"))
-    good = _wait(hub, namespace, lambda s: s.get("phase") == "Healthy", "1.0.0 rolled out")["currentRevision"]
-    hub.apply(_deployment(namespace, tag, "2.0.0"))
-    bad = _wait(hub, namespace, lambda s: s.get("phase") == "Healthy" and s["currentRevision"]["version"] == "2.0.0",
-                "2.0.0 rolled out")["currentRevision"]
+    good, bad = _roll_out_good_then_bad(hub, namespace, tag)
     line = next(iter(members))
     foreign = f"{tag}-not-a-line-of-this-deployment"
 

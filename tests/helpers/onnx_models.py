@@ -63,7 +63,8 @@ def _matmul_model(rows: int, cols: int, weights: TensorProto) -> tuple[onnx.Mode
     return model, graph
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """A protobuf varint: how ONNX files spell lengths and small numbers."""
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7
@@ -100,15 +101,15 @@ def write_large_model(path: Path, weight_mib: int, *, external: bool = False) ->
     # (all length-delimited): the initializer goes last in the graph, its bytes last in the tensor.
     model, graph = _matmul_model(rows, cols, None)
     header = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[rows, cols]).SerializeToString()
-    tensor_length = len(header) + 1 + len(_varint(size)) + size
+    tensor_length = len(header) + 1 + len(varint(size)) + size
     graph_bytes = graph.SerializeToString()
-    initializer_field = bytes([5 << 3 | 2]) + _varint(tensor_length)
+    initializer_field = bytes([5 << 3 | 2]) + varint(tensor_length)
     graph_length = len(graph_bytes) + len(initializer_field) + tensor_length
     model.ClearField("graph")
     with open(path, "wb") as out:
         out.write(model.SerializeToString())
-        out.write(bytes([7 << 3 | 2]) + _varint(graph_length))
-        out.write(graph_bytes + initializer_field + header + bytes([9 << 3 | 2]) + _varint(size))
+        out.write(bytes([7 << 3 | 2]) + varint(graph_length))
+        out.write(graph_bytes + initializer_field + header + bytes([9 << 3 | 2]) + varint(size))
         _write_weights(out, size)
     return path
 

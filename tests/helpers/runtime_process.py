@@ -93,12 +93,12 @@ class RuntimeProcess:
         return self.proc.returncode
 
 
-def http(method: str, url: str, body=None) -> tuple[int, dict | str]:
+def http(method: str, url: str, body=None, timeout: float = 30.0) -> tuple[int, dict | str]:
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method,
                                      headers={"Content-Type": "application/json"} if data is not None else {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             status, raw = response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         status, raw = error.code, error.read().decode()
