@@ -314,10 +314,11 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
                    and not (n in refused and refused[n].policy == "Skip")]
         if any(g.reason == windows.WAITING_FOR_WINDOW or g.reason == windows.WAITING_FOR_LINE_IDLE
                for g in refused.values()):
-            # The wave's deadline counts from when its last cluster may be changed.
-            progress.wave_started_at = iso(now)
+            # The wave's deadline counts from when its last cluster may be changed: no start
+            # while one waits (the next tick without a waiting cluster sets it).
+            progress.wave_started_at = None
         if len(unready) > inp.spec.rollout.max_unavailable:
-            started = parse(progress.wave_started_at)
+            started = parse(progress.wave_started_at) or now
             # A problem that waiting will not fix (an image that cannot be pulled, a model the
             # runtime refuses, a line that stayed busy under policy Fail) fails the wave now
             # rather than at its deadline.
