@@ -79,11 +79,11 @@ def _iso(at: dt.datetime) -> str:
 
 
 def test_a_change_waits_for_the_window_and_goes_through_when_it_opens(hub, edge_a, namespace, line):
-    # Given a window that opens at the next minute boundary (at least 30 s away, so that the
-    # waiting is seen), declared in Berlin time as a site would.
+    # Given a window that opens at a minute boundary during the test (at least 90 s away, so
+    # that the waiting is seen on a loaded machine), declared in Berlin time as a site would.
     now = dt.datetime.now(dt.timezone.utc)
     opens = (now + dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
-    if (opens - now).total_seconds() < 30:
+    while (opens - now).total_seconds() < 90:
         opens += dt.timedelta(minutes=1)
     local = opens.astimezone(BERLIN)
     name = line({"windows": [{"schedule": f"{local.minute} {local.hour} * * *", "durationMinutes": 10,
@@ -94,7 +94,8 @@ def test_a_change_waits_for_the_window_and_goes_through_when_it_opens(hub, edge_
 
     # Then the cluster waits, and status says until when
     waiting = _wait_cluster(hub, namespace, name, lambda c: c.get("waitingFor") == "WaitingForWindow",
-                            "the cluster waiting for its window")
+                            "the cluster waiting for its window",
+                            timeout=(opens - dt.datetime.now(dt.timezone.utc)).total_seconds() - 5)
     assert waiting["phase"] == "Pending" and waiting["waitingUntil"] == _iso(opens)
     assert f"opens at {_iso(opens)}" in waiting["message"]
     assert _runtime(edge_a, name) == [], "the runtime reached the line before its window opened"
