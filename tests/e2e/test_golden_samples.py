@@ -12,9 +12,11 @@ fails these tests, it never skips them.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -94,6 +96,9 @@ def test_a_model_that_deviates_from_its_golden_sample_fails_the_wave_with_the_de
     assert "GoldenSampleMismatch" in status["rollout"]["failedMessage"]
     assert any(e["reason"] == "WaveFailed" and "largest difference" in e["message"]
                for e in hub.events("detector", namespace))
+    started = dt.datetime.strptime(status["rollout"]["waveStartedAt"], "%Y-%m-%dT%H:%M:%SZ")
+    real.figures["golden_sample_mismatch_reported_within_s"] = round(
+        time.time() - started.replace(tzinfo=dt.timezone.utc).timestamp(), 1)
 
     # The runtime says so itself: unready, with the reason on its readiness endpoint's log line ...
     new = [p for p in _pods(edge_a, line) if p["metadata"]["labels"]["edgeline.io/revision"] != good]

@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 
 from lightkube import ApiError
+from pydantic import ValidationError
 from lightkube.resources.coordination_v1 import Lease
 
 from edgeline.api.edgecluster import LINE_IDLE_LEASE_PREFIX, Maintenance
@@ -31,14 +32,17 @@ def lease_name(cluster: str) -> str:
 
 async def line_facts(known: dict[str, ClusterEntry], clusters, now: dt.datetime) -> dict[str, windows.LineFacts]:
     """LineFacts for every cluster in `clusters` that declares windows or asks for consent."""
-    declared = {}
+    declared, facts = {}, {}
     for name in clusters:
         entry = known.get(name)
         if entry is None or not entry.maintenance:
             continue
-        declared[name] = Maintenance.model_validate(entry.maintenance)
+        try:
+            declared[name] = Maintenance.model_validate(entry.maintenance)
+        except ValidationError as exc:
+            # The CRD schema should have refused it; held rather than changed at any time.
+            facts[name] = windows.LineFacts(error=str(exc.errors()[0].get("msg")))
     leases = dict(await asyncio.gather(*(_idle(name, now) for name, m in declared.items() if m.line_consent)))
-    facts = {}
     for name, maintenance in declared.items():
         consent = maintenance.line_consent
         idle, since = leases.get(name, (False, None))

@@ -63,6 +63,7 @@ class LineFacts:
     idle: bool = False                          # the bridge holds the line-idle Lease now
     idle_since: dt.datetime | None = None       # since when it holds it
     rollbacks_wait: bool = False                # rollbacks respect windows and consent too
+    error: str | None = None                    # spec.maintenance could not be read: hold, and say why
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def gate(facts: LineFacts | None, deployment: tuple[Window, ...], now: dt.dateti
     facts = facts or LineFacts()
     if rollback and not facts.rollbacks_wait:
         return Gate(True)        # a revert goes through at once
+    if facts.error:
+        return Gate(False, WINDOW_INVALID, f"the cluster's maintenance spec cannot be read: {facts.error}")
     window = openness(facts.windows, () if rollback else deployment, now)
     if window.error:
         return Gate(False, WINDOW_INVALID, f"a maintenance window cannot be read: {window.error}")

@@ -145,3 +145,10 @@ def test_a_window_message_names_the_next_opening():
 ])
 def test_the_line_idle_lease_counts_only_while_held_and_renewed(holder, acquired, renewed, duration, now, expected):
     assert line_idle(holder, acquired, renewed, duration, now) == expected
+
+
+def test_a_maintenance_spec_that_cannot_be_read_holds_changes_but_not_rollbacks():
+    facts = LineFacts(error="Input should be 'Skip', 'Fail' or 'Proceed'")
+    held = gate(facts, (), NOW, False, None, None)
+    assert (held.allowed, held.reason) == (False, windows.WINDOW_INVALID) and "Skip" in held.message
+    assert gate(facts, (), NOW, True, None, None).allowed
