@@ -142,6 +142,7 @@ def decide(inp: Inputs) -> Decision:
     gates = _Gatekeeper(inp)    # clusters whose change waits for a window or the line: gates.waits
     if goal is not None:
         _advance(inp, status, progress, goal, decision, gates)
+        decision.events += [("Warning", "LineIdleTimeout", f"{name}: {note}") for name, note in gates.notes]
     reached = progress.wave if progress.wave is not None else -1
     applied_now = {a.cluster for a in decision.actions if isinstance(a, Apply)}
 
@@ -259,6 +260,7 @@ class _Gatekeeper:
         self.narrowing = windows.windows_of(inp.spec.rollout.windows) if inp else ()
         self.previous = {c.name: c for c in inp.status.clusters} if inp else {}
         self.waits: dict[str, windows.Gate] = {}
+        self.notes: list[tuple[str, str]] = []      # (cluster, why it is changed although ...)
 
     def __call__(self, name: str, rollback: bool) -> bool:
         if self.inp is None:
@@ -268,6 +270,7 @@ class _Gatekeeper:
                                parse(old.waiting_since) if old else None, old.waiting_for if old else None)
         if not verdict.allowed:
             self.waits[name] = verdict
+        self.notes += [(name, note) for note in verdict.notes]
         return verdict.allowed
 
 

@@ -109,3 +109,14 @@ def test_an_automatic_rollback_goes_through_outside_the_window_unless_the_policy
         assert set(fleet.running.values()) == {expected}
         if wait:
             assert states(status)["a"].waiting_for == "WaitingForWindow"
+
+
+def test_a_line_that_stays_busy_is_changed_anyway_under_policy_proceed_and_an_event_says_so():
+    fleet, status = Fleet("ab"), EdgeDeploymentStatus()
+    busy = {"a": LineFacts((), LineConsent(timeout_seconds=60, on_timeout="Proceed"))}
+    status, _ = tick(fleet, status, T, busy)
+    assert fleet.running["a"] is None
+    status, d = tick(fleet, status, T + dt.timedelta(seconds=61), busy)
+    assert fleet.running["a"] == REV1.revision
+    assert ("Warning", "LineIdleTimeout", "a: the line did not signal idle within 60s; proceeding as the cluster's "
+            "policy says") in d.events
