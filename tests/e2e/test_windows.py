@@ -21,7 +21,10 @@ from tests.helpers.artifact_server import serve
 from tests.helpers.manifests import SAMPLE_MODELS, edge_cluster, edge_deployment, kubeconfig_secret
 
 BERLIN = ZoneInfo("Europe/Berlin")
-BRIDGE = "plc-bridge-line-1"        # the site's MES/PLC bridge, as the API server authenticates it
+# The site's MES/PLC bridge: a ServiceAccount (the admin impersonates it, so the API server
+# authorizes the request as that identity).
+BRIDGE_SA = "plc-bridge-line-1"
+BRIDGE = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{BRIDGE_SA}"
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +122,14 @@ def _lease(name: str) -> str:
     return f"edgeline-line-idle-{name}"
 
 
-def _signal_idle(hub, name: str, user: str) -> subprocess.CompletedProcess:
+def _signal_idle(hub, name: str, *, user: str | None = None, impersonate: str | None = None):
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    patch = {"spec": {"holderIdentity": user, "leaseDurationSeconds": 300, "acquireTime": now, "renewTime": now}}
-    return hub.kubectl("patch", "lease", _lease(name), "-n", OPERATOR_NAMESPACE, "--type", "merge",
-                       "-p", json.dumps(patch), user=user, check=False)
+    patch = {"spec": {"holderIdentity": impersonate or user, "leaseDurationSeconds": 300, "acquireTime": now,
+                      "renewTime": now}}
+    args = ["patch", "lease", _lease(name), "-n", OPERATOR_NAMESPACE, "--type", "merge", "-p", json.dumps(patch)]
+    if impersonate:
+        args.append(f"--as={impersonate}")
+    return hub.kubectl(*args, user=user, check=False)
 
 
 def test_a_change_waits_for_the_line_to_signal_idle_and_only_its_bridge_may_signal(hub, edge_a, namespace, line):
@@ -131,6 +137,8 @@ def test_a_change_waits_for_the_line_to_signal_idle_and_only_its_bridge_may_sign
     # that lets only the line's bridge write that one Lease
     name = line({"lineConsent": {"timeoutSeconds": 600, "onTimeout": "Fail"}})
     hub.apply([
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": BRIDGE_SA, "namespace": OPERATOR_NAMESPACE}},
         {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
          "metadata": {"name": _lease(name), "namespace": OPERATOR_NAMESPACE}, "spec": {}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -140,7 +148,7 @@ def test_a_change_waits_for_the_line_to_signal_idle_and_only_its_bridge_may_sign
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
          "metadata": {"name": f"line-bridge-{name}", "namespace": OPERATOR_NAMESPACE},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"line-bridge-{name}"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": BRIDGE}]},
+         "subjects": [{"kind": "ServiceAccount", "name": BRIDGE_SA, "namespace": OPERATOR_NAMESPACE}]},
     ])
     try:
         # When the deployment is applied while the line is busy
@@ -155,12 +163,12 @@ def test_a_change_waits_for_the_line_to_signal_idle_and_only_its_bridge_may_sign
         assert _runtime(edge_a, name) == [], "the runtime reached the line before it signalled idle"
 
         # Nobody but the bridge can say the line is idle
-        forged = _signal_idle(hub, name, "someone-else")
+        forged = _signal_idle(hub, name, user="outsider")
         assert forged.returncode != 0 and "forbidden" in forged.stderr.lower(), forged.stderr
         assert _cluster(hub, namespace, name).get("waitingFor") == "WaitingForLineIdle"
 
         # When the bridge signals idle, the change goes through
-        given = _signal_idle(hub, name, BRIDGE)
+        given = _signal_idle(hub, name, impersonate=BRIDGE)
         assert given.returncode == 0, given.stderr
         status = _wait_healthy(hub, namespace)
         state = {c["name"]: c for c in status["clusters"]}[name]
