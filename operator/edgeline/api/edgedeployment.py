@@ -12,6 +12,8 @@ from edgeline.api.base import ApiModel, Resource
 from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, LABEL_KEY, NON_EMPTY_SELECTOR, EnvVar, LabelSelector,
                                  Quantity, ResourceRequirements, ShortText)
 from edgeline.api.conditions import Condition
+from edgeline.api.edgecluster import MaintenanceWindow
+from edgeline.api.mlmodel import DIGEST
 from edgeline.api.reserved import env_rule
 
 # The edge runtime image this release builds (images/edge-runtime, `make images`), under the name it
@@ -57,6 +59,15 @@ class Toleration(ApiModel):
     toleration_seconds: int | None = Field(None, ge=0, description="With NoExecute: how long the Pod stays bound")
 
 
+class GoldenSampleRef(ApiModel):
+    """Inputs and the outputs a good model gives for them, with a tolerance (JSON, docs/line-schedules.md);
+    the runtime checks them before it becomes ready."""
+
+    uri: str = Field(min_length=1, max_length=2048, pattern=r"^(https?|file)://",
+                     description="http(s):// or file:// URI of the golden sample file")
+    sha256: str = Field(pattern=DIGEST, max_length=71, description="Digest of the file, sha256:<64 hex>")
+
+
 class Runtime(ApiModel):
     image: str = Field(DEFAULT_RUNTIME_IMAGE, min_length=1, max_length=512,
                        description="Image of the edge inference runtime")
@@ -75,6 +86,9 @@ class Runtime(ApiModel):
     tolerations: list[Toleration] | None = Field(
         None, max_length=16, description="Taints of the nodes the runtime Pods may run on, e.g. dedicated line "
                                          "computers (GPU taints are tolerated automatically)")
+    golden_sample: GoldenSampleRef | None = Field(
+        None, description="Golden sample the runtime must reproduce before it becomes ready; a deviation fails "
+                          "the wave (GoldenSampleMismatch)")
 
 
 class Wave(ApiModel):
@@ -98,6 +112,9 @@ class Rollout(ApiModel):
     wave_timeout_seconds: int = Field(600, ge=10, le=86400,
                                       description="How long a wave may take to become ready before it fails")
     soak_seconds: int = Field(0, ge=0, le=604800, description="Time to watch each wave after it is ready")
+    windows: list[MaintenanceWindow] = Field(
+        [], max_length=16, description="Narrow the clusters' maintenance windows for this deployment: a change "
+                                       "reaches a cluster only when one of these and one of the cluster's are open")
 
 
 class Approval(ApiModel):
@@ -205,11 +222,17 @@ class ClusterState(ApiModel):
     stale: bool | None = Field(None, description="Whether lastObserved is too old to trust")
     message: str | None = Field(None, description="Why, for people")
     reason: str | None = Field(None, description="Why the runtime is not ready, from its Pods: ImagePullFailed, "
-                                                 "CrashLoopBackOff, ModelRejected, ModelFetchRetrying, "
-                                                 "ContainerNotStarted or Unschedulable")
+                                                 "CrashLoopBackOff, ModelRejected, GoldenSampleMismatch, "
+                                                 "GoldenSampleInvalid, ModelFetchRetrying, ContainerNotStarted or "
+                                                 "Unschedulable")
     pod: str | None = Field(None, description="The runtime Pod the reason was seen on")
     restarts: int | None = Field(None, description="Restarts of that Pod's runtime container")
     last_log: str | None = Field(None, description="Last log line (or termination message) of that container")
+    waiting_for: str | None = Field(None, description="What the cluster's change waits for: WaitingForWindow, "
+                                                      "WaitingForLineIdle, LineIdleTimeout or WindowInvalid")
+    waiting_since: str | None = Field(None, description="Since when it waits for the line")
+    waiting_until: str | None = Field(None, description="When the next window opens, or when the wait for the "
+                                                        "line times out")
 
 
 class ExcludedCluster(ApiModel):

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     inspect.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text",
                          help="text (default) for people, json or yaml for tools")
     inspect.set_defaults(func=run_inspect)
+    from edgeline.commands import golden
+
+    golden.register(actions)
 
 
 def run_inspect(args: argparse.Namespace) -> int:

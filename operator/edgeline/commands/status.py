@@ -84,6 +84,8 @@ def status_summary(obj: dict, now: dt.datetime) -> dict:
                 "lastObserved": c.get("lastObserved"), "observedAgo": age(c.get("lastObserved"), now),
                 "stale": bool(c.get("stale")), "outdated": bool(target and c.get("revision") != target),
                 "message": c.get("message"),
+                # Why its runtime is not ready, and what its change waits for (domain.windows), when so.
+                **{k: c[k] for k in ("reason", "waitingFor", "waitingSince", "waitingUntil") if c.get(k)},
             } for c in members],
         })
     pending = status.get("pendingApproval") or {}

@@ -25,6 +25,7 @@ from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters
 from edgeline.clusters.resources import merge_patch, patch_status
 from edgeline.controllers import alert_receipts, approval_key, loop
+from edgeline.controllers.line_consent import line_facts
 from edgeline.controllers.indexes import ClusterEntry, client_for, known_clusters
 from edgeline.domain import admission
 from edgeline.domain.approval_status import counted_records, gate
@@ -103,6 +104,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     observations = dict(await asyncio.gather(*(
         _observe(members, known.get(c), c, namespace, name) for c in sorted(to_observe))))
     receipts = alert_receipts.receipts(meta)
+    lines = await line_facts(known, to_observe, now)
 
     # --- decide
     decision = decide(Inputs(
@@ -112,7 +114,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         paused=annotations.get(PAUSE, "").lower() == "true", rollback_to=annotations.get(ROLLBACK_TO), now=now,
         alerts=[r.alert for r in receipts], outcomes=dict(outcomes), author=author, forged_approvals=forged,
         model=Verdict(choice.model is not None, choice.reason, choice.message), generation=meta.get("generation"),
-        stale={e.name: e.message for e in placement.stale}))
+        stale={e.name: e.message for e in placement.stale}, lines=lines))
 
     # --- act
     outcomes.clear()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from edgeline.api.conditions import Condition
 from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, ExcludedCluster,
                                          HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress)
-from edgeline.domain import deployment_conditions
+from edgeline.domain import deployment_conditions, windows
 from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_state
 from edgeline.domain.deployment_conditions import Verdict
 from edgeline.domain.placement import Exclusion
@@ -97,6 +97,7 @@ class Inputs:
     model: Verdict = Verdict(True, "ModelReady", "")     # how the modelRef resolved (domain.model_choice)
     generation: int | None = None
     stale: dict[str, str] = field(default_factory=dict)   # cluster -> why: its EdgeCluster is Stale (placement)
+    lines: dict = field(default_factory=dict)    # cluster -> windows.LineFacts: maintenance windows, line consent
 
 
 @dataclass
@@ -138,8 +139,10 @@ def decide(inp: Inputs) -> Decision:
 
     all_clusters = [c for w in inp.waves for c in w.clusters]
     wave_of = {c: w.name for w in inp.waves for c in w.clusters}
+    gates = _Gatekeeper(inp)    # clusters whose change waits for a window or the line: gates.waits
     if goal is not None:
-        _advance(inp, status, progress, goal, decision)
+        _advance(inp, status, progress, goal, decision, gates)
+        decision.events += [("Warning", "LineIdleTimeout", f"{name}: {note}") for name, note in gates.notes]
     reached = progress.wave if progress.wave is not None else -1
     applied_now = {a.cluster for a in decision.actions if isinstance(a, Apply)}
 
@@ -149,7 +152,7 @@ def decide(inp: Inputs) -> Decision:
     for index, wave in enumerate(inp.waves):
         for name in wave.clusters:
             clusters.append(_cluster_state(name, wave.name, index <= reached or name in pins, pins.get(name, goal),
-                                           inp, previous.get(name), name in applied_now))
+                                           inp, previous.get(name), name in applied_now, gates.waits.get(name)))
     for name, old in previous.items():
         if name in wave_of:
             continue
@@ -248,16 +251,42 @@ def _choose_goal(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutPro
     return inp.desired, "Update"
 
 
+class _Gatekeeper:
+    """may_change(cluster, rollback) -> bool: the cluster's windows and line consent; what a
+    refused cluster waits for lands in `waits`."""
+
+    def __init__(self, inp: Inputs | None = None):
+        self.inp = inp
+        self.narrowing = windows.windows_of(inp.spec.rollout.windows) if inp else ()
+        self.previous = {c.name: c for c in inp.status.clusters} if inp else {}
+        self.waits: dict[str, windows.Gate] = {}
+        self.notes: list[tuple[str, str]] = []      # (cluster, why it is changed although ...)
+
+    def __call__(self, name: str, rollback: bool) -> bool:
+        if self.inp is None:
+            return True
+        old = self.previous.get(name)
+        verdict = windows.gate(self.inp.lines.get(name), self.narrowing, self.inp.now, rollback,
+                               parse(old.waiting_since) if old else None, old.waiting_for if old else None)
+        if not verdict.allowed:
+            self.waits[name] = verdict
+        self.notes += [(name, note) for note in verdict.notes]
+        return verdict.allowed
+
+
 def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress, goal: RevisionRef,
-             decision: Decision) -> None:
-    """Apply the goal to every cluster of the waves reached so far; move on when the
-    current wave is ready and has soaked; fail it when its deadline passes."""
+             decision: Decision, may_change: _Gatekeeper | None = None) -> None:
+    """Apply the goal to every cluster of the waves reached so far (inside their windows,
+    with the line's consent); move on when the current wave is ready and has soaked; fail it
+    when its deadline passes."""
     now = inp.now
     waves = inp.waves
+    may_change = may_change or _Gatekeeper()
     pins = {p.cluster: p.revision for p in status.pinned}
     for name, revision in pins.items():
         obs = inp.observations.get(name)
-        if obs is not None and obs.reachable and (obs.revision != revision.revision or not obs.exists):
+        if obs is not None and obs.reachable and (obs.revision != revision.revision or not obs.exists) and \
+                may_change(name, True):
             decision.actions.append(Apply(name, revision))
     while True:
         current = progress.wave or 0
@@ -268,7 +297,8 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
                     continue
                 if name in inp.stale and progress.reason != "Rollback":
                     continue        # no new revision on a cluster whose facts are stale; a revert goes through
-                if obs.revision != goal.revision or not obs.exists:
+                if (obs.revision != goal.revision or not obs.exists) and \
+                        may_change(name, progress.reason == "Rollback"):
                     decision.actions.append(Apply(name, goal))
         if pins and progress.completed_at is None:
             return      # part of the fleet was rolled back: the rollout goes no further
@@ -281,17 +311,27 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
         if progress.wave_started_at is None:
             progress.wave_started_at = iso(now)
             progress.wave_name = wave.name
-        unready = [n for n in wave.clusters if not _ready_on(inp.observations.get(n), goal)]
+        refused = {n: g for n, g in may_change.waits.items() if n in wave.clusters}
+        # A cluster whose line stayed busy past its timeout under policy Skip is not waited for.
+        unready = [n for n in wave.clusters if not _ready_on(inp.observations.get(n), goal)
+                   and not (n in refused and refused[n].policy == "Skip")]
+        if any(g.reason == windows.WAITING_FOR_WINDOW or g.reason == windows.WAITING_FOR_LINE_IDLE
+               for g in refused.values()):
+            # The wave's deadline counts from when its last cluster may be changed: no start
+            # while one waits (the next tick without a waiting cluster sets it).
+            progress.wave_started_at = None
         if len(unready) > inp.spec.rollout.max_unavailable:
-            started = parse(progress.wave_started_at)
+            started = parse(progress.wave_started_at) or now
             # A problem that waiting will not fix (an image that cannot be pulled, a model the
-            # runtime refuses) fails the wave now rather than at its deadline.
-            hopeless = [n for n in unready if _fatal_on(inp.observations.get(n), goal)]
+            # runtime refuses, a line that stayed busy under policy Fail) fails the wave now
+            # rather than at its deadline.
+            hopeless = [n for n in unready if _fatal_on(inp.observations.get(n), goal) or
+                        (n in refused and refused[n].reason in (windows.LINE_IDLE_TIMEOUT, windows.WINDOW_INVALID))]
             timed_out = (now - started).total_seconds() > inp.spec.rollout.wave_timeout_seconds
             if timed_out or len(hopeless) > inp.spec.rollout.max_unavailable:
                 prefix = f"wave {wave.name} not ready after {inp.spec.rollout.wave_timeout_seconds}s: " if timed_out \
                     else f"wave {wave.name} failed: "
-                message = prefix + "; ".join(f"{n}: {_why(inp.observations.get(n), goal, inp.stale.get(n))}"
+                message = prefix + "; ".join(f"{n}: {_why(inp.observations.get(n), goal, inp.stale.get(n), refused.get(n))}"
                                              for n in unready)
                 if progress.failed_message != message:
                     decision.events.append(("Warning", "WaveFailed", message))
@@ -375,7 +415,10 @@ def _fatal_on(obs: Observation | None, goal: RevisionRef) -> bool:
         obs.problem is not None and obs.problem.fatal
 
 
-def _why(obs: Observation | None, goal: RevisionRef, stale: str | None = None) -> str:
+def _why(obs: Observation | None, goal: RevisionRef, stale: str | None = None,
+         waiting: windows.Gate | None = None) -> str:
+    if waiting is not None:
+        return f"{waiting.reason}: {waiting.message}"
     if stale and not _ready_on(obs, goal):
         return f"ClusterStale: {stale}"
     if obs is None or not obs.reachable:
@@ -388,7 +431,7 @@ def _why(obs: Observation | None, goal: RevisionRef, stale: str | None = None) -
 
 
 def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None, inp: Inputs,
-                   old: ClusterState | None, applying: bool) -> ClusterState:
+                   old: ClusterState | None, applying: bool, waiting: windows.Gate | None = None) -> ClusterState:
     obs = inp.observations.get(name)
     state = (old.model_copy() if old else ClusterState(name=name))
     state.wave = wave
@@ -424,6 +467,12 @@ def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None
         state.phase = state.phase if state.phase == "Unreachable" else "Pending"
         state.message = f"ClusterStale: {stale}" + (f"; {state.message}" if state.message and
                                                     state.message != "waits for its wave" else "")
+    state.waiting_for = waiting.reason if waiting else None
+    state.waiting_since = iso(waiting.since) if waiting and waiting.since else None
+    state.waiting_until = iso(waiting.until) if waiting and waiting.until else None
+    if waiting is not None and state.phase != "Unreachable":
+        # Its change waits for the maintenance window or the line (domain.windows).
+        state.phase, state.message = "Pending", f"{waiting.reason}: {waiting.message}"
     failed = inp.outcomes.get(name)
     if failed is not None and failed.error and state.phase != "Ready":
         # The last tick's apply did not get through; this tick tries again.

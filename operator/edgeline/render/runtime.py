@@ -96,6 +96,10 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
         # The model goes on the size-limited volume, not the container's /tmp.
         "EDGELINE_MODEL_DIR": "/var/lib/edgeline",
     }
+    if runtime.golden_sample is not None:
+        # Only when set: the ConfigMap of a revision without one keeps its name (and its Pods).
+        config["EDGELINE_GOLDEN_SAMPLE_URI"] = runtime.golden_sample.uri
+        config["EDGELINE_GOLDEN_SAMPLE_SHA256"] = runtime.golden_sample.sha256
     config_meta = {**meta, "name": config_name(name, config), "labels": {**labels, LABEL_COMPONENT: CONFIG_COMPONENT}}
     configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": config_meta, "data": config, "immutable": True}
     deployment_obj = {

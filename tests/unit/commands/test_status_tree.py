@@ -97,3 +97,16 @@ def test_age_in_the_largest_whole_unit():
     assert [age(t, NOW) for t in ("2026-05-01T12:00:00Z", "2026-05-01T11:59:01Z", "2026-05-01T11:00:00Z",
                                   "2026-04-28T12:00:00Z", None, "not a time", "2026-05-01T12:00:10Z")] == \
         ["0s", "59s", "1h", "3d", "-", "-", "0s"]
+
+
+def test_a_cluster_that_waits_for_its_window_says_so_and_until_when():
+    obj = _deployment()
+    obj["status"]["clusters"][0].update({"phase": "Pending", "waitingFor": "WaitingForWindow",
+                                         "waitingUntil": "2026-05-04T04:45:00Z",
+                                         "message": "WaitingForWindow: waits for its maintenance window, which "
+                                                    "opens at 2026-05-04T04:45:00Z"})
+    summary = status_summary(obj, NOW)
+    waiting = summary["waves"][0]["clusters"][0]
+    assert (waiting["waitingFor"], waiting["waitingUntil"]) == ("WaitingForWindow", "2026-05-04T04:45:00Z")
+    assert "WaitingForWindow: waits for its maintenance window, which opens at 2026-05-04T04:45:00Z" in \
+        format_tree(summary)
