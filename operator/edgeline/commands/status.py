@@ -84,6 +84,7 @@ def status_summary(obj: dict, now: dt.datetime) -> dict:
                 "lastObserved": c.get("lastObserved"), "observedAgo": age(c.get("lastObserved"), now),
                 "stale": bool(c.get("stale")), "outdated": bool(target and c.get("revision") != target),
                 "message": c.get("message"),
+                "variant": c.get("variant"), "variantReason": c.get("variantReason"),
             } for c in members],
         })
     pending = status.get("pendingApproval") or {}
@@ -159,6 +160,8 @@ def format_tree(summary: dict) -> str:
         for c in wave["clusters"]:
             rev = (c["revision"] or "-") + (" (outdated)" if c["outdated"] and c["revision"] else "")
             leaf = f"{c['name']}  {c['phase']}  {rev}  {c['replicas']} pods  seen {c['observedAgo']} ago"
+            if c.get("variant"):
+                leaf += f"  variant {c['variantReason'] or c['variant']}"
             if c["stale"]:
                 leaf += "  STALE"
             if c["message"] and c["phase"] != "Ready":
