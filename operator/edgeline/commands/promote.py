@@ -28,9 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def whoami(client) -> str:
     """The username the API server authenticates this client as."""
+    from lightkube.models.meta_v1 import ObjectMeta
     from lightkube.resources.authentication_v1 import SelfSubjectReview
 
-    review = client.create(SelfSubjectReview(metadata={}))
+    review = client.create(SelfSubjectReview(metadata=ObjectMeta()))
     return review.status.userInfo.username
 
 
