@@ -37,8 +37,9 @@ def people(hub, crds_installed):
     probe_ns = f"p-{uuid.uuid4().hex[:6]}"
     hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": probe_ns}})
     hub.apply(sample_mlmodel(probe_ns, "1.0.0", "http://127.0.0.1:9/none", stage="staging"))
-    wait_for(lambda: _annotate(hub, probe_ns, "detector-1.0.0", "production", "nobody", None).returncode != 0,
-             timeout=30, what="the promotion policy to be enforced")
+    # Each attempt writes another name: a change the policy must judge (an unchanged record passes).
+    wait_for(lambda: _annotate(hub, probe_ns, "detector-1.0.0", "production", f"nobody-{uuid.uuid4().hex[:6]}",
+                               None).returncode != 0, timeout=30, what="the promotion policy to be enforced")
     hub.kubectl("delete", "namespace", probe_ns, "--wait=false", check=False)
 
 
