@@ -215,7 +215,8 @@ def test_edgeline_approve_does_the_same_and_a_dead_webhook_fails_closed(hub, edg
 def test_a_deployment_that_follows_the_newest_model_waits_for_approval_of_each_new_version(hub, edge_a, namespace,
                                                                                            line):
     spec = _deployment(namespace, line, minApprovers=1)
-    spec["spec"]["modelRef"] = {"model": "defect-detector", "follow": "LatestReady"}
+    # minStage staging: this line takes staging candidates (test_stages covers production lines).
+    spec["spec"]["modelRef"] = {"model": "defect-detector", "follow": "LatestReady", "minStage": "staging"}
     hub.apply(spec, user="editor")
     first = _pending(hub, namespace)["pendingApproval"]["revision"]
     assert first["version"] == "2.0.0"                      # the newest Ready version

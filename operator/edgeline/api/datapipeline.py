@@ -68,7 +68,8 @@ class MLModelTemplate(ApiModel):
                            description="Step whose outputs uri and sha256 (and optionally version) name the artifact")
     model: str = Field(max_length=63, pattern=DNS_LABEL, description="Logical model name of the candidate")
     stage: Literal["development", "staging", "production"] = Field(
-        "staging", description="Stage of the candidate MLModel")
+        "staging", description="Stage of the candidate MLModel; at most staging is used: production takes a "
+                               "person's promotion (`edgeline promote`)")
     labels: dict[str, ShortText] = Field({}, description="Extra labels of the candidate MLModel; not edgeline.io/* "
                                                          "keys, which are Edgeline's",
                                          json_schema_extra={"maxProperties": 16,

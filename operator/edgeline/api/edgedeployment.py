@@ -29,6 +29,9 @@ class ModelRef(ApiModel):
     follow: Literal["Pinned", "LatestReady"] = Field(
         "Pinned", description="Pinned: exactly the MLModel in name; LatestReady: the newest Ready MLModel of model, "
                               "so that a retrained candidate moves the deployment to AwaitingApproval")
+    min_stage: Literal["development", "staging", "production"] = Field(
+        "production", description="LatestReady follows only versions at or above this stage (spec.stage or a "
+                                  "recorded promotion, `edgeline promote`); pipeline candidates arrive as staging")
 
 
 class PlacementRequirements(ApiModel):
@@ -89,6 +92,10 @@ class Runtime(ApiModel):
     golden_sample: GoldenSampleRef | None = Field(
         None, description="Golden sample the runtime must reproduce before it becomes ready; a deviation fails "
                           "the wave (GoldenSampleMismatch)")
+    onnxruntime_version: str | None = Field(
+        None, max_length=32, pattern=r"^\d+\.\d+(\.\d+)?$",
+        description="onnxruntime version of a custom runtime image, e.g. 1.20; Edgeline's own image is known. "
+                    "Model variants' minRuntimeVersion and opsets are checked against it")
 
 
 class Wave(ApiModel):
@@ -183,6 +190,20 @@ class EdgeDeploymentSpec(ApiModel):
 
 # --- status ---------------------------------------------------------------------------------------
 
+class VariantRef(ApiModel):
+    name: str = Field(description="Variant name (default: the MLModel's spec.artifact)")
+    uri: str | None = Field(None, description="Artifact URI")
+    digest: str | None = Field(None, description="Artifact digest")
+    external_data: dict[str, str] | None = Field(None, description="Digests of its external data files")
+    architecture: str | None = Field(None, description="CPU architecture it is for; empty: any")
+    accelerator: str | None = Field(None, description="cpu, gpu or npu")
+    execution_provider: str | None = Field(None, description="onnxruntime execution provider it asks for")
+    min_runtime_version: str | None = Field(None, description="Oldest onnxruntime that can serve it")
+    opset: int | None = Field(None, description="Default-domain opset it imports")
+    size_bytes: int | None = Field(None, description="Bytes a runtime has to load")
+    memory: str | None = Field(None, description="Memory the model needs to serve (MLModel requirements.memory)")
+
+
 class RevisionRef(ApiModel):
     revision: str = Field(description="Hash of what is deployed: model digest and runtime spec")
     mlmodel: str | None = Field(None, description="MLModel object name")
@@ -192,6 +213,9 @@ class RevisionRef(ApiModel):
     uri: str | None = Field(None, description="Model artifact URI")
     runtime: Runtime | None = Field(None, description="Runtime spec of the revision, so that it can be restored")
     external_data: dict[str, str] | None = Field(None, description="Digests of the model's external data files")
+    variants: list[VariantRef] | None = Field(None, description="Every artifact of the model version; each cluster "
+                                                                "gets the one that fits it (MLModel spec.variants)")
+    variants_digest: str | None = Field(None, description="Digest over every variant, covered by the revision")
 
 
 class ApprovalRecord(ApiModel):
@@ -208,6 +232,9 @@ class PendingApproval(ApiModel):
     requested_at: str | None = Field(None, description="Since when it waits")
     approvals: list[ApprovalRecord] = Field([], description="Approvals for this revision so far")
     needed: int | None = Field(None, description="Distinct approvers needed")
+    metrics: dict[str, float] | None = Field(None, description="Evaluation metrics of the model version "
+                                                               "(MLModel spec.metrics), for approvers")
+    stage: str | None = Field(None, description="Effective stage of the model version")
 
 
 class ClusterState(ApiModel):
@@ -233,6 +260,8 @@ class ClusterState(ApiModel):
     waiting_since: str | None = Field(None, description="Since when it waits for the line")
     waiting_until: str | None = Field(None, description="When the next window opens, or when the wait for the "
                                                         "line times out")
+    variant: str | None = Field(None, description="Model variant chosen for this cluster (MLModel spec.variants)")
+    variant_reason: str | None = Field(None, description="Why that variant, from the cluster's probed facts")
 
 
 class ExcludedCluster(ApiModel):

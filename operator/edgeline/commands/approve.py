@@ -44,6 +44,8 @@ def run_approve(args: argparse.Namespace) -> int:
               f"(phase {(obj.get('status') or {}).get('phase', 'unknown')})", file=sys.stderr)
         return 1
     target = args.revision or revision["revision"]
+    for line in evidence_lines(pending):
+        print(line)
     print(f"approving {namespace}/{args.name} revision {target}: {revision.get('model')} {revision.get('version')} "
           f"({revision.get('digest')}), requested by {pending.get('requestedBy') or 'unknown'}")
     patch = {"metadata": {"annotations": {"edgeline.io/approve": target}}}
@@ -54,3 +56,19 @@ def run_approve(args: argparse.Namespace) -> int:
         return 1
     print("approval recorded")
     return 0
+
+
+def evidence_lines(pending: dict) -> list[str]:
+    """What the approver judges the version by: its stage and evaluation metrics
+    (status.pendingApproval, from MLModel spec.metrics), and its variants."""
+    revision = pending.get("revision") or {}
+    metrics = pending.get("metrics") or {}
+    lines = [f"stage       {pending.get('stage') or 'unknown'}"]
+    lines.append("metrics     " + (", ".join(f"{k} {v:g}" for k, v in sorted(metrics.items())) if metrics
+                                  else "none recorded (MLModel spec.metrics is empty)"))
+    variants = revision.get("variants") or []
+    if variants:
+        lines.append("variants    " + ", ".join(
+            f"{v.get('name')} ({'/'.join(x for x in (v.get('architecture'), v.get('accelerator')) if x) or 'any'}"
+            f", {v.get('digest') or 'no digest'})" for v in variants))
+    return lines

@@ -86,6 +86,7 @@ def status_summary(obj: dict, now: dt.datetime) -> dict:
                 "message": c.get("message"),
                 # Why its runtime is not ready, and what its change waits for (domain.windows), when so.
                 **{k: c[k] for k in ("reason", "waitingFor", "waitingSince", "waitingUntil") if c.get(k)},
+                "variant": c.get("variant"), "variantReason": c.get("variantReason"),
             } for c in members],
         })
     pending = status.get("pendingApproval") or {}
@@ -161,6 +162,8 @@ def format_tree(summary: dict) -> str:
         for c in wave["clusters"]:
             rev = (c["revision"] or "-") + (" (outdated)" if c["outdated"] and c["revision"] else "")
             leaf = f"{c['name']}  {c['phase']}  {rev}  {c['replicas']} pods  seen {c['observedAgo']} ago"
+            if c.get("variant"):
+                leaf += f"  variant {c['variantReason'] or c['variant']}"
             if c["stale"]:
                 leaf += "  STALE"
             if c["message"] and c["phase"] != "Ready":

@@ -85,14 +85,19 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     choice = choose(ed.spec.model_ref, list(model_index.get(namespace, [])))
     desired = None
     if choice.model is not None:
+        variants = choice.model.has_variants
         desired = RevisionRef(
             revision=revision_of(choice.model.digest, choice.model.uri, ed.spec.runtime,
-                                 dict(choice.model.external_data)),
+                                 dict(choice.model.external_data),
+                                 choice.model.variants_digest if variants else None),
             mlmodel=choice.model.name, model=choice.model.model, version=choice.model.version,
             digest=choice.model.digest, uri=choice.model.uri, runtime=ed.spec.runtime,
-            external_data=dict(choice.model.external_data) or None)
+            external_data=dict(choice.model.external_data) or None,
+            variants=list(choice.model.variants) if variants else None,
+            variants_digest=choice.model.variants_digest if variants else None)
     known = known_clusters(cluster_index)
-    placement = place(ed.spec.placement, [entry.facts for entry in known.values()])
+    placement = place(ed.spec.placement, [entry.facts for entry in known.values()],
+                      choice.model.variants if choice.model else (), ed.spec.runtime)
     waves = plan_waves(ed.spec.rollout, list(placement.selected), {n: known[n].facts.labels
                                                                    for n in placement.selected})
     key = approval_key.current()
@@ -114,7 +119,10 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         paused=annotations.get(PAUSE, "").lower() == "true", rollback_to=annotations.get(ROLLBACK_TO), now=now,
         alerts=[r.alert for r in receipts], outcomes=dict(outcomes), author=author, forged_approvals=forged,
         model=Verdict(choice.model is not None, choice.reason, choice.message), generation=meta.get("generation"),
-        stale={e.name: e.message for e in placement.stale}, lines=lines))
+        stale={e.name: e.message for e in placement.stale}, lines=lines,
+        facts={c: entry.facts for c, entry in known.items()},
+        model_metrics=dict(choice.model.metrics) if choice.model else {},
+        model_stage=choice.model.stage if choice.model else None))
 
     # --- act
     outcomes.clear()
@@ -165,7 +173,7 @@ async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], acti
             client = await client_for(members, action.cluster, entry)
             if isinstance(action, Apply):
                 objects = render(namespace, name, action.revision, Target(action.cluster, entry.namespace),
-                                 ed.spec.placement.requirements)
+                                 ed.spec.placement.requirements, action.variant)
                 seen = observations.get(action.cluster)
                 await workloads.apply(client, entry.namespace, objects, ensure_namespace=not (seen and seen.exists))
             else:

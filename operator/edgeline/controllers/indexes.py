@@ -15,7 +15,9 @@ from edgeline.clusters.connections import MemberClusters, SecretRef
 from edgeline.controllers.loop import first
 from edgeline.domain.model_choice import ModelSummary
 from edgeline.domain.placement import ClusterFacts
+from edgeline.domain.stages import effective_stage
 from edgeline.domain.used_by import entry, uses
+from edgeline.domain.variants import variants_of
 from edgeline.settings import get_settings
 
 
@@ -56,7 +58,11 @@ def model_index(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, sta
         name=name, model=spec.get("model", ""), version=spec.get("version", ""), phase=status.get("phase"),
         digest=artifact.get("digest"), uri=(spec.get("artifact") or {}).get("uri", ""),
         created=meta.get("creationTimestamp", ""),
-        external_data=tuple((f["path"], f["sha256"]) for f in (spec.get("artifact") or {}).get("externalData") or []))}
+        external_data=tuple((f["path"], f["sha256"]) for f in (spec.get("artifact") or {}).get("externalData") or []),
+        stage=effective_stage(spec.get("stage"), dict(meta.get("annotations") or {})).stage,
+        variants=variants_of(dict(spec), dict(status)), has_variants=bool(spec.get("variants")),
+        variants_digest=status.get("variantsDigest"),
+        metrics=tuple(sorted((str(k), float(v)) for k, v in (spec.get("metrics") or {}).items())))}
 
 
 @kopf.index(GROUP, VERSION, "edgedeployments")

@@ -9,9 +9,12 @@ import json
 from edgeline.api.edgedeployment import Runtime
 
 
-def revision_of(digest: str, uri: str, runtime: Runtime, external_data: dict[str, str] | None = None) -> str:
+def revision_of(digest: str, uri: str, runtime: Runtime, external_data: dict[str, str] | None = None,
+                variants_digest: str | None = None) -> str:
     # External data digests are part of the model's bytes; absent, the hash is what it always was.
+    # So are the model's variants (domain.variants.variants_digest): approving a revision approves them all.
     fields = {"digest": digest, "uri": uri, "runtime": runtime.dump(), **({"externalData": external_data}
-                                                                        if external_data else {})}
+                                                                        if external_data else {}),
+              **({"variants": variants_digest} if variants_digest else {})}
     payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]

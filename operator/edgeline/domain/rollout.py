@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 
 from edgeline.api.conditions import Condition
 from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, ExcludedCluster,
-                                         HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress)
+                                         HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress,
+                                         VariantRef)
 from edgeline.domain import deployment_conditions, windows
 from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_state
 from edgeline.domain.deployment_conditions import Verdict
-from edgeline.domain.placement import Exclusion
+from edgeline.domain.placement import ClusterFacts, Exclusion
 from edgeline.domain.rollback import AutoRollback, alert_verdicts
 from edgeline.domain.runtime_health import RuntimeProblem
+from edgeline.domain.variants import Pick, Runs, pick
 from edgeline.domain.waves import WavePlan
 from edgeline.timestamps import format as iso
 from edgeline.timestamps import format_ms, parse
@@ -57,6 +59,7 @@ class Observation:
 class Apply:
     cluster: str
     revision: RevisionRef
+    variant: VariantRef | None = None       # the model variant for this cluster (domain.variants)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class Inputs:
     generation: int | None = None
     stale: dict[str, str] = field(default_factory=dict)   # cluster -> why: its EdgeCluster is Stale (placement)
     lines: dict = field(default_factory=dict)    # cluster -> windows.LineFacts: maintenance windows, line consent
+    facts: dict[str, ClusterFacts] = field(default_factory=dict)   # cluster -> probed facts: which variant fits
+    model_metrics: dict[str, float] = field(default_factory=dict)  # the desired model's spec.metrics, for approvers
+    model_stage: str | None = None                                  # the desired model's effective stage
 
 
 @dataclass
@@ -189,6 +195,10 @@ def _report(inp: Inputs, status: EdgeDeploymentStatus, decision: Decision) -> No
                               inp.desired, status.current_revision, decision.held_reason, inp.approved,
                               inp.approvals, inp.author, inp.now)
     status.approval, status.pending_approval = approval.summary, approval.pending
+    if status.pending_approval is not None:
+        # What approvers judge the version by: its evaluation metrics and stage.
+        status.pending_approval.metrics = dict(inp.model_metrics) or None
+        status.pending_approval.stage = inp.model_stage
     conditions = deployment_conditions.conditions(
         [c.dump() for c in inp.status.conditions], status,
         deployment_conditions.Facts(inp.model, decision.held_reason, inp.paused, inp.now, inp.generation))
@@ -285,9 +295,12 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
     pins = {p.cluster: p.revision for p in status.pinned}
     for name, revision in pins.items():
         obs = inp.observations.get(name)
+        chosen = variant_for(inp, name, revision)
+        if chosen is not None and chosen.variant is None:
+            continue            # no variant of that revision fits the cluster: its state says why
         if obs is not None and obs.reachable and (obs.revision != revision.revision or not obs.exists) and \
                 may_change(name, True):
-            decision.actions.append(Apply(name, revision))
+            decision.actions.append(Apply(name, revision, chosen.variant if chosen else None))
     while True:
         current = progress.wave or 0
         for wave in waves[:current + 1]:
@@ -297,9 +310,12 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
                     continue
                 if name in inp.stale and progress.reason != "Rollback":
                     continue        # no new revision on a cluster whose facts are stale; a revert goes through
+                chosen = variant_for(inp, name, goal)
+                if chosen is not None and chosen.variant is None:
+                    continue        # no variant of the goal fits the cluster: its state says why
                 if (obs.revision != goal.revision or not obs.exists) and \
                         may_change(name, progress.reason == "Rollback"):
-                    decision.actions.append(Apply(name, goal))
+                    decision.actions.append(Apply(name, goal, chosen.variant if chosen else None))
         if pins and progress.completed_at is None:
             return      # part of the fleet was rolled back: the rollout goes no further
         if current >= len(waves):
@@ -473,6 +489,11 @@ def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None
     if waiting is not None and state.phase != "Unreachable":
         # Its change waits for the maintenance window or the line (domain.windows).
         state.phase, state.message = "Pending", f"{waiting.reason}: {waiting.message}"
+    chosen = variant_for(inp, name, goal)
+    state.variant = chosen.variant.name if chosen and chosen.variant else None
+    state.variant_reason = chosen.message if chosen else None
+    if chosen is not None and chosen.variant is None and state.phase != "Ready":
+        state.message = f"{chosen.reason}: {chosen.message}"
     failed = inp.outcomes.get(name)
     if failed is not None and failed.error and state.phase != "Ready":
         # The last tick's apply did not get through; this tick tries again.
@@ -480,6 +501,16 @@ def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None
     seen = parse(state.last_observed)
     state.stale = seen is None or (inp.now - seen).total_seconds() > inp.stale_after.get(name, 300)
     return state
+
+
+def variant_for(inp: Inputs, cluster: str, revision: RevisionRef | None) -> Pick | None:
+    """Which variant of `revision` the cluster gets (None: the revision has no variants)."""
+    if revision is None or not revision.variants:
+        return None
+    facts = inp.facts.get(cluster)
+    if facts is None:
+        return Pick(None, "NotProbedYet", "the cluster's facts are not known yet")
+    return pick(revision.variants, facts, Runs.of(revision.runtime))
 
 
 def _known(status: EdgeDeploymentStatus, revision: str | None) -> RevisionRef | None:

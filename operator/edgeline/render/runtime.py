@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, Runtime
+from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, Runtime, VariantRef
 from edgeline.api.reserved import reserved_env
 
 MANAGED_BY = "edgeline"
@@ -65,8 +65,18 @@ def selector_labels(deployment_namespace: str, deployment: str) -> dict[str, str
 
 
 def render(deployment_namespace: str, deployment: str, revision: RevisionRef, target: Target,
-           requirements: PlacementRequirements | None = None) -> list[dict]:
+           requirements: PlacementRequirements | None = None, variant: VariantRef | None = None) -> list[dict]:
+    """`variant`: the model variant chosen for this cluster (domain.variants); its artifact, its
+    architecture and its execution provider replace the revision's defaults."""
     runtime = revision.runtime or Runtime()
+    if variant is not None:
+        revision = revision.model_copy(update={"uri": variant.uri, "digest": variant.digest,
+                                               "external_data": variant.external_data})
+        if variant.execution_provider:
+            runtime = runtime.model_copy(update={"execution_provider": variant.execution_provider})
+        if variant.architecture:
+            requirements = (requirements or PlacementRequirements()).model_copy(
+                update={"architectures": [variant.architecture]})
     name = object_name(deployment_namespace, deployment)
     identity = selector_labels(deployment_namespace, deployment)
     labels = {
@@ -93,6 +103,7 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
         "EDGELINE_CLUSTER": target.cluster,
         "EDGELINE_PORT": str(runtime.port),
         "EDGELINE_EXECUTION_PROVIDER": runtime.execution_provider,
+        **({"EDGELINE_MODEL_VARIANT": variant.name} if variant is not None else {}),
         # The model goes on the size-limited volume, not the container's /tmp.
         "EDGELINE_MODEL_DIR": "/var/lib/edgeline",
     }

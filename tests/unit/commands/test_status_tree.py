@@ -90,7 +90,7 @@ def test_json_and_yaml_carry_the_same_tree():
     brno = summary["waves"][1]["clusters"][1]
     assert brno == {"name": "brno", "phase": "Ready", "revision": "aaaaaaaaaa", "replicas": "2/2",
                     "lastObserved": "2026-05-01T11:51:00Z", "observedAgo": "9m", "stale": True,
-                    "outdated": True, "message": None}
+                    "outdated": True, "message": None, "variant": None, "variantReason": None}
 
 
 def test_age_in_the_largest_whole_unit():
