@@ -32,6 +32,14 @@ class Connection(ApiModel):
         description="Secret in the operator's namespace with a kubeconfig for this cluster; only the operator reads it")
 
 
+class Monitoring(ApiModel):
+    prometheus_url: str | None = Field(
+        None, max_length=512, pattern=r"^https?://[^\s]+$",
+        description="Base URL of the Prometheus-compatible HTTP API (Prometheus, Thanos, VictoriaMetrics) that holds "
+                    "this cluster's runtime series; EdgeDeployment metric checks query it (default: the operator's "
+                    "EDGELINE_PROMETHEUS_URL)")
+
+
 class EdgeClusterSpec(ApiModel):
     tier: Literal["cloud", "edge"] = Field(description="cloud: a data-centre cluster; edge: a K3s cluster at a site")
     connection: Connection = Field(description="How the operator reaches the cluster")
@@ -42,6 +50,7 @@ class EdgeClusterSpec(ApiModel):
     stale_after_seconds: int = Field(
         300, ge=10, le=86400,
         description="After this long without an answer the cluster is Stale: its status is no longer current")
+    monitoring: Monitoring | None = Field(None, description="Where this cluster's metrics are queried")
 
 
 class Allocatable(ApiModel):

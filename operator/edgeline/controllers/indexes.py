@@ -30,6 +30,7 @@ class ClusterEntry:
     secret: KubeconfigRef
     namespace: str          # where Edgeline's objects go on that cluster
     stale_after: int        # seconds without a sighting before its state counts as stale
+    prometheus_url: str | None = None    # spec.monitoring.prometheusUrl: where its metric checks query
 
 
 @kopf.index(GROUP, VERSION, "edgeclusters")
@@ -44,7 +45,8 @@ def cluster_index(name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Stat
             stale=bool(status.get("stale")), probed=bool(status.get("kubernetesVersion"))),
         secret=KubeconfigRef(secret.get("name"), secret.get("key", "kubeconfig")),
         namespace=spec.get("targetNamespace", "edgeline-workloads"),
-        stale_after=int(spec.get("staleAfterSeconds", 300)))}
+        stale_after=int(spec.get("staleAfterSeconds", 300)),
+        prometheus_url=(spec.get("monitoring") or {}).get("prometheusUrl"))}
 
 
 @kopf.index(GROUP, VERSION, "mlmodels")

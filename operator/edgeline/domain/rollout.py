@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from edgeline.api.conditions import Condition
 from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, ExcludedCluster,
                                          HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress)
-from edgeline.domain import deployment_conditions
+from edgeline.domain import analysis, deployment_conditions
 from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_state
 from edgeline.domain.deployment_conditions import Verdict
 from edgeline.domain.placement import Exclusion
@@ -97,6 +97,9 @@ class Inputs:
     model: Verdict = Verdict(True, "ModelReady", "")     # how the modelRef resolved (domain.model_choice)
     generation: int | None = None
     stale: dict[str, str] = field(default_factory=dict)   # cluster -> why: its EdgeCluster is Stale (placement)
+    checks: list = field(default_factory=list)        # domain.analysis.ResolvedCheck of spec.analysis
+    measurements: list = field(default_factory=list)  # domain.analysis.Measurement of the queries `analysis.due` named
+    context: analysis.Context | None = None           # the deployment's name and namespace, for the checks' queries
 
 
 @dataclass
@@ -123,8 +126,18 @@ def decide(inp: Inputs) -> Decision:
     if verdicts.proposals:
         status.rollbacks[:0] = verdicts.proposals
         del status.rollbacks[20:]
+    # The wave's metric checks: a failed one asks for a rollback exactly as an alert does.
+    recorded = analysis.record(inp.checks, inp.status, inp.waves, inp.measurements, _context(inp), inp.now)
+    status.analysis = recorded.analysis
+    decision.events.extend(recorded.events)
+    checked = analysis.rollback_requests(inp.spec.rollback, status, recorded.failed, inp.now)
+    decision.events.extend(checked.events)
+    if checked.proposals:
+        status.rollbacks[:0] = checked.proposals
+        del status.rollbacks[20:]
 
-    goal, reason = _choose_goal(inp, status, progress, decision, [*inp.auto_rollbacks, *verdicts.automatic])
+    goal, reason = _choose_goal(inp, status, progress, decision,
+                                [*inp.auto_rollbacks, *verdicts.automatic, *checked.automatic])
     if goal is not None and goal.revision != progress.revision:
         # A rollback reverts every affected cluster at once; an update goes wave by wave.
         progress = RolloutProgress(revision=goal.revision, target=goal,
@@ -299,11 +312,19 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
                 progress.failed_clusters = unready
             progress.soak_until = None
             return
-        progress.failed_message = None
-        progress.failed_clusters = []
         if progress.soak_until is None:
             progress.soak_until = iso(now + dt.timedelta(seconds=wave.soak_seconds))
-        if now < parse(progress.soak_until):
+        checks = analysis.verdict(inp.checks, status, wave)
+        if checks.state == "Failed":
+            # Ready, but its metric checks failed: the rollback policy has had its say (decide); the wave holds.
+            if progress.failed_message != checks.message:
+                decision.events.append(("Warning", "WaveFailed", checks.message))
+            progress.failed_message = checks.message
+            progress.failed_clusters = list(checks.clusters)
+            return
+        progress.failed_message = None
+        progress.failed_clusters = []
+        if now < parse(progress.soak_until) or checks.state != "Passed":
             return
         if inp.paused and current + 1 < len(waves):
             return
@@ -312,6 +333,11 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
         progress.wave_started_at = None
         progress.soak_until = None
         progress.wave_name = waves[current + 1].name if current + 1 < len(waves) else None
+
+
+def _context(inp: Inputs) -> analysis.Context:
+    base = inp.context or analysis.Context("", "")
+    return analysis.Context(base.deployment, base.namespace, inp.spec.rollout.wave_timeout_seconds)
 
 
 def _complete(inp, status, progress, goal, decision) -> None:
