@@ -268,7 +268,8 @@ class EdgeDeploymentStatus(ApiModel):
     observed_generation: int | None = Field(None, description="Generation of the spec last acted upon")
     phase: Literal["Pending", "AwaitingApproval", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"] | None \
         = Field(None, description="Pending, AwaitingApproval, Progressing, Paused, Healthy, Degraded or RolledBack")
-    conditions: list[Condition] = Field([], description="ModelResolved, Approved, Progressing, Available and Ready")
+    conditions: list[Condition] = Field([], description="ModelResolved, Approved, Progressing, Available and Ready; "
+                                                                 "ChecksPassed with spec.analysis")
     desired_revision: RevisionRef | None = Field(None, description="What the spec asks for")
     current_revision: RevisionRef | None = Field(None, description="What runs (or last ran) on every cluster")
     last_known_good: RevisionRef | None = Field(None, description="Newest revision that passed its guard period")

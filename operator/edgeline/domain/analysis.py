@@ -330,6 +330,21 @@ def _finish(result: CheckResult, phase: str, reason: str, message: str, recorded
 
 # --- what the rollout does with it ----------------------------------------------------------------
 
+def condition(status: EdgeDeploymentStatus) -> tuple[str, str, str]:
+    """The ChecksPassed condition (status, reason, message) from the latest analysis."""
+    analysis = status.analysis
+    if analysis is None:
+        return "Unknown", "CheckPending", "the checks begin once a wave is ready"
+    where = f"wave {analysis.wave} of revision {analysis.revision}"
+    if analysis.phase == "Failed":
+        failed = next(r for r in analysis.checks if r.phase == "Failed")
+        return "False", failed.reason, f"{where}: check {failed.name} failed on {failed.cluster}: {failed.message}"
+    if analysis.phase == "Running":
+        done = sum(1 for r in analysis.checks if r.phase == "Passed")
+        return "Unknown", "CheckRunning", f"{where}: {done}/{len(analysis.checks)} check(s) passed so far"
+    return "True", "CheckPassed", f"{where}: {len(analysis.checks)} check(s) passed"
+
+
 @dataclass(frozen=True)
 class WaveVerdict:
     state: str          # "Passed", "Running" or "Failed"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from edgeline.api.conditions import Condition
+from edgeline.api.conditions import Condition, set_condition
 from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, ExcludedCluster,
                                          HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress)
 from edgeline.domain import analysis, deployment_conditions
@@ -202,6 +202,9 @@ def _report(inp: Inputs, status: EdgeDeploymentStatus, decision: Decision) -> No
     conditions = deployment_conditions.conditions(
         [c.dump() for c in inp.status.conditions], status,
         deployment_conditions.Facts(inp.model, decision.held_reason, inp.paused, inp.now, inp.generation))
+    if inp.checks:
+        conditions = set_condition(conditions, "ChecksPassed", *analysis.condition(status), generation=inp.generation,
+                                   now=inp.now)
     status.conditions = [Condition.model_validate(c) for c in conditions]
     status.phase = deployment_conditions.phase_of(conditions)
 

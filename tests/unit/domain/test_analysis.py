@@ -160,6 +160,8 @@ def test_a_passing_check_holds_the_pilot_until_its_measurements_are_in_then_the_
     assert status.phase == "Healthy" and set(fleet.running.values()) == {REV2.revision}
     assert status.analysis.phase == "Passed" and status.analysis.checks[0].reason == "CheckPassed"
     assert ("Normal", "CheckPassed") in {(t, r) for t, r, _ in events}
+    checked = next(c for c in status.conditions if c.type == "ChecksPassed")
+    assert (checked.status, checked.reason) == ("True", "CheckPassed")
 
 
 @pytest.mark.parametrize("answer, reason, message", [
@@ -186,6 +188,9 @@ def test_a_failing_or_silent_check_rolls_the_pilot_back_before_the_next_wave(ans
     assert (result.phase, result.reason, result.failures) == ("Failed", reason, 1) and message in result.message
     assert ("Warning", reason) in {(t, r) for t, r, _ in events}
     assert ("Warning", "RolledBack") in {(t, r) for t, r, _ in events}
+    checked = next(c for c in status.conditions if c.type == "ChecksPassed")
+    assert (checked.status, checked.reason) == ("False", reason)
+    assert checked.message.startswith(f"wave pilot of revision {REV2.revision}: check errors failed on a: ")
 
 
 def test_tolerated_failures_do_not_fail_the_check_and_one_more_does():
