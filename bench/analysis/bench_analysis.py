@@ -10,7 +10,7 @@ pilot wave. Figures per run, appended to bench/results/analysis.json:
   - first failed request -> first good answer of the restored 1.0.0 Pod
   - check failed -> revert applied (status.rollbacks[0].latencyMs)
 
-Run: .venv/bin/python bench/analysis/bench_analysis.py [--intervals 5 10] [--runs 1]
+Run: .venv/bin/python bench/analysis/bench_analysis.py [--intervals 10 20] [--runs 1]
 (on this machine through /work/wt/e2e.sh: `--runner /work/wt/e2e.sh`).
 """
 
@@ -28,7 +28,7 @@ TEST = "tests/e2e/test_analysis.py::test_a_degraded_version_fails_its_check_in_t
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--intervals", type=int, nargs="+", default=[5, 10], help="check intervals (s) to measure")
+    parser.add_argument("--intervals", type=int, nargs="+", default=[10, 20], help="check intervals (s) to measure")
     parser.add_argument("--runs", type=int, default=1, help="runs per interval")
     parser.add_argument("--runner", default=None, help="command that runs pytest (default: this Python's pytest)")
     args = parser.parse_args()

@@ -34,7 +34,10 @@ from tests.helpers import onnx_models, runtime_models
 from tests.helpers.manifests import edge_cluster, kubeconfig_secret
 
 RESULTS = ROOT / "bench" / "results" / "analysis.json"
-INTERVAL_S = int(os.environ.get("EDGELINE_ANALYSIS_INTERVAL_S", "5"))
+# The first measurement comes one interval after the wave is ready. A new Pod's first scrape comes up to
+# 5 s after Prometheus discovers it (it hands new targets to its scrapers every 5 s) and rate() needs two:
+# 10 s leaves room for both, so "no data" here would be a real failure, not the test's timing.
+INTERVAL_S = int(os.environ.get("EDGELINE_ANALYSIS_INTERVAL_S", "10"))
 # The share of the version's requests answered with 5xx on one line, over the last 20 s.
 ERROR_RATE = ('sum(rate(edgeline_runtime_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",'
               'cluster="{{cluster}}",version="{{version}}",code=~"5.."}[20s])) / '
