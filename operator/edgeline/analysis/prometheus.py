@@ -40,7 +40,7 @@ def parse_result(body: dict) -> tuple[float, ...]:
     if not isinstance(body, dict) or body.get("status") != "success":
         error = body.get("error") if isinstance(body, dict) else None
         kind = body.get("errorType") if isinstance(body, dict) else None
-        raise QueryFailed(f"Prometheus answered with an error: {kind or 'unknown'}: {error or body!r}"[:500])
+        raise QueryFailed(f"Prometheus answered with an error: {kind or 'unknown'}: {error if error else repr(body)}"[:500])
     data = body.get("data") or {}
     kind = data.get("resultType")
     try:
