@@ -207,7 +207,8 @@ def due(checks: list[ResolvedCheck], status: EdgeDeploymentStatus, waves: list[W
     queries = []
     for result in analysis.checks:
         check = by_key.get(result.name)
-        if check is None or result.phase != "Running" or now < parse(result.next_measurement_at):
+        due_at = parse(result.next_measurement_at)
+        if check is None or result.phase != "Running" or (due_at is not None and now < due_at):
             continue
         if check.error:
             queries.append(Query(check.name, result.cluster, None, f"{check.error[0]}: {check.error[1]}"))
@@ -227,23 +228,33 @@ class Recorded:
     events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+def _new_result(check: ResolvedCheck, cluster: str, status: EdgeDeploymentStatus, context: Context,
+                now: dt.datetime) -> CheckResult:
+    target = status.rollout.target
+    values = {"cluster": cluster, "deployment": context.deployment, "namespace": context.namespace,
+              "revision": status.rollout.revision or "", "version": (target.version if target else "") or ""}
+    first = now + dt.timedelta(seconds=check.interval_s)
+    return CheckResult(name=check.name, cluster=cluster, phase="Running", reason="CheckRunning",
+                       message=f"first measurement at {iso(first)}",
+                       query=render_query(check.query, values) if check.query else None, condition=check.condition,
+                       count=check.count, failure_limit=check.failure_limit, next_measurement_at=iso(first))
+
+
 def _fresh(checks: list[ResolvedCheck], status: EdgeDeploymentStatus, wave: WavePlan, context: Context,
            now: dt.datetime) -> AnalysisStatus:
-    target = status.rollout.target
-    results = []
-    for check in _applicable(checks, wave):
-        for cluster in wave.clusters:
-            values = {"cluster": cluster, "deployment": context.deployment, "namespace": context.namespace,
-                      "revision": status.rollout.revision or "",
-                      "version": (target.version if target else "") or ""}
-            first = now + dt.timedelta(seconds=check.interval_s)
-            results.append(CheckResult(
-                name=check.name, cluster=cluster, phase="Running", reason="CheckRunning",
-                message=f"first measurement at {iso(first)}",
-                query=render_query(check.query, values) if check.query else None, condition=check.condition,
-                count=check.count, failure_limit=check.failure_limit, next_measurement_at=iso(first)))
     return AnalysisStatus(revision=status.rollout.revision or "", wave=wave.name, started_at=iso(now),
-                          phase="Running", checks=results)
+                          phase="Running", checks=[_new_result(check, cluster, status, context, now)
+                                                   for check in _applicable(checks, wave) for cluster in wave.clusters])
+
+
+def _sync(analysis: AnalysisStatus, checks: list[ResolvedCheck], status: EdgeDeploymentStatus, wave: WavePlan,
+          context: Context, now: dt.datetime) -> None:
+    """The spec or the wave changed while its checks ran: a check or cluster that left is
+    dropped (nothing would ever measure it), one that came is measured from now on."""
+    wanted = [(check, cluster) for check in _applicable(checks, wave) for cluster in wave.clusters]
+    kept = {(r.name, r.cluster): r for r in analysis.checks}
+    analysis.checks = [kept.get((check.name, cluster)) or _new_result(check, cluster, status, context, now)
+                       for check, cluster in wanted]
 
 
 def _shown(values: tuple[float, ...]) -> str:
@@ -262,6 +273,8 @@ def record(checks: list[ResolvedCheck], status: EdgeDeploymentStatus, waves: lis
     if analysis is None:
         return Recorded(_fresh(checks, status, wave, context, now))
     analysis = analysis.model_copy(deep=True)
+    if analysis.phase == "Running":
+        _sync(analysis, checks, status, wave, context, now)
     recorded = Recorded(analysis)
     by_key = {c.name: c for c in checks}
     results = {(r.name, r.cluster): r for r in analysis.checks}

@@ -282,3 +282,19 @@ def test_a_revert_is_not_analysed():
     asked = len(prom.asked)
     status, _ = _run(fleet, prom, status, T0 + dt.timedelta(minutes=20), REV2, checks, 30)
     assert len(prom.asked) == asked and status.phase == "RolledBack"
+
+
+def test_a_check_added_or_removed_while_the_wave_is_measured_neither_blocks_nor_skips_it():
+    errors = resolve([ERRORS], {})
+    latency = resolve([_check(name="latency", query="q", condition="result < 1", intervalSeconds=10,
+                              waves=["pilot"])], {})
+    fleet, prom, status = _healthy_v1(errors)
+    start = T0 + dt.timedelta(minutes=10)
+    status, _ = _run(fleet, prom, status, start, REV2, errors, 15)
+    assert [r.name for r in status.analysis.checks] == ["errors"] and status.analysis.checks[0].successes == 1
+    # The spec now has only the latency check: errors is dropped, latency is measured from now on.
+    status, _ = _run(fleet, prom, status, start + dt.timedelta(seconds=15), REV2, latency, 5)
+    assert [r.name for r in status.analysis.checks] == ["latency"] and status.analysis.checks[0].measurements == 0
+    status, _ = _run(fleet, prom, status, start + dt.timedelta(seconds=20), REV2, latency, 60,
+                     until=lambda s: s.phase == "Healthy")
+    assert status.phase == "Healthy" and status.analysis.checks[0].successes == 3
