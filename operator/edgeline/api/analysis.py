@@ -120,7 +120,7 @@ class CheckResult(ApiModel):
     reason: str = Field(description="CheckRunning, CheckPassed, CheckFailed, CheckMissingData or "
                                     "CheckTemplateMissing")
     message: str | None = Field(None, description="Why, for people")
-    query: str | None = Field(None, description="The query as sent, placeholders replaced")
+    query: str | None = Field(None, description="The query as sent, placeholders replaced (first 512 characters)")
     condition: str | None = Field(None, description="What its values must satisfy")
     measurements: int = Field(0, description="Measurements taken")
     successes: int = Field(0, description="Measurements that satisfied the condition")

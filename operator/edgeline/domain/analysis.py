@@ -236,8 +236,14 @@ def _new_result(check: ResolvedCheck, cluster: str, status: EdgeDeploymentStatus
     first = now + dt.timedelta(seconds=check.interval_s)
     return CheckResult(name=check.name, cluster=cluster, phase="Running", reason="CheckRunning",
                        message=f"first measurement at {iso(first)}",
-                       query=render_query(check.query, values) if check.query else None, condition=check.condition,
+                       query=_shortened(render_query(check.query, values)) if check.query else None,
+                       condition=check.condition,
                        count=check.count, failure_limit=check.failure_limit, next_measurement_at=iso(first))
+
+
+def _shortened(query: str, limit: int = 512) -> str:
+    """The query as sent, for people; status holds one per check and cluster, so it is kept short."""
+    return query if len(query) <= limit else query[:limit - 3] + "..."
 
 
 def _fresh(checks: list[ResolvedCheck], status: EdgeDeploymentStatus, wave: WavePlan, context: Context,
