@@ -164,10 +164,10 @@ class Traffic:
         while not self.stop.is_set():
             found = []
             for line in self.lines:
-                try:
-                    pods = self.edge.get("pods", "-n", f"ns-{line}", "-l", "edgeline.io/deployment=detector")["items"]
-                except Exception:  # noqa: BLE001  (kubectl failed once; the next round asks again)
-                    pods = None
+                proc = self.edge.kubectl("get", "pods", "-n", f"ns-{line}", "-l", "edgeline.io/deployment=detector",
+                                         "-o", "json", check=False)
+                # kubectl failed once: keep the last targets; the next round asks again.
+                pods = json.loads(proc.stdout)["items"] if proc.returncode == 0 else None
                 if pods is None:
                     found = self.targets
                     break
