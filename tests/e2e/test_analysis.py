@@ -35,9 +35,9 @@ from tests.helpers.manifests import edge_cluster, kubeconfig_secret
 
 RESULTS = ROOT / "bench" / "results" / "analysis.json"
 # The first measurement comes one interval after the wave is ready. A new Pod's first scrape comes up to
-# 5 s after Prometheus discovers it (it hands new targets to its scrapers every 5 s) and rate() needs two:
-# 10 s leaves room for both, so "no data" here would be a real failure, not the test's timing.
-INTERVAL_S = int(os.environ.get("EDGELINE_ANALYSIS_INTERVAL_S", "10"))
+# 5 s after Prometheus discovers it (it hands new targets to its scrapers every 5 s), rate() needs two, and
+# the cameras find the new Pod through the API server: on this loaded machine 10 s was once not enough.
+INTERVAL_S = int(os.environ.get("EDGELINE_ANALYSIS_INTERVAL_S", "15"))
 # The share of the version's requests answered with 5xx on one line, over the last 20 s.
 ERROR_RATE = ('sum(rate(edgeline_runtime_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",'
               'cluster="{{cluster}}",version="{{version}}",code=~"5.."}[20s])) / '
@@ -106,9 +106,9 @@ def _deployment(namespace, tag, real: Real, mlmodel, *, checks=None, env=None):
             "metadata": {"name": "detector", "namespace": namespace}, "spec": spec}
 
 
-def _error_rate_check(count=3):
+def _error_rate_check(count=3, missing_data="Fail"):
     return {"name": "error-rate", "query": ERROR_RATE, "condition": "result < 0.05", "intervalSeconds": INTERVAL_S,
-            "count": count, "failureLimit": 0, "waves": ["pilot"]}
+            "count": count, "failureLimit": 0, "waves": ["pilot"], "missingData": missing_data}
 
 
 def _status(hub, namespace) -> dict:
@@ -227,7 +227,10 @@ def test_a_degraded_version_fails_its_check_in_the_pilot_and_is_reverted_before_
                  timeout=90, what="Prometheus scraping both lines' runtime Pods")
         wait_for(lambda: traffic.answers > 10, timeout=30, what="traffic answered by 1.0.0")
 
-        hub.apply(_deployment(namespace, tag, real, "detector-broken", checks=[_error_rate_check()]))
+        # Inconclusive: should the new Pod's first series come late, the check waits for them; what fails it
+        # is the value. (The next test shows missing data failing with the default, Fail.)
+        hub.apply(_deployment(namespace, tag, real, "detector-broken",
+                              checks=[_error_rate_check(missing_data="Inconclusive")]))
         status = _wait(hub, namespace, lambda s: s.get("phase") == "RolledBack", "the check's rollback", timeout=300)
         wait_for(lambda: "1.0.0" in traffic.first_good_after_error, timeout=180,
                  what="a good answer from the restored 1.0.0 Pod")
@@ -235,7 +238,7 @@ def test_a_degraded_version_fails_its_check_in_the_pilot_and_is_reverted_before_
 
     # The pilot measured the errors and failed; the rest of the fleet never saw 2.0.0.
     check = _check(status)
-    assert (check["cluster"], check["phase"], check["reason"]) == (names["pilot"], "Failed", "CheckFailed")
+    assert (check["cluster"], check["phase"], check["reason"]) == (names["pilot"], "Failed", "CheckFailed"), check
     assert float(check["lastValue"]) >= 0.05 and "does not satisfy result < 0.05" in check["message"]
     assert f'cluster="{names["pilot"]}"' in check["query"] and 'version="2.0.0"' in check["query"]
     assert status["analysis"]["wave"] == "pilot"
@@ -253,6 +256,7 @@ def test_a_degraded_version_fails_its_check_in_the_pilot_and_is_reverted_before_
 
     figures = {
         "check_interval_s": INTERVAL_S, "count": 3, "failure_limit": 0, "query_window": "20s",
+        "missing_data": "Inconclusive", "inconclusive_measurements": check.get("inconclusive", 0),
         "first_failed_request_to_revert_applied_s": round(_seconds(record["appliedAt"]) - traffic.first_error, 2),
         "first_failed_request_to_first_good_answer_of_restored_version_s":
             round(traffic.first_good_after_error["1.0.0"] - traffic.first_error, 2),
