@@ -29,9 +29,10 @@ import pytest
 from edgeline.devenv.monitoring import HttpDiscovery, Monitoring
 from edgeline.devenv.pod_discovery import PodDiscovery
 from tests.e2e.conftest import OPERATOR_NAMESPACE, ROOT, runtime_configmaps, wait_for
-from tests.e2e.test_real_containers import REAL_NODE_LABEL, Real, _infer, _ready, models, real  # noqa: F401
+from tests.e2e.test_real_containers import MODEL, REAL_NODE_LABEL, Real, _ready, models, real  # noqa: F401
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.manifests import edge_cluster, kubeconfig_secret
+from tests.helpers.runtime_process import http
 
 RESULTS = ROOT / "bench" / "results" / "analysis.json"
 # The first measurement comes one interval after the wave is ready. A new Pod's first scrape comes up to
@@ -176,12 +177,14 @@ class Traffic:
             self.stop.wait(0.5)
 
     def _send(self):
-        frames = runtime_models.images(1)
+        body = runtime_models.infer_body(runtime_models.images(1))
         while not self.stop.is_set():
             for ip in list(self.targets):
                 try:
-                    code, answer = _infer(ip, frames)
-                except OSError:
+                    # A short deadline: a Pod that has just gone (its IP no longer answers) must not hold up
+                    # the others' traffic for long, or the new Pod's error ratio has no requests (NaN).
+                    code, answer = http("POST", f"http://{ip}:8080/v2/models/{MODEL}/infer", body, timeout=2)
+                except Exception:  # noqa: BLE001  (a refused, reset or timed-out request: the next round tries)
                     continue
                 now = time.time()
                 self.answers += 1
