@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     alerts_token: str | None = Field(None, description="Bearer token Alertmanager must send; default: the "
                                                        "token in Secret edgeline-alerts (created on first start)")
 
+    # Metric checks of EdgeDeployment waves (docs/analysis.md): the Prometheus-compatible API asked when an
+    # EdgeCluster names none of its own (spec.monitoring.prometheusUrl).
+    prometheus_url: str | None = Field(None, description="Base URL of the Prometheus (Thanos, VictoriaMetrics) HTTP "
+                                                         "API the checks query, e.g. http://prometheus:9090")
+    prometheus_timeout_s: float = Field(5.0, description="Deadline of one check's query; a late answer is "
+                                                         "missing data")
+    prometheus_bearer_token_file: Path | None = Field(None, description="File with a bearer token sent to "
+                                                                        "Prometheus (read at each query)")
+    prometheus_ca_file: Path | None = Field(None, description="CA bundle for an https Prometheus URL")
+
     # Metrics and health endpoints.
     metrics_port: int = Field(8080, description="Port of /metrics")
 

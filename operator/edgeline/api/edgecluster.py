@@ -73,6 +73,14 @@ class Maintenance(ApiModel):
                                  "RespectSchedule: they wait like any change")
 
 
+class Monitoring(ApiModel):
+    prometheus_url: str | None = Field(
+        None, max_length=512, pattern=r"^https?://[^\s]+$",
+        description="Base URL of the Prometheus-compatible HTTP API (Prometheus, Thanos, VictoriaMetrics) that holds "
+                    "this cluster's runtime series; EdgeDeployment metric checks query it (default: the operator's "
+                    "EDGELINE_PROMETHEUS_URL)")
+
+
 class EdgeClusterSpec(ApiModel):
     tier: Literal["cloud", "edge"] = Field(description="cloud: a data-centre cluster; edge: a K3s cluster at a site")
     connection: Connection = Field(description="How the operator reaches the cluster")
@@ -85,6 +93,7 @@ class EdgeClusterSpec(ApiModel):
         description="After this long without an answer the cluster is Stale: its status is no longer current")
     maintenance: Maintenance | None = Field(
         None, description="When changes may reach the cluster: maintenance windows and the line's consent")
+    monitoring: Monitoring | None = Field(None, description="Where this cluster's metrics are queried")
 
 
 class Allocatable(ApiModel):

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from edgeline import __version__
+from edgeline.api.analysis import ANALYSIS_RULES, CHECK_RULES, Analysis, AnalysisStatus
 from edgeline.api.base import ApiModel, Resource
 from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, LABEL_KEY, NON_EMPTY_SELECTOR, EnvVar, LabelSelector,
                                  Quantity, ResourceRequirements, ShortText)
@@ -186,6 +187,10 @@ class EdgeDeploymentSpec(ApiModel):
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy, description="When to revert automatically",
                                      json_schema_extra={"default": {}})
     revision_history_limit: int = Field(10, ge=1, le=100, description="Revisions kept in status.history")
+    analysis: Analysis = Field(default_factory=Analysis,
+                               description="Metric checks each wave must pass before the rollout goes on "
+                                           "(docs/analysis.md)",
+                               json_schema_extra={"default": {}, "x-kubernetes-validations": ANALYSIS_RULES})
 
 
 # --- status ---------------------------------------------------------------------------------------
@@ -315,7 +320,8 @@ class EdgeDeploymentStatus(ApiModel):
     observed_generation: int | None = Field(None, description="Generation of the spec last acted upon")
     phase: Literal["Pending", "AwaitingApproval", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"] | None \
         = Field(None, description="Pending, AwaitingApproval, Progressing, Paused, Healthy, Degraded or RolledBack")
-    conditions: list[Condition] = Field([], description="ModelResolved, Approved, Progressing, Available and Ready")
+    conditions: list[Condition] = Field([], description="ModelResolved, Approved, Progressing, Available and Ready; "
+                                                                 "ChecksPassed with spec.analysis")
     desired_revision: RevisionRef | None = Field(None, description="What the spec asks for")
     current_revision: RevisionRef | None = Field(None, description="What runs (or last ran) on every cluster")
     last_known_good: RevisionRef | None = Field(None, description="Newest revision that passed its guard period")
@@ -333,6 +339,8 @@ class EdgeDeploymentStatus(ApiModel):
     last_rollback_request: str | None = Field(None, description="Value of the rollback-to annotation last acted upon")
     pinned: list[PinnedCluster] = Field([], description="Clusters rolled back on their own; the rollout is halted "
                                                         "until a new revision is rolled out")
+    analysis: AnalysisStatus | None = Field(None, description="What the metric checks of the latest analysed wave "
+                                                              "measured")
 
 
 class EdgeDeployment(Resource):
@@ -358,7 +366,8 @@ class EdgeDeployment(Resource):
     ]
 
     # On spec.runtime only, not on the Runtime type: revisions kept in status are never re-checked.
-    SPEC_FIELD_VALIDATIONS: ClassVar[dict[str, list[dict]]] = {"runtime.env[]": [env_rule()]}
+    SPEC_FIELD_VALIDATIONS: ClassVar[dict[str, list[dict]]] = {"runtime.env[]": [env_rule()],
+                                                                 "analysis.checks[]": CHECK_RULES}
 
     spec: EdgeDeploymentSpec
     status: EdgeDeploymentStatus | None = None

@@ -26,8 +26,10 @@ from edgeline.clusters.connections import ConnectionProblem, MemberClusters
 from edgeline.clusters.resources import merge_patch, patch_status
 from edgeline.controllers import alert_receipts, approval_key, loop
 from edgeline.controllers.line_consent import line_facts
+from edgeline.controllers import analysis as checks
 from edgeline.controllers.indexes import ClusterEntry, client_for, known_clusters
 from edgeline.domain import admission
+from edgeline.domain.analysis import Context
 from edgeline.domain.approval_status import counted_records, gate
 from edgeline.domain.deployment_conditions import Verdict
 from edgeline.domain.model_choice import choose
@@ -52,13 +54,15 @@ def wake(memo: kopf.Memo, **_) -> None:
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
-                      cluster_index: kopf.Index, model_index: kopf.Index, **_) -> None:
+                      cluster_index: kopf.Index, model_index: kopf.Index, check_template_index: kopf.Index,
+                      **_) -> None:
     settings = get_settings()
     # What the last tick's actions came to: the next tick's observation (in memory; after a
     # restart the clusters are simply observed and the actions repeated where needed).
     outcomes: dict[str, ActOutcome] = {}
     await loop.run(PLURAL, body, stopped, logger,
-                   lambda: reconcile(body, memo.member_clusters, cluster_index, model_index, logger, outcomes),
+                   lambda: reconcile(body, memo.member_clusters, cluster_index, model_index, logger, outcomes,
+                                     check_template_index),
                    # Look again soon after an apply, to report what it came to (a revert's latency).
                    lambda phase: phase in ACTIVE or any(o.revision and not o.error for o in outcomes.values()),
                    settings.rollout_active_interval_s,
@@ -67,7 +71,8 @@ async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
                     model_index: kopf.Index, logger: logging.Logger,
-                    outcomes: dict[str, ActOutcome] | None = None) -> str | None:
+                    outcomes: dict[str, ActOutcome] | None = None,
+                    check_template_index: kopf.Index | None = None) -> str | None:
     """observe -> decide -> act -> write status once. `outcomes` carries what this tick's
     actions came to into the next tick."""
     outcomes = {} if outcomes is None else outcomes
@@ -110,6 +115,10 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         _observe(members, known.get(c), c, namespace, name) for c in sorted(to_observe))))
     receipts = alert_receipts.receipts(meta)
     lines = await line_facts(known, to_observe, now)
+    # The wave's metric checks that are due: queried now, judged by decide().
+    resolved = checks.checks_of(ed.spec, namespace, check_template_index)
+    context = Context(name, namespace, ed.spec.rollout.wave_timeout_seconds)
+    measured = await checks.measurements(resolved, old_status, waves, context, known, now)
 
     # --- decide
     decision = decide(Inputs(
@@ -122,7 +131,8 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         stale={e.name: e.message for e in placement.stale}, lines=lines,
         facts={c: entry.facts for c, entry in known.items()},
         model_metrics=dict(choice.model.metrics) if choice.model else {},
-        model_stage=choice.model.stage if choice.model else None))
+        model_stage=choice.model.stage if choice.model else None,
+        checks=resolved, measurements=measured, context=context))
 
     # --- act
     outcomes.clear()

@@ -33,6 +33,7 @@ class ClusterEntry:
     namespace: str          # where Edgeline's objects go on that cluster
     stale_after: int        # seconds without a sighting before its state counts as stale
     maintenance: dict | None = None     # spec.maintenance: windows and line consent (domain.windows)
+    prometheus_url: str | None = None    # spec.monitoring.prometheusUrl: where its metric checks query
 
 
 @kopf.index(GROUP, VERSION, "edgeclusters")
@@ -48,7 +49,8 @@ def cluster_index(name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Stat
         secret=KubeconfigRef(secret.get("name"), secret.get("key", "kubeconfig")),
         namespace=spec.get("targetNamespace", "edgeline-workloads"),
         stale_after=int(spec.get("staleAfterSeconds", 300)),
-        maintenance=dict(spec.get("maintenance") or {}) or None)}
+        maintenance=dict(spec.get("maintenance") or {}) or None,
+        prometheus_url=(spec.get("monitoring") or {}).get("prometheusUrl"))}
 
 
 @kopf.index(GROUP, VERSION, "mlmodels")

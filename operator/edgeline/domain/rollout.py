@@ -21,11 +21,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from edgeline.api.conditions import Condition
+from edgeline.api.conditions import Condition, set_condition
 from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, ExcludedCluster,
                                          HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress,
                                          VariantRef)
-from edgeline.domain import deployment_conditions, windows
+from edgeline.domain import analysis, deployment_conditions, windows
 from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_state
 from edgeline.domain.deployment_conditions import Verdict
 from edgeline.domain.placement import ClusterFacts, Exclusion
@@ -104,6 +104,9 @@ class Inputs:
     facts: dict[str, ClusterFacts] = field(default_factory=dict)   # cluster -> probed facts: which variant fits
     model_metrics: dict[str, float] = field(default_factory=dict)  # the desired model's spec.metrics, for approvers
     model_stage: str | None = None                                  # the desired model's effective stage
+    checks: list = field(default_factory=list)        # domain.analysis.ResolvedCheck of spec.analysis
+    measurements: list = field(default_factory=list)  # domain.analysis.Measurement of the queries `analysis.due` named
+    context: analysis.Context | None = None           # the deployment's name and namespace, for the checks' queries
 
 
 @dataclass
@@ -130,8 +133,18 @@ def decide(inp: Inputs) -> Decision:
     if verdicts.proposals:
         status.rollbacks[:0] = verdicts.proposals
         del status.rollbacks[20:]
+    # The wave's metric checks: a failed one asks for a rollback exactly as an alert does.
+    recorded = analysis.record(inp.checks, inp.status, inp.waves, inp.measurements, _context(inp), inp.now)
+    status.analysis = recorded.analysis
+    decision.events.extend(recorded.events)
+    checked = analysis.rollback_requests(inp.spec.rollback, status, recorded.failed, inp.now)
+    decision.events.extend(checked.events)
+    if checked.proposals:
+        status.rollbacks[:0] = checked.proposals
+        del status.rollbacks[20:]
 
-    goal, reason = _choose_goal(inp, status, progress, decision, [*inp.auto_rollbacks, *verdicts.automatic])
+    goal, reason = _choose_goal(inp, status, progress, decision,
+                                [*inp.auto_rollbacks, *verdicts.automatic, *checked.automatic])
     if goal is not None and goal.revision != progress.revision:
         # A rollback reverts every affected cluster at once; an update goes wave by wave.
         progress = RolloutProgress(revision=goal.revision, target=goal,
@@ -202,6 +215,9 @@ def _report(inp: Inputs, status: EdgeDeploymentStatus, decision: Decision) -> No
     conditions = deployment_conditions.conditions(
         [c.dump() for c in inp.status.conditions], status,
         deployment_conditions.Facts(inp.model, decision.held_reason, inp.paused, inp.now, inp.generation))
+    if inp.checks:
+        conditions = set_condition(conditions, "ChecksPassed", *analysis.condition(status), generation=inp.generation,
+                                   now=inp.now)
     status.conditions = [Condition.model_validate(c) for c in conditions]
     status.phase = deployment_conditions.phase_of(conditions)
 
@@ -355,11 +371,19 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
                 progress.failed_clusters = unready
             progress.soak_until = None
             return
-        progress.failed_message = None
-        progress.failed_clusters = []
         if progress.soak_until is None:
             progress.soak_until = iso(now + dt.timedelta(seconds=wave.soak_seconds))
-        if now < parse(progress.soak_until):
+        checks = analysis.verdict(inp.checks, status, wave)
+        if checks.state == "Failed":
+            # Ready, but its metric checks failed: the rollback policy has had its say (decide); the wave holds.
+            if progress.failed_message != checks.message:
+                decision.events.append(("Warning", "WaveFailed", checks.message))
+            progress.failed_message = checks.message
+            progress.failed_clusters = list(checks.clusters)
+            return
+        progress.failed_message = None
+        progress.failed_clusters = []
+        if now < parse(progress.soak_until) or checks.state != "Passed":
             return
         if inp.paused and current + 1 < len(waves):
             return
@@ -368,6 +392,11 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
         progress.wave_started_at = None
         progress.soak_until = None
         progress.wave_name = waves[current + 1].name if current + 1 < len(waves) else None
+
+
+def _context(inp: Inputs) -> analysis.Context:
+    base = inp.context or analysis.Context("", "")
+    return analysis.Context(base.deployment, base.namespace, inp.spec.rollout.wave_timeout_seconds)
 
 
 def _complete(inp, status, progress, goal, decision) -> None:

@@ -110,3 +110,26 @@ def test_a_cluster_that_waits_for_its_window_says_so_and_until_when():
     assert (waiting["waitingFor"], waiting["waitingUntil"]) == ("WaitingForWindow", "2026-05-04T04:45:00Z")
     assert "WaitingForWindow: waits for its maintenance window, which opens at 2026-05-04T04:45:00Z" in \
         format_tree(summary)
+
+
+def test_the_checks_of_the_analysed_wave_sit_under_it_with_their_last_values():
+    analysis = {"revision": "bbbbbbbbbb", "wave": "pilot", "startedAt": "2026-05-01T11:58:00Z", "phase": "Failed",
+                "checks": [
+                    {"name": "error-rate", "cluster": "line-1", "phase": "Failed", "reason": "CheckFailed",
+                     "message": "0.4 does not satisfy result < 0.05", "successes": 1, "failures": 1, "count": 3,
+                     "failureLimit": 0, "lastValue": "0.4", "lastMeasuredAt": "2026-05-01T11:59:50Z"},
+                    {"name": "latency", "cluster": "line-1", "phase": "Running", "reason": "CheckMissingData",
+                     "message": "inconclusive: the query returned no data", "successes": 0, "failures": 0,
+                     "inconclusive": 2, "count": 3, "failureLimit": 1, "lastMeasuredAt": "2026-05-01T11:59:40Z"}]}
+    summary = status_summary(_deployment(analysis=analysis), NOW)
+    pilot, rest = summary["waves"]
+    assert [c["name"] for c in pilot["checks"]] == ["error-rate", "latency"] and rest["checks"] == []
+    lines = format_tree(summary).splitlines()
+    assert lines[4:7] == [
+        "│   ├── line-1  Ready  bbbbbbbbbb  2/2 pods  seen 3s ago",
+        "│   ├── check error-rate on line-1  Failed  1/3 ok, 1 failed (0 tolerated)  last 0.4 10s ago  "
+        "(CheckFailed: 0.4 does not satisfy result < 0.05)",
+        "│   └── check latency on line-1  Running  0/3 ok, 0 failed (1 tolerated), 2 without data  last no data "
+        "20s ago  (CheckMissingData: inconclusive: the query returned no data)",
+    ]
+    assert json.loads(render(summary, "json"))["waves"][0]["checks"][0]["lastValue"] == "0.4"
