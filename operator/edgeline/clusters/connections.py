@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from dataclasses import dataclass
 
 import httpx2 as httpx
@@ -21,6 +22,12 @@ from lightkube.core.exceptions import ConfigError
 from lightkube.resources.core_v1 import Secret
 
 from edgeline import FIELD_MANAGER
+from edgeline.clusters.member_cache import MemberViews
+
+# A cached client is trusted this long before its Secret is read again: every deployment
+# asks for every cluster's client every tick, and one GET of the Secret per ask was the
+# largest share of the hub requests at a thousand clusters (docs/decisions.md, scale).
+SECRET_RECHECK_S = 30.0
 
 
 class ConnectionProblem(Exception):
@@ -57,12 +64,28 @@ def _timeouts(seconds: float) -> httpx.Timeout:
 class MemberClusters:
     """Clients per EdgeCluster, built from the kubeconfig in its Secret."""
 
-    def __init__(self, request_timeout_s: float = 10.0):
+    def __init__(self, request_timeout_s: float = 10.0, http2: bool = True):
         self._timeout = request_timeout_s
+        self._http2 = http2
         self._clients: dict[str, tuple[str, AsyncClient]] = {}
+        self._checked: dict[str, tuple[float, SecretRef, str | None]] = {}
         self._lock = asyncio.Lock()
+        # The watched view of Edgeline's objects per cluster, over the same client (member_cache).
+        self.views = MemberViews()
 
-    async def client_for(self, cluster: str, ref: SecretRef, namespace: str | None = None) -> AsyncClient:
+    async def client_for(self, cluster: str, ref: SecretRef, namespace: str | None = None,
+                         max_age_s: float = SECRET_RECHECK_S) -> AsyncClient:
+        """The cluster's client; its Secret is read again when the last read is older than
+        `max_age_s` (the probe passes 0: it notices a changed Secret within one interval)."""
+        checked = self._checked.get(cluster)
+        cached = self._clients.get(cluster)
+        if cached and checked and checked[1:] == (ref, namespace) and time.monotonic() - checked[0] < max_age_s:
+            return cached[1]
+        client = await self._client_from_secret(cluster, ref, namespace)
+        self._checked[cluster] = (time.monotonic(), ref, namespace)
+        return client
+
+    async def _client_from_secret(self, cluster: str, ref: SecretRef, namespace: str | None) -> AsyncClient:
         secret = await self._read_secret(ref)
         version = f"{secret.metadata.resourceVersion}/{ref.key}/{namespace}"
         async with self._lock:
@@ -76,8 +99,10 @@ class MemberClusters:
         return client
 
     async def forget(self, cluster: str) -> None:
+        await self.views.forget(cluster)
         async with self._lock:
             cached = self._clients.pop(cluster, None)
+            self._checked.pop(cluster, None)
         if cached:
             await _close(cached[1])
 
@@ -110,6 +135,9 @@ class MemberClusters:
                 timeout=_timeouts(self._timeout),
                 field_manager=FIELD_MANAGER,
                 trust_env=False,
+                # One TCP connection per cluster carries the watch, the probe and the applies
+                # where the server speaks HTTP/2 (kube-apiserver over TLS does; else HTTP/1.1).
+                http2=self._http2,
             )
         except (ValueError, TypeError, KeyError, yaml.YAMLError, ConfigError) as exc:
             raise ConnectionProblem(

@@ -86,6 +86,25 @@ async def observe(client: AsyncClient, namespace: str, name: str) -> WorkloadSta
         raise _unreachable(exc) from None
     except (httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
+    return await _read_around(client, namespace, name, deployment)
+
+
+async def observe_view(client: AsyncClient, view, namespace: str, name: str) -> WorkloadState:
+    """Like `observe`, with the Deployment taken from the cluster's watched view
+    (clusters.member_cache) while that view is fresh: no request at all for a settled
+    runtime. A view that is not synced, or whose watch is broken, is not trusted: the
+    cluster is asked directly, which answers or fails honestly."""
+    found = view.get(name) if view is not None else None
+    if found is None or not found.fresh:
+        return await observe(client, namespace, name)
+    if found.deployment is None:
+        return WorkloadState(exists=False)
+    return await _read_around(client, namespace, name, found.deployment)
+
+
+async def _read_around(client: AsyncClient, namespace: str, name: str, deployment: Deployment) -> WorkloadState:
+    """What a Deployment's state needs beyond the Deployment: its Pods while it is not ready,
+    the clean-up of unused ConfigMaps once after it is."""
     state = _state_of(deployment)
     key = (id(client), namespace, name)
     try:

@@ -24,7 +24,7 @@ from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, Re
 from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters
 from edgeline.clusters.resources import merge_patch, patch_status
-from edgeline.controllers import alert_receipts, approval_key, loop
+from edgeline.controllers import alert_receipts, approval_key, fast_revert, loop
 from edgeline.controllers.indexes import ClusterEntry, client_for, known_clusters
 from edgeline.domain import admission
 from edgeline.domain.approval_status import counted_records, gate
@@ -80,6 +80,13 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     old_status = EdgeDeploymentStatus.model_validate(snapshot["status"])
 
+    # --- an alert's revert first, to every affected cluster at once (fast path), then the full tick
+    receipts = alert_receipts.receipts(meta)
+    if receipts:
+        outcomes.update(await fast_revert.revert_now(
+            members, known_clusters(cluster_index), ed, old_status, [r.alert for r in receipts], namespace, name,
+            now, get_settings().revert_concurrency))
+
     # --- observe
     choice = choose(ed.spec.model_ref, list(model_index.get(namespace, [])))
     desired = None
@@ -102,7 +109,6 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     to_observe = set(placement.selected) | {c.name for c in old_status.clusters}
     observations = dict(await asyncio.gather(*(
         _observe(members, known.get(c), c, namespace, name) for c in sorted(to_observe))))
-    receipts = alert_receipts.receipts(meta)
 
     # --- decide
     decision = decide(Inputs(
@@ -141,7 +147,9 @@ async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster:
         return cluster, Observation(cluster, reachable=False, message=f"EdgeCluster {cluster} does not exist")
     try:
         client = await client_for(members, cluster, entry)
-        state = await workloads.observe(client, entry.namespace, object_name(namespace, name))
+        # The cluster's watched view (one watch per cluster, shared by every deployment).
+        view = members.views.view(cluster, client, entry.namespace)
+        state = await workloads.observe_view(client, view, entry.namespace, object_name(namespace, name))
     except ConnectionProblem as exc:
         return cluster, Observation(cluster, reachable=False, message=f"{exc.reason}: {exc.message}")
     except workloads.Unreachable as exc:
