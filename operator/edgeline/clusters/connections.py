@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from edgeline.clusters.member_cache import MemberViews
 # asks for every cluster's client every tick, and one GET of the Secret per ask was the
 # largest share of the hub requests at a thousand clusters (docs/decisions.md, scale).
 SECRET_RECHECK_S = 30.0
+# HTTP/2 needs the h2 package; without it the clients speak HTTP/1.1 as before.
+HTTP2 = importlib.util.find_spec("h2") is not None
 
 
 class ConnectionProblem(Exception):
@@ -64,7 +67,7 @@ def _timeouts(seconds: float) -> httpx.Timeout:
 class MemberClusters:
     """Clients per EdgeCluster, built from the kubeconfig in its Secret."""
 
-    def __init__(self, request_timeout_s: float = 10.0, http2: bool = True):
+    def __init__(self, request_timeout_s: float = 10.0, http2: bool = HTTP2):
         self._timeout = request_timeout_s
         self._http2 = http2
         self._clients: dict[str, tuple[str, AsyncClient]] = {}
