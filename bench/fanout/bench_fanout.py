@@ -133,7 +133,8 @@ def run(sizes: list[int]) -> dict:
     operator = subprocess.Popen([sys.executable, "-m", "edgeline", "run"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")),
                                      "EDGELINE_NAMESPACE": "edgeline-system", "EDGELINE_METRICS_PORT": str(port),
-                                     "EDGELINE_WEBHOOK_PORT": "0"})
+                                     "EDGELINE_WEBHOOK_PORT": "0",
+                                     "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32"})
     results = {"machine": f"{os.cpu_count()} cores", "runs": []}
     try:
         with serve(ROOT / "manifests/samples/models") as url:

@@ -260,7 +260,8 @@ def main() -> int:
                                 cwd=ROOT, env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")),
                                                "EDGELINE_NAMESPACE": SYSTEM, "EDGELINE_METRICS_PORT": str(metrics_port),
                                                "EDGELINE_WEBHOOK_PORT": "0", "EDGELINE_ALERTS_PORT": str(alerts_port),
-                                               "EDGELINE_ALERTS_LISTEN": "127.0.0.1", "EDGELINE_ALERTS_TOKEN": TOKEN})
+                                               "EDGELINE_ALERTS_LISTEN": "127.0.0.1", "EDGELINE_ALERTS_TOKEN": TOKEN,
+                                               "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32"})
     results = {"simulation": "member clusters are stand-ins (bench/scale/standin.py), not Kubernetes; the hub is a "
                              "real kube-apiserver; everything shares the same machine",
                "machine": f"{os.cpu_count()} cores", "fanout": [], "revert": []}

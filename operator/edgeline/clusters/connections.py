@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import importlib.util
+import os
 import time
 from dataclasses import dataclass
 
 import httpx2 as httpx
 import yaml
 from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.config import client_adapter
 from lightkube.core.exceptions import ConfigError
 from lightkube.resources.core_v1 import Secret
 
@@ -50,6 +52,34 @@ class SecretRef:
 
 
 _hub: AsyncClient | None = None
+_lightkube_verify = client_adapter.verify_cluster
+
+
+_contexts: dict[tuple, object] = {}
+_CONTEXTS_MAX = 4096
+
+
+def _shared_verify(cluster, user, abs_file, trust_env: bool = True):
+    """One TLS context per distinct CA and client certificate, not one per client: a context
+    that loads the system's CA bundle costs about 0.8 MB, which a thousand clusters repeat
+    (docs/decisions.md, scale). Files count with their modification time."""
+    try:
+        mtimes = tuple(os.stat(abs_file(p)).st_mtime_ns if p else None
+                       for p in (cluster.certificate_auth, user.client_cert, user.client_key))
+    except OSError:
+        return _lightkube_verify(cluster, user, abs_file, trust_env=trust_env)
+    key = (cluster.certificate_auth, cluster.certificate_auth_data, cluster.insecure, user.client_cert,
+           user.client_cert_data, user.client_key, user.client_key_data, trust_env, mtimes)
+    context = _contexts.get(key)
+    if context is None:
+        if len(_contexts) >= _CONTEXTS_MAX:
+            _contexts.clear()           # rotated certificates leave old keys behind; start over
+        context = _contexts[key] = _lightkube_verify(cluster, user, abs_file, trust_env=trust_env)
+    return context
+
+
+# lightkube builds a client's TLS context in this function (lightkube.config.client_adapter).
+client_adapter.verify_cluster = _shared_verify
 
 
 def hub_client() -> AsyncClient:
