@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -244,6 +245,9 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))     # a connection or two per cluster, both sides
 
     env = DevEnvironment(STATE, clusters=(HUB,), real_nodes=False)
+    # A fresh hub each run: objects an interrupted run left would point at a stand-in that is gone.
+    env.down()
+    shutil.rmtree(STATE, ignore_errors=True)
     env.up(timeout_s=300)
     STATE.mkdir(parents=True, exist_ok=True)
     standin_port, metrics_port, alerts_port = free_port(), free_port(), free_port()
@@ -252,8 +256,6 @@ def main() -> int:
     kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl(env, "wait", "--for=condition=Established", "-f", str(ROOT / "crds"))
     apply(env, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in (SYSTEM, NS)])
-    kubectl(env, "delete", "edgedeployments", "--all", "-n", NS, "--ignore-not-found", "--timeout=600s", check=False)
-    kubectl(env, "delete", "edgeclusters", "--all", "--ignore-not-found", "--wait=false", check=False)
     command = [sys.executable, *(["-m", "cProfile", "-o", str(args.profile)] if args.profile else []),
                "-m", "edgeline", "run"]
     operator = subprocess.Popen(command, stdout=(STATE / "operator.log").open("ab"), stderr=subprocess.STDOUT,
@@ -302,7 +304,7 @@ def main() -> int:
             operator.wait(120)
         except subprocess.TimeoutExpired:
             operator.kill()
-        standin.terminate()
+        standin.kill()
         standin.wait(30)
         if os.environ.get("EDGELINE_KEEP_ENV") != "1":
             env.down()

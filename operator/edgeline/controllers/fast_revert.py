@@ -15,7 +15,7 @@ from edgeline.controllers.indexes import ClusterEntry, client_for
 from edgeline.domain.fast_revert import revert_writes
 from edgeline.domain.rollback import Alert
 from edgeline.domain.rollout import ActOutcome
-from edgeline.render.runtime import Target, render
+from edgeline.render.runtime import LABEL_REVISION, Target, object_name, render
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ async def revert_now(members: MemberClusters, known: dict[str, ClusterEntry], ed
                      now: dt.datetime, concurrency: int) -> dict[str, ActOutcome]:
     """The outcomes of the writes that succeeded (the tick's decision reads them as the
     time each cluster was reverted); failed ones are left to the full reconcile."""
-    writes = revert_writes(ed.spec.rollback, status, alerts, now)
+    writes = revert_writes(ed.spec.rollback, status, alerts, now, _running(members, status, namespace, name))
     jobs = {}
     revision = {}
     for write in writes:
@@ -52,3 +52,19 @@ async def revert_now(members: MemberClusters, known: dict[str, ClusterEntry], ed
         log.warning("fast revert of %s/%s did not reach %d cluster(s) (the full reconcile retries): %s",
                     namespace, name, len(failed), "; ".join(f"{c}: {e}" for c, e in sorted(failed.items())[:5]))
     return {c: ActOutcome(c, revision[c], w.at) for c, w in written.items() if not w.error}
+
+
+def _running(members: MemberClusters, status: EdgeDeploymentStatus, namespace: str, name: str
+             ) -> dict[str, str | None]:
+    """What each cluster runs as its watched view shows it (only fresh views; no request)."""
+    running: dict[str, str | None] = {}
+    workload = object_name(namespace, name)
+    for cluster in status.clusters:
+        view = members.views.peek(cluster.name)
+        found = view.get(workload) if view is not None else None
+        if found is None or not found.fresh:
+            continue
+        deployment = found.deployment
+        template = deployment.spec.template.metadata if deployment is not None and deployment.spec else None
+        running[cluster.name] = (template.labels or {}).get(LABEL_REVISION) if template else None
+    return running

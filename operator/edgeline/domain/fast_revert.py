@@ -28,9 +28,12 @@ class RevertWrite:
 
 
 def revert_writes(policy: RollbackPolicy, status: EdgeDeploymentStatus, alerts: list[Alert],
-                  now: dt.datetime) -> list[RevertWrite]:
+                  now: dt.datetime, running: dict[str, str | None] | None = None) -> list[RevertWrite]:
     """At most one write set per bad revision: like `decide`, the first alert that reverts the
-    rollout wins (a cluster-scoped alert adds its cluster to it)."""
+    rollout wins (a cluster-scoped alert adds its cluster to it). `running`: the revision each
+    cluster runs as its watched view shows it now (None: nothing there); a cluster missing from
+    it counts with what status recorded, which lags an apply by one tick."""
+    running = running or {}
     progress = status.rollout
     if progress is None or progress.target is None or progress.reason == "Rollback" or not alerts:
         return []
@@ -42,10 +45,11 @@ def revert_writes(policy: RollbackPolicy, status: EdgeDeploymentStatus, alerts: 
         if request.target.revision == bad.revision:
             continue
         wanted = set(request.clusters) if request.clusters else None
-        clusters = tuple(c.name for c in status.clusters
-                         if (wanted is None or c.name in wanted) and c.name not in seen
-                         # A cluster that never got the bad revision runs what it should.
-                         and c.revision is not None and c.revision != request.target.revision)
+        now_running = {c.name: running.get(c.name, c.revision) for c in status.clusters}
+        clusters = tuple(name for name, revision in now_running.items()
+                         if (wanted is None or name in wanted) and name not in seen
+                         # A cluster that never got anything, or runs the target already, needs no write.
+                         and revision is not None and revision != request.target.revision)
         seen.update(clusters)
         if clusters:
             writes.append(RevertWrite(request.alert, bad, request.target, clusters))
