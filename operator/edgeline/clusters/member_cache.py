@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
+from lightkube.models.apps_v1 import DeploymentSpec
+from lightkube.models.core_v1 import PodTemplateSpec
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 
 from edgeline.metrics import MEMBER_REQUESTS
@@ -38,12 +41,28 @@ OnChange = Callable[[str, Deployment | None], None]
 
 @dataclass(frozen=True)
 class Lookup:
-    """What the view knows about one Deployment. `fresh` False: ask the cluster instead
-    (`why` says why: not listed yet, watch broken since ..., ...)."""
+    """What the view knows about one Deployment (`slim`: no Pod spec). `fresh` False: ask the
+    cluster instead (`why` says why: not listed yet, watch broken since ..., ...)."""
 
     fresh: bool
     deployment: Deployment | None = None
     why: str | None = None
+
+
+def slim(deployment: Deployment) -> Deployment:
+    """What the rollout reads of a Deployment (revision, replicas, status, owner labels), not the
+    whole Pod template: a thousand clusters times ten deployments of full objects would hold
+    80 MB (docs/decisions.md, scale). `spec.template.spec` is absent: whoever needs it (the
+    clean-up of unused ConfigMaps) reads the Deployment from the cluster."""
+    meta, spec = deployment.metadata, deployment.spec
+    template = spec.template.metadata if spec and spec.template else None
+    return Deployment(
+        metadata=ObjectMeta(name=meta.name, namespace=meta.namespace, uid=meta.uid, generation=meta.generation,
+                            resourceVersion=meta.resourceVersion, labels=meta.labels),
+        spec=DeploymentSpec(selector=spec.selector, replicas=spec.replicas,
+                            template=PodTemplateSpec(metadata=ObjectMeta(labels=template.labels if template else None)))
+        if spec else None,
+        status=deployment.status)
 
 
 def _newer_or_same(new: Deployment, old: Deployment | None) -> bool:
@@ -103,6 +122,7 @@ class ClusterView:
             self._on_change(name, None)
 
     def _put(self, deployment: Deployment) -> None:
+        deployment = slim(deployment)
         name = deployment.metadata.name
         if _newer_or_same(deployment, self._objects.get(name)):
             self._objects[name] = deployment

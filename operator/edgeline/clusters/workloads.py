@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field, replace
 
 import httpx2 as httpx
@@ -28,6 +29,10 @@ LOG_TAIL_LINES = 20
 # (client, namespace, name) whose unused ConfigMaps were cleaned up since the last apply.
 # In memory only: after a restart every runtime is cleaned up once more, which is harmless.
 _cleaned: set[tuple[int, str, str]] = set()
+# (client, namespace, name) of Deployments seen unready: [generation, since, last Pod read, containers].
+_unready: dict[tuple[int, str, str], list] = {}
+PODS_AFTER_S = 3.0
+PODS_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -99,24 +104,46 @@ async def observe_view(client: AsyncClient, view, namespace: str, name: str) -> 
         return await observe(client, namespace, name)
     if found.deployment is None:
         return WorkloadState(exists=False)
-    return await _read_around(client, namespace, name, found.deployment)
+    return await _read_around(client, namespace, name, found.deployment, complete=False)
 
 
-async def _read_around(client: AsyncClient, namespace: str, name: str, deployment: Deployment) -> WorkloadState:
+async def _read_around(client: AsyncClient, namespace: str, name: str, deployment: Deployment,
+                       complete: bool = True) -> WorkloadState:
     """What a Deployment's state needs beyond the Deployment: its Pods while it is not ready,
     the clean-up of unused ConfigMaps once after it is."""
     state = _state_of(deployment)
     key = (id(client), namespace, name)
     try:
         if not state.ready:
-            return replace(state, containers=await _containers(client, namespace, deployment))
+            return replace(state, containers=await _containers_now_and_then(client, namespace, deployment, key))
+        _unready.pop(key, None)
         if key not in _cleaned:
             # Rolled out: the ReplicaSets that will stay are known, so are the ConfigMaps they need.
+            if not complete:        # the watched view keeps no Pod spec; the clean-up needs it
+                MEMBER_REQUESTS.labels(purpose="cleanup").inc()
+                deployment = await client.get(Deployment, name, namespace=namespace)
             await remove_unused_configs(client, namespace, deployment)
             _cleaned.add(key)
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
     return state
+
+
+async def _containers_now_and_then(client: AsyncClient, namespace: str, deployment: Deployment,
+                                   key: tuple[int, str, str]) -> tuple[ContainerFacts, ...]:
+    """The Pods of a Deployment that is not ready, read only once it has stayed so for
+    PODS_AFTER_S and then every PODS_EVERY_S: a rollout makes every Deployment unready for a
+    moment, and a Pod list per cluster per tick was most of a thousand-cluster rollout's
+    requests (docs/decisions.md, scale). What does not pass by itself is seen seconds later."""
+    now = time.monotonic()
+    generation = deployment.metadata.generation
+    seen = _unready.get(key)
+    if seen is None or seen[0] != generation:
+        seen = _unready[key] = [generation, now, None, ()]
+    if now - seen[1] >= PODS_AFTER_S and (seen[2] is None or now - seen[2] >= PODS_EVERY_S):
+        seen[3] = await _containers(client, namespace, deployment)
+        seen[2] = now
+    return seen[3]
 
 
 async def _containers(client: AsyncClient, namespace: str, deployment: Deployment) -> tuple[ContainerFacts, ...]:
@@ -262,5 +289,6 @@ async def remove(client: AsyncClient, namespace: str, name: str) -> None:
             MEMBER_REQUESTS.labels(purpose="remove").inc()
             await _delete_if_present(client, ConfigMap, config, namespace)
         _cleaned.discard((id(client), namespace, name))
+        _unready.pop((id(client), namespace, name), None)
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None

@@ -56,20 +56,40 @@ async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
     # What the last tick's actions came to: the next tick's observation (in memory; after a
     # restart the clusters are simply observed and the actions repeated where needed).
     outcomes: dict[str, ActOutcome] = {}
-    await loop.run(PLURAL, body, stopped, logger,
-                   lambda: reconcile(body, memo.member_clusters, cluster_index, model_index, logger, outcomes),
-                   # Look again soon after an apply, to report what it came to (a revert's latency).
-                   lambda phase: phase in ACTIVE or any(o.revision and not o.error for o in outcomes.values()),
-                   settings.rollout_active_interval_s,
-                   settings.rollout_idle_interval_s, memo)
+    namespace, name = body.metadata["namespace"], body.metadata["name"]
+    fast = fast_revert.path(namespace, name)
+
+    async def revert_at_once(alerts) -> None:
+        """The receiver's fast path: the alert's revert, written now (controllers.fast_revert)."""
+        async with fast.lock:
+            snapshot = await loop.fresh_snapshot(PLURAL, EdgeDeployment.KIND, body)
+            if snapshot is not None:
+                fast.outcomes.update(await fast_revert.revert_now(
+                    memo.member_clusters, known_clusters(cluster_index), EdgeDeployment.model_validate(snapshot),
+                    EdgeDeploymentStatus.model_validate(snapshot["status"]), alerts, namespace, name,
+                    dt.datetime.now(dt.timezone.utc), settings.revert_concurrency))
+    fast.runner = revert_at_once
+    try:
+        await loop.run(PLURAL, body, stopped, logger,
+                       lambda: reconcile(body, memo.member_clusters, cluster_index, model_index, logger, outcomes,
+                                         fast),
+                       # Look again soon after an apply, to report what it came to (a revert's latency).
+                       lambda phase: phase in ACTIVE or any(o.revision and not o.error for o in outcomes.values()),
+                       settings.rollout_active_interval_s,
+                       settings.rollout_idle_interval_s, memo)
+    finally:
+        fast_revert.forget(namespace, name)
 
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
                     model_index: kopf.Index, logger: logging.Logger,
-                    outcomes: dict[str, ActOutcome] | None = None) -> str | None:
+                    outcomes: dict[str, ActOutcome] | None = None,
+                    fast: fast_revert.FastPath | None = None) -> str | None:
     """observe -> decide -> act -> write status once. `outcomes` carries what this tick's
-    actions came to into the next tick."""
+    actions came to into the next tick; `fast`, what the revert fast path wrote."""
     outcomes = {} if outcomes is None else outcomes
+    fast = fast or fast_revert.FastPath()
+    await fast_revert.settled(fast)
     snapshot = await loop.fresh_snapshot(PLURAL, EdgeDeployment.KIND, body)
     if snapshot is None:
         return None
@@ -82,10 +102,12 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
 
     # --- an alert's revert first, to every affected cluster at once (fast path), then the full tick
     receipts = alert_receipts.receipts(meta)
-    if receipts:
-        outcomes.update(await fast_revert.revert_now(
-            members, known_clusters(cluster_index), ed, old_status, [r.alert for r in receipts], namespace, name,
-            now, get_settings().revert_concurrency))
+    if any(r.key not in fast.handled for r in receipts):     # e.g. received before a restart
+        async with fast.lock:
+            fast.outcomes.update(await fast_revert.revert_now(
+                members, known_clusters(cluster_index), ed, old_status, [r.alert for r in receipts], namespace,
+                name, now, get_settings().revert_concurrency))
+        fast.handled.update(r.key for r in receipts)
 
     # --- observe
     choice = choose(ed.spec.model_ref, list(model_index.get(namespace, [])))
@@ -116,13 +138,15 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         observations=observations, stale_after={c: entry.stale_after for c, entry in known.items()},
         approved=approval.approved, approvals=records, reapproved=approval.reapproved,
         paused=annotations.get(PAUSE, "").lower() == "true", rollback_to=annotations.get(ROLLBACK_TO), now=now,
-        alerts=[r.alert for r in receipts], outcomes=dict(outcomes), author=author, forged_approvals=forged,
+        alerts=[r.alert for r in receipts], outcomes=fast_revert.merged(outcomes, fast.outcomes), author=author,
+        forged_approvals=forged,
         model=Verdict(choice.model is not None, choice.reason, choice.message), generation=meta.get("generation"),
         stale={e.name: e.message for e in placement.stale}))
 
     # --- act
     outcomes.clear()
-    outcomes.update(await _execute(members, known, decision.actions, namespace, name, ed, observations))
+    async with fast.lock:
+        outcomes.update(await _execute(members, known, decision.actions, namespace, name, ed, observations))
 
     # --- say what happened (Events first: whoever sees the new status finds its Events), write status once
     for event_type, reason, message in decision.events:
@@ -138,6 +162,9 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         await patch_status(PLURAL, name, namespace, patch)
     # Only after status holds the outcome: a crash in between repeats an idempotent decision.
     await alert_receipts.remove(PLURAL, name, namespace, [r.annotation for r in receipts])
+    fast.handled.difference_update(r.key for r in receipts)
+    if decision.rollbacks_applied:
+        fast.outcomes.clear()
     return decision.status.phase
 
 

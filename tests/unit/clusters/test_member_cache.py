@@ -137,3 +137,20 @@ async def test_one_view_per_cluster_rebuilt_with_its_client():
     assert ("site-1", "x") in seen
     await views.stop()
     assert views.peek("site-1") is None
+
+
+def test_the_view_keeps_what_the_rollout_reads_and_not_the_pod_spec():
+    from edgeline.clusters.member_cache import slim
+    from edgeline.clusters.workloads import _state_of
+    full = Deployment.from_dict({
+        "metadata": {"name": "a", "namespace": "site", "resourceVersion": "7", "generation": 3,
+                     "labels": {"edgeline.io/deployment": "d"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"edgeline.io/revision": "r2"}},
+                              "spec": {"containers": [{"name": "runtime", "image": "x"}]}}},
+        "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 1,
+                   "conditions": [{"type": "Progressing", "status": "False", "message": "deadline exceeded"}]}})
+    kept = slim(full)
+    assert _state_of(kept) == _state_of(full)
+    assert _state_of(kept).message == "deadline exceeded" and _state_of(kept).revision == "r2"
+    assert kept.spec.template.spec is None and kept.metadata.labels == {"edgeline.io/deployment": "d"}
