@@ -4,7 +4,8 @@ Not Kubernetes. One aiohttp server answers, under /c/<id>/, the requests Edgelin
 member cluster's API server for the objects it uses: GET /version, list Nodes, server-side
 apply (PATCH application/apply-patch+yaml) of Namespaces, ConfigMaps, Services and
 Deployments, get / list (equality label selectors) / watch (from a resourceVersion, with
-replay) / delete, and empty lists of Pods and ReplicaSets. A Deployment reports itself ready
+replay) / delete, an empty list of Pods, and a ReplicaSet per Pod template of a Deployment
+(the newest three kept, as a Deployment with revisionHistoryLimit 2 keeps them). A Deployment reports itself ready
 `--ready-delay` seconds after its spec changes, as a controller-manager and kubelet would
 with a Pod that starts at once. Nothing is persisted, nothing is validated beyond JSON.
 
@@ -78,11 +79,29 @@ class Cluster:
                 self.revision_at[name] = (revision, time.time())
             if changed:
                 asyncio.get_running_loop().call_later(self.ready_delay, self._ready, key, meta["generation"])
+                self._replica_set(namespace, name, meta["uid"], obj["spec"])
         if old is not None and not changed and old.get("metadata", {}).get("labels") == meta.get("labels"):
             return old
         self.objects[key] = self._bump(obj)
         self._emit(plural, namespace, "MODIFIED" if old else "ADDED", obj)
         return obj
+
+    def _replica_set(self, namespace: str, name: str, uid: str, spec: dict) -> None:
+        """As the Deployment controller: one ReplicaSet per Pod template, the newest three kept
+        (revisionHistoryLimit 2), so Edgeline's clean-up keeps the ConfigMaps they name."""
+        template = spec.get("template") or {}
+        rs_name = f"{name}-{abs(hash(json.dumps(template, sort_keys=True))) % 10**10}"
+        owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid, "controller": True}
+        self.objects.pop(("replicasets", namespace, rs_name), None)
+        self.objects[("replicasets", namespace, rs_name)] = self._bump({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": rs_name, "namespace": namespace, "ownerReferences": [owner],
+                         "labels": dict((spec.get("selector") or {}).get("matchLabels") or {})},
+            "spec": {"selector": spec.get("selector") or {}, "template": template}})
+        mine = [k for k, o in self.objects.items() if k[0] == "replicasets" and k[1] == namespace
+                and o["metadata"]["ownerReferences"][0]["uid"] == uid]
+        for old in mine[:-3]:
+            del self.objects[old]
 
     def _ready(self, key, generation: int) -> None:
         obj = self.objects.get(key)

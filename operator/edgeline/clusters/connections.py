@@ -25,7 +25,7 @@ from lightkube.core.exceptions import ConfigError
 from lightkube.resources.core_v1 import Secret
 
 from edgeline import FIELD_MANAGER
-from edgeline.clusters.member_cache import MemberViews
+from edgeline.clusters.member_cache import APPLIED, MemberViews
 
 # A cached client is trusted this long before its Secret is read again: every deployment
 # asks for every cluster's client every tick, and one GET of the Secret per ask was the
@@ -128,6 +128,7 @@ class MemberClusters:
             client = self._build(ref, secret, namespace)
             self._clients[cluster] = (version, client)
         if cached:
+            APPLIED.forget_client(cached[1])
             await _close(cached[1])
         return client
 
@@ -137,6 +138,7 @@ class MemberClusters:
             cached = self._clients.pop(cluster, None)
             self._checked.pop(cluster, None)
         if cached:
+            APPLIED.forget_client(cached[1])
             await _close(cached[1])
 
     async def _read_secret(self, ref: SecretRef) -> Secret:

@@ -16,6 +16,8 @@ what the cluster looked like minutes ago. The view lists again after every break
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import random
 import time
@@ -215,3 +217,50 @@ class MemberViews:
     async def stop(self) -> None:
         for cluster in list(self._views):
             await self.forget(cluster)
+
+
+class Applied:
+    """What this process server-side applied to member clusters, by content: an object whose
+    content it applied there before (and has not deleted since) is not sent again. A rollout
+    then writes the Deployment and the new revision's ConfigMap, not the unchanged Service,
+    and a revert writes only the Deployment while the restored ConfigMap is still there.
+    Deployments are always sent (see `changed`).
+    In memory: after a restart everything is applied once more. Entries expire after `ttl_s`,
+    so whatever someone changed by hand behind Edgeline's back is put right on a later apply."""
+
+    def __init__(self, ttl_s: float = 600.0):
+        self._ttl = ttl_s
+        self._seen: dict[tuple, tuple[str, float]] = {}
+
+    @staticmethod
+    def _key(client, obj: dict) -> tuple:
+        meta = obj.get("metadata") or {}
+        return id(client), meta.get("namespace"), obj.get("kind"), meta.get("name")
+
+    @staticmethod
+    def _digest(obj: dict) -> str:
+        return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+    def unchanged(self, client, obj: dict) -> bool:
+        seen = self._seen.get(self._key(client, obj))
+        return seen is not None and time.monotonic() - seen[1] < self._ttl and seen[0] == self._digest(obj)
+
+    def changed(self, client, objects: list[dict]) -> list[dict]:
+        """`objects` less those applied before. A Deployment always stays: the rollout applies
+        one only when what it observed there differs, and the observation is the truth."""
+        return [o for o in objects if o.get("kind") == "Deployment" or not self.unchanged(client, o)]
+
+    def note(self, client, objects: list[dict]) -> None:
+        now = time.monotonic()
+        for obj in objects:
+            self._seen[self._key(client, obj)] = (self._digest(obj), now)
+
+    def forget(self, client, namespace: str, kind: str, name: str) -> None:
+        self._seen.pop((id(client), namespace, kind, name), None)
+
+    def forget_client(self, client) -> None:
+        for key in [k for k in self._seen if k[0] == id(client)]:
+            del self._seen[key]
+
+
+APPLIED = Applied()

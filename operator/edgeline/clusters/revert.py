@@ -3,11 +3,12 @@ rendering differs between the bad and the restored revision, server-side applied
 cluster at once within a bound. The Service of a revision rarely differs, so a revert is
 usually the restored revision's ConfigMap and the Deployment: two requests, sent together.
 
-Sent together rather than ConfigMap first: the restored revision's ConfigMap is named by its
-content and normally still exists (the Deployment keeps two old ReplicaSets, and the
-ConfigMaps they name stay); when it does not, the kubelet retries the Pod until it exists,
-which it does a round trip later. The Pod template, what decides what runs, is never held
-back by a request it does not need.
+The restored revision's ConfigMap is named by its content and normally still exists (the
+Deployment keeps two old ReplicaSets, and the ConfigMaps they name stay): when this process
+applied it and has not deleted it since (member_cache.APPLIED), it is not sent again, so a
+revert is one request per cluster. Otherwise it is sent together with the Deployment rather
+than first: the kubelet retries a Pod whose ConfigMap is missing, which it is for one round
+trip; the Pod template, what decides what runs, is never held back by a request.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lightkube.resources.apps_v1 import Deployment
 
 from edgeline import FIELD_MANAGER
 from edgeline.clusters.connections import ConnectionProblem
+from edgeline.clusters.member_cache import APPLIED
 from edgeline.metrics import MEMBER_REQUESTS
 
 
@@ -45,10 +47,12 @@ async def write_one(client: AsyncClient, objects: list[dict],
     """Applies `objects` concurrently; the Deployment's answer goes to `remember` (the
     cluster's watched view), so the tick that follows sees the revert without waiting for
     its watch event."""
+    objects = APPLIED.changed(client, objects)     # the restored ConfigMap is usually still there
     MEMBER_REQUESTS.labels(purpose="revert").inc(len(objects))
 
     async def one(obj: dict):
         applied = await client.apply(from_dict(obj), field_manager=FIELD_MANAGER, force=True)
+        APPLIED.note(client, [obj])
         if remember is not None and isinstance(applied, Deployment):
             remember(applied)
 

@@ -19,6 +19,7 @@ from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.core_v1 import ConfigMap, Pod, Service
 
 from edgeline import FIELD_MANAGER
+from edgeline.clusters.member_cache import APPLIED
 from edgeline.domain.runtime_health import ContainerFacts, needs_log
 from edgeline.metrics import MEMBER_REQUESTS
 from edgeline.render.runtime import CONFIG_COMPONENT, LABEL_COMPONENT, LABEL_REVISION, MANAGED_BY
@@ -58,6 +59,7 @@ def _unreachable(exc: Exception) -> Unreachable:
 
 async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure_namespace: bool = True) -> None:
     """Namespace first (unless our objects already live there), then the objects in order."""
+    requested, objects = objects, APPLIED.changed(client, objects)     # not what is there already
     MEMBER_REQUESTS.labels(purpose="apply").inc(int(ensure_namespace) + len(objects))
     try:
         if ensure_namespace:
@@ -76,7 +78,8 @@ async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure
                                            for o in services))
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
-    for obj in objects:
+    APPLIED.note(client, objects)
+    for obj in requested:
         if obj["kind"] == "Deployment":
             _cleaned.discard((id(client), namespace, obj["metadata"]["name"]))
 
@@ -225,6 +228,7 @@ async def remove_unused_configs(client: AsyncClient, namespace: str, deployment:
             continue
         MEMBER_REQUESTS.labels(purpose="cleanup").inc()
         await _delete_if_present(client, ConfigMap, cname, namespace)
+        APPLIED.forget(client, namespace, "ConfigMap", cname)
         deleted.append(cname)
     if deleted:
         log.info("deleted runtime ConfigMaps no ReplicaSet of %s/%s uses: %s", namespace, name, ", ".join(deleted))
@@ -283,11 +287,13 @@ async def remove(client: AsyncClient, namespace: str, name: str) -> None:
     try:
         for kind in (Deployment, Service):
             await _delete_if_present(client, kind, name, namespace)
+            APPLIED.forget(client, namespace, kind.__name__, name)
         configs = [c.metadata.name async for c in client.list(ConfigMap, namespace=namespace, labels={
             "app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": MANAGED_BY})]
         for config in configs:
             MEMBER_REQUESTS.labels(purpose="remove").inc()
             await _delete_if_present(client, ConfigMap, config, namespace)
+            APPLIED.forget(client, namespace, "ConfigMap", config)
         _cleaned.discard((id(client), namespace, name))
         _unready.pop((id(client), namespace, name), None)
     except (ApiError, httpx.HTTPError, OSError) as exc:

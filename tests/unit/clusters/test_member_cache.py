@@ -154,3 +154,22 @@ def test_the_view_keeps_what_the_rollout_reads_and_not_the_pod_spec():
     assert _state_of(kept) == _state_of(full)
     assert _state_of(kept).message == "deadline exceeded" and _state_of(kept).revision == "r2"
     assert kept.spec.template.spec is None and kept.metadata.labels == {"edgeline.io/deployment": "d"}
+
+
+def test_what_was_applied_is_not_sent_again_but_a_deployment_always_is():
+    from edgeline.clusters.member_cache import Applied
+    applied, client, other = Applied(), object(), object()
+    config = {"kind": "ConfigMap", "metadata": {"name": "rt-abc", "namespace": "site"}, "data": {"a": "1"}}
+    service = {"kind": "Service", "metadata": {"name": "rt", "namespace": "site"}, "spec": {"ports": [1]}}
+    deployment = {"kind": "Deployment", "metadata": {"name": "rt", "namespace": "site"}, "spec": {"replicas": 1}}
+    assert applied.changed(client, [config, service, deployment]) == [config, service, deployment]
+    applied.note(client, [config, service, deployment])
+    assert applied.changed(client, [config, service, deployment]) == [deployment]
+    assert applied.changed(other, [config]) == [config]                  # another cluster's client
+    moved = {**service, "spec": {"ports": [2]}}
+    assert applied.changed(client, [moved]) == [moved]                   # changed content goes out
+    applied.forget(client, "site", "ConfigMap", "rt-abc")               # deleted by the clean-up
+    assert applied.changed(client, [config]) == [config]
+    expired = Applied(ttl_s=0.0)
+    expired.note(client, [service])
+    assert expired.changed(client, [service]) == [service]
