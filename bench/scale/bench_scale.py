@@ -22,6 +22,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -241,6 +242,9 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, help="run the operator under cProfile and write its stats here")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/scale.json")
     args = parser.parse_args()
+    # Stopped by a signal, the bench still tears down what it started (a background job ignores SIGINT).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))     # a connection or two per cluster, both sides
 
@@ -282,6 +286,7 @@ def main() -> int:
                                                    "sha256": onnx_models.file_digest(root / f"{version}.onnx")}}}])
                 kubectl(env, "wait", f"mlmodel/detector-{version}", "-n", NS, "--for=condition=Ready",
                         "--timeout=180s")
+            results["load_average_1m_at_start"] = round(os.getloadavg()[0], 1)
             for n in args.sizes:
                 bench.register(n)
                 results["fanout"].append(bench.fanout(n))
@@ -294,6 +299,7 @@ def main() -> int:
                     results["many"] = bench.many(n, args.deployments)
                     print(json.dumps(results["many"]), flush=True)
                 results["operator_memory_mib"] = memory_mib(operator.pid)
+                results.setdefault("load_average_1m_after_each_size", []).append(round(os.getloadavg()[0], 1))
                 args.out.write_text(json.dumps(results, indent=2) + "\n")
                 if n != max(args.sizes):
                     kubectl(env, "delete", "edgedeployment", f"fanout-{n}", "-n", NS, "--timeout=600s")
