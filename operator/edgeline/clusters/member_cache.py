@@ -115,6 +115,19 @@ class ClusterView:
             return Lookup(False, why=f"watch of {self.cluster} not synced yet")
         return Lookup(True, self._objects.get(name))
 
+    def suspect(self, why: str) -> None:
+        """The cluster stopped answering elsewhere (its probe failed). A watch over a connection
+        to a server that froze sees no error, only silence: the view stops answering now and
+        starts over, listing again once the cluster answers."""
+        if self._broken is not None:
+            return
+        self._broken = (time.monotonic(), why)
+        self._synced = False
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.start()
+
     def remember(self, deployment: Deployment) -> None:
         """A write's answer (the object as the server stored it): seen before its watch event."""
         self._put(deployment)

@@ -65,6 +65,9 @@ async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf
         facts = await probe(client, settings.cluster_probe_timeout_s)
     except ConnectionProblem as exc:
         problem = exc
+        view = memo.member_clusters.views.peek(name)
+        if view is not None:     # its watch may be silent rather than broken (a frozen server)
+            view.suspect(f"{exc.reason}: {exc.message}")
 
     health = assess(
         probe_ok=facts is not None,

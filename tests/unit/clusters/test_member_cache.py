@@ -173,3 +173,17 @@ def test_what_was_applied_is_not_sent_again_but_a_deployment_always_is():
     expired = Applied(ttl_s=0.0)
     expired.note(client, [service])
     assert expired.changed(client, [service]) == [service]
+
+
+@_sync
+async def test_a_silent_watch_is_not_trusted_once_the_probe_fails():
+    """A frozen API server keeps the watch's connection open and sends nothing: only the probe notices."""
+    cluster = ScriptedCluster({"a": _dep("a", 5)}, [[], []])
+    view = ClusterView("site-1", cluster, "site")
+    view.start()
+    await _until(lambda: view.get("a").fresh)
+    view.suspect("Unreachable: no answer within 5s")
+    assert not view.get("a").fresh and "no answer within 5s" in view.get("a").why
+    await _until(lambda: view.get("a").fresh, timeout=5)        # answering again: listed afresh
+    assert cluster.lists == 2
+    await view.stop()
