@@ -31,6 +31,7 @@ from edgeline.clusters.member_cache import APPLIED, MemberViews
 # asks for every cluster's client every tick, and one GET of the Secret per ask was the
 # largest share of the hub requests at a thousand clusters (docs/decisions.md, scale).
 SECRET_RECHECK_S = 30.0
+KEEPALIVE_S = 300.0
 # HTTP/2 needs the h2 package; without it the clients speak HTTP/1.1 as before.
 HTTP2 = importlib.util.find_spec("h2") is not None
 
@@ -164,6 +165,13 @@ class MemberClusters:
         try:
             config = yaml.safe_load(base64.b64decode(data))
             kubeconfig = KubeConfig.from_dict(config)
+            single = kubeconfig.get()
+            # Connections stay open between ticks (httpx closes idle ones after 5 s by default): a
+            # revert to a thousand clusters must not start with a thousand TCP and TLS handshakes.
+            transport = httpx.AsyncHTTPTransport(
+                verify=_shared_verify(single.cluster, single.user, single.abs_file, trust_env=False),
+                http2=self._http2, limits=httpx.Limits(max_connections=100, max_keepalive_connections=10,
+                                                       keepalive_expiry=KEEPALIVE_S))
             return AsyncClient(
                 kubeconfig,
                 namespace=namespace,
@@ -173,6 +181,7 @@ class MemberClusters:
                 # One TCP connection per cluster carries the watch, the probe and the applies
                 # where the server speaks HTTP/2 (kube-apiserver over TLS does; else HTTP/1.1).
                 http2=self._http2,
+                transport=transport,
             )
         except (ValueError, TypeError, KeyError, yaml.YAMLError, ConfigError) as exc:
             raise ConnectionProblem(
