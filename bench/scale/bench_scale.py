@@ -237,7 +237,8 @@ class Bench:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs", type=int, nargs="+", default=[20],
+                        help="reverts per size (one number for all sizes, or one per size)")
     parser.add_argument("--deployments", type=int, default=10)
     parser.add_argument("--profile", type=Path, help="run the operator under cProfile and write its stats here")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/scale.json")
@@ -287,12 +288,13 @@ def main() -> int:
                 kubectl(env, "wait", f"mlmodel/detector-{version}", "-n", NS, "--for=condition=Ready",
                         "--timeout=180s")
             results["load_average_1m_at_start"] = round(os.getloadavg()[0], 1)
+            runs = dict(zip(args.sizes, args.runs if len(args.runs) == len(args.sizes) else args.runs[:1] * len(args.sizes)))
             for n in args.sizes:
                 bench.register(n)
                 results["fanout"].append(bench.fanout(n))
                 print(json.dumps(results["fanout"][-1]), flush=True)
-                if args.runs:
-                    results["revert"].append(bench.revert(n, args.runs))
+                if runs[n]:
+                    results["revert"].append(bench.revert(n, runs[n]))
                     print(json.dumps({k: v for k, v in results["revert"][-1].items() if not k.endswith("_all")}),
                           flush=True)
                 if n == max(args.sizes) and args.deployments > 1:
