@@ -38,6 +38,14 @@ def main() -> None:
                      label="kubectl apply+wait loop, sequential")
         time_ax.plot([r["clusters"] for r in runs], [r["kubectl_loop_seconds"]["parallel_16"] for r in runs], "x:",
                      label="kubectl loop, 16 at a time")
+    earlier = (scale.get("earlier_run_1000") or {}).get("fanout")
+    if earlier:
+        time_ax.plot([earlier["clusters"]], [earlier["seconds_to_all_ready"]], "o", mfc="none", color="C0",
+                     label="1,000, earlier build (see scale.json)")
+        cpu_ax.plot([earlier["clusters"]], [earlier["operator_cpu_s_per_cluster"]], "o", mfc="none", color="C0",
+                    label="1,000, earlier build")
+        mem_ax.plot([earlier["clusters"]], [earlier["operator_memory_mib"]["VmRSS"]], "o", mfc="none", color="C0",
+                    label="1,000, earlier build")
     time_ax.axhline(60, color="grey", lw=0.8, ls="--")
     time_ax.set(title="apply -> all clusters ready", xlabel="clusters", ylabel="seconds", xscale="log", yscale="log")
     time_ax.legend(fontsize=7)
