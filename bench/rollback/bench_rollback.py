@@ -215,6 +215,7 @@ def main() -> int:
                                 env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")),
                                      "EDGELINE_NAMESPACE": "edgeline-system", "EDGELINE_METRICS_PORT": str(free_port()),
                                      "EDGELINE_WEBHOOK_PORT": "0", "EDGELINE_ALERTS_PORT": str(alerts_port),
+                                     "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32",
                                      "EDGELINE_ALERTS_LISTEN": "127.0.0.1", "EDGELINE_ALERTS_TOKEN": TOKEN})
     results = {"machine": f"{os.cpu_count()} cores", "sizes": []}
     root = Path(tempfile.mkdtemp(prefix="edgeline-rollback-models-"))

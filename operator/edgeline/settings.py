@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     # EdgeDeployment rollouts: how often the loop looks while a rollout moves and when quiet.
     rollout_active_interval_s: float = Field(1.0, description="Tick of a moving rollout")
     rollout_idle_interval_s: float = Field(5.0, description="Tick of a settled deployment (watching for drift)")
+    revert_concurrency: int = Field(64, ge=1, description="Member clusters an alert's revert writes to at once")
 
     # The approval webhook (docs/approvals.md).
     webhook_port: int = Field(9443, description="Port of the admission webhook; 0 disables it (no approvals)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field, replace
 
 import httpx2 as httpx
@@ -18,6 +19,7 @@ from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.core_v1 import ConfigMap, Pod, Service
 
 from edgeline import FIELD_MANAGER
+from edgeline.clusters.member_cache import APPLIED
 from edgeline.domain.runtime_health import ContainerFacts, needs_log
 from edgeline.metrics import MEMBER_REQUESTS
 from edgeline.render.runtime import CONFIG_COMPONENT, LABEL_COMPONENT, LABEL_REVISION, MANAGED_BY
@@ -28,6 +30,10 @@ LOG_TAIL_LINES = 20
 # (client, namespace, name) whose unused ConfigMaps were cleaned up since the last apply.
 # In memory only: after a restart every runtime is cleaned up once more, which is harmless.
 _cleaned: set[tuple[int, str, str]] = set()
+# (client, namespace, name) of Deployments seen unready: [generation, since, last Pod read, containers].
+_unready: dict[tuple[int, str, str], list] = {}
+PODS_AFTER_S = 3.0
+PODS_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ def _unreachable(exc: Exception) -> Unreachable:
 
 async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure_namespace: bool = True) -> None:
     """Namespace first (unless our objects already live there), then the objects in order."""
+    requested, objects = objects, APPLIED.changed(client, objects)     # not what is there already
     MEMBER_REQUESTS.labels(purpose="apply").inc(int(ensure_namespace) + len(objects))
     try:
         if ensure_namespace:
@@ -71,7 +78,8 @@ async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure
                                            for o in services))
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
-    for obj in objects:
+    APPLIED.note(client, objects)
+    for obj in requested:
         if obj["kind"] == "Deployment":
             _cleaned.discard((id(client), namespace, obj["metadata"]["name"]))
 
@@ -86,18 +94,59 @@ async def observe(client: AsyncClient, namespace: str, name: str) -> WorkloadSta
         raise _unreachable(exc) from None
     except (httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
+    return await _read_around(client, namespace, name, deployment)
+
+
+async def observe_view(client: AsyncClient, view, namespace: str, name: str) -> WorkloadState:
+    """Like `observe`, with the Deployment taken from the cluster's watched view
+    (clusters.member_cache) while that view is fresh: no request at all for a settled
+    runtime. A view that is not synced, or whose watch is broken, is not trusted: the
+    cluster is asked directly, which answers or fails honestly."""
+    found = view.get(name) if view is not None else None
+    if found is None or not found.fresh:
+        return await observe(client, namespace, name)
+    if found.deployment is None:
+        return WorkloadState(exists=False)
+    return await _read_around(client, namespace, name, found.deployment, complete=False)
+
+
+async def _read_around(client: AsyncClient, namespace: str, name: str, deployment: Deployment,
+                       complete: bool = True) -> WorkloadState:
+    """What a Deployment's state needs beyond the Deployment: its Pods while it is not ready,
+    the clean-up of unused ConfigMaps once after it is."""
     state = _state_of(deployment)
     key = (id(client), namespace, name)
     try:
         if not state.ready:
-            return replace(state, containers=await _containers(client, namespace, deployment))
+            return replace(state, containers=await _containers_now_and_then(client, namespace, deployment, key))
+        _unready.pop(key, None)
         if key not in _cleaned:
             # Rolled out: the ReplicaSets that will stay are known, so are the ConfigMaps they need.
+            if not complete:        # the watched view keeps no Pod spec; the clean-up needs it
+                MEMBER_REQUESTS.labels(purpose="cleanup").inc()
+                deployment = await client.get(Deployment, name, namespace=namespace)
             await remove_unused_configs(client, namespace, deployment)
             _cleaned.add(key)
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
     return state
+
+
+async def _containers_now_and_then(client: AsyncClient, namespace: str, deployment: Deployment,
+                                   key: tuple[int, str, str]) -> tuple[ContainerFacts, ...]:
+    """The Pods of a Deployment that is not ready, read only once it has stayed so for
+    PODS_AFTER_S and then every PODS_EVERY_S: a rollout makes every Deployment unready for a
+    moment, and a Pod list per cluster per tick was most of a thousand-cluster rollout's
+    requests (docs/decisions.md, scale). What does not pass by itself is seen seconds later."""
+    now = time.monotonic()
+    generation = deployment.metadata.generation
+    seen = _unready.get(key)
+    if seen is None or seen[0] != generation:
+        seen = _unready[key] = [generation, now, None, ()]
+    if now - seen[1] >= PODS_AFTER_S and (seen[2] is None or now - seen[2] >= PODS_EVERY_S):
+        seen[3] = await _containers(client, namespace, deployment)
+        seen[2] = now
+    return seen[3]
 
 
 async def _containers(client: AsyncClient, namespace: str, deployment: Deployment) -> tuple[ContainerFacts, ...]:
@@ -179,6 +228,7 @@ async def remove_unused_configs(client: AsyncClient, namespace: str, deployment:
             continue
         MEMBER_REQUESTS.labels(purpose="cleanup").inc()
         await _delete_if_present(client, ConfigMap, cname, namespace)
+        APPLIED.forget(client, namespace, "ConfigMap", cname)
         deleted.append(cname)
     if deleted:
         log.info("deleted runtime ConfigMaps no ReplicaSet of %s/%s uses: %s", namespace, name, ", ".join(deleted))
@@ -237,11 +287,14 @@ async def remove(client: AsyncClient, namespace: str, name: str) -> None:
     try:
         for kind in (Deployment, Service):
             await _delete_if_present(client, kind, name, namespace)
+            APPLIED.forget(client, namespace, kind.__name__, name)
         configs = [c.metadata.name async for c in client.list(ConfigMap, namespace=namespace, labels={
             "app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": MANAGED_BY})]
         for config in configs:
             MEMBER_REQUESTS.labels(purpose="remove").inc()
             await _delete_if_present(client, ConfigMap, config, namespace)
+            APPLIED.forget(client, namespace, "ConfigMap", config)
         _cleaned.discard((id(client), namespace, name))
+        _unready.pop((id(client), namespace, name), None)
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from edgeline import metrics, webserver
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import RESOURCES, create_secret_once, read_secret
-from edgeline.controllers import loop
+from edgeline.controllers import fast_revert, loop
 from edgeline.domain.rollback import target_of
 from edgeline.settings import get_settings
 
@@ -74,6 +74,11 @@ def alert_annotations(payload: _Payload, received_at: float, target_of=target_of
     return out
 
 
+def _revert_at_once(namespace: str, name: str, annotations: dict[str, str]) -> None:
+    from edgeline.controllers.alert_receipts import receipts     # it imports this module
+    fast_revert.trigger(namespace, name, [(r.key, r.alert) for r in receipts({"annotations": annotations})])
+
+
 def make_app(token: str) -> web.Application:
     async def receive(request: web.Request) -> web.Response:
         received_at = time.time()
@@ -101,6 +106,9 @@ def make_app(token: str) -> web.Application:
                                          {"metadata": {"annotations": annotations}}, namespace=namespace,
                                          patch_type=PatchType.MERGE)
                 metrics.ALERTS_RECEIVED.labels(result="routed").inc(len(annotations))
+                if plural == "edgedeployments":
+                    # The revert is written now, not on the deployment's next tick (fast_revert).
+                    _revert_at_once(namespace, name, annotations)
                 # The watch would wake the loop too, a little later.
                 loop.wake(plural, namespace, name)
             except ApiError as exc:

@@ -24,9 +24,9 @@ from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, Re
 from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters
 from edgeline.clusters.resources import merge_patch, patch_status
-from edgeline.controllers import alert_receipts, approval_key, loop
-from edgeline.controllers.line_consent import line_facts
+from edgeline.controllers import alert_receipts, approval_key, fast_revert, loop
 from edgeline.controllers import analysis as checks
+from edgeline.controllers.line_consent import line_facts
 from edgeline.controllers.indexes import ClusterEntry, client_for, known_clusters
 from edgeline.domain import admission
 from edgeline.domain.analysis import Context
@@ -60,22 +60,50 @@ async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
     # What the last tick's actions came to: the next tick's observation (in memory; after a
     # restart the clusters are simply observed and the actions repeated where needed).
     outcomes: dict[str, ActOutcome] = {}
-    await loop.run(PLURAL, body, stopped, logger,
-                   lambda: reconcile(body, memo.member_clusters, cluster_index, model_index, logger, outcomes,
-                                     check_template_index),
-                   # Look again soon after an apply, to report what it came to (a revert's latency).
-                   lambda phase: phase in ACTIVE or any(o.revision and not o.error for o in outcomes.values()),
-                   settings.rollout_active_interval_s,
-                   settings.rollout_idle_interval_s, memo)
+    namespace, name = body.metadata["namespace"], body.metadata["name"]
+    fast = fast_revert.path(namespace, name)
+
+    async def revert_at_once(alerts) -> None:
+        """The receiver's fast path: the alert's revert, written now (controllers.fast_revert)."""
+        started = time.time()
+        async with fast.lock:
+            locked = time.time()
+            snapshot = await loop.fresh_snapshot(PLURAL, EdgeDeployment.KIND, body)
+            if snapshot is not None:
+                read = time.time()
+                written = await fast_revert.revert_now(
+                    memo.member_clusters, known_clusters(cluster_index), EdgeDeployment.model_validate(snapshot),
+                    EdgeDeploymentStatus.model_validate(snapshot["status"]), alerts, namespace, name,
+                    dt.datetime.now(dt.timezone.utc), settings.revert_concurrency)
+                fast.outcomes.update(written)
+                received = min(a.received_at for a in alerts)
+                logger.info("fast revert: %d cluster(s) written %.0f ms after receipt (to the start %.0f ms, "
+                            "waiting for the lock %.0f ms, reading the object %.0f ms, writing %.0f ms)",
+                            len(written), (time.time() - received) * 1000, (started - received) * 1000,
+                            (locked - started) * 1000, (read - locked) * 1000, (time.time() - read) * 1000)
+    fast.runner = revert_at_once
+    try:
+        await loop.run(PLURAL, body, stopped, logger,
+                       lambda: reconcile(body, memo.member_clusters, cluster_index, model_index, logger, outcomes,
+                                         check_template_index, fast),
+                       # Look again soon after an apply, to report what it came to (a revert's latency).
+                       lambda phase: phase in ACTIVE or any(o.revision and not o.error for o in outcomes.values()),
+                       settings.rollout_active_interval_s,
+                       settings.rollout_idle_interval_s, memo)
+    finally:
+        fast_revert.forget(namespace, name)
 
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
                     model_index: kopf.Index, logger: logging.Logger,
                     outcomes: dict[str, ActOutcome] | None = None,
-                    check_template_index: kopf.Index | None = None) -> str | None:
+                    check_template_index: kopf.Index | None = None,
+                    fast: fast_revert.FastPath | None = None) -> str | None:
     """observe -> decide -> act -> write status once. `outcomes` carries what this tick's
-    actions came to into the next tick."""
+    actions came to into the next tick; `fast`, what the revert fast path wrote."""
     outcomes = {} if outcomes is None else outcomes
+    fast = fast or fast_revert.FastPath()
+    await fast_revert.settled(fast)
     snapshot = await loop.fresh_snapshot(PLURAL, EdgeDeployment.KIND, body)
     if snapshot is None:
         return None
@@ -85,6 +113,15 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     annotations = meta.get("annotations") or {}
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     old_status = EdgeDeploymentStatus.model_validate(snapshot["status"])
+
+    # --- an alert's revert first, to every affected cluster at once (fast path), then the full tick
+    receipts = alert_receipts.receipts(meta)
+    if any(r.key not in fast.handled for r in receipts):     # e.g. received before a restart
+        async with fast.lock:
+            fast.outcomes.update(await fast_revert.revert_now(
+                members, known_clusters(cluster_index), ed, old_status, [r.alert for r in receipts], namespace,
+                name, now, get_settings().revert_concurrency))
+        fast.handled.update(r.key for r in receipts)
 
     # --- observe
     choice = choose(ed.spec.model_ref, list(model_index.get(namespace, [])))
@@ -113,7 +150,6 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     to_observe = set(placement.selected) | {c.name for c in old_status.clusters}
     observations = dict(await asyncio.gather(*(
         _observe(members, known.get(c), c, namespace, name) for c in sorted(to_observe))))
-    receipts = alert_receipts.receipts(meta)
     lines = await line_facts(known, to_observe, now)
     # The wave's metric checks that are due: queried now, judged by decide().
     resolved = checks.checks_of(ed.spec, namespace, check_template_index)
@@ -126,7 +162,8 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         observations=observations, stale_after={c: entry.stale_after for c, entry in known.items()},
         approved=approval.approved, approvals=records, reapproved=approval.reapproved,
         paused=annotations.get(PAUSE, "").lower() == "true", rollback_to=annotations.get(ROLLBACK_TO), now=now,
-        alerts=[r.alert for r in receipts], outcomes=dict(outcomes), author=author, forged_approvals=forged,
+        alerts=[r.alert for r in receipts], outcomes=fast_revert.merged(outcomes, fast.outcomes), author=author,
+        forged_approvals=forged,
         model=Verdict(choice.model is not None, choice.reason, choice.message), generation=meta.get("generation"),
         stale={e.name: e.message for e in placement.stale}, lines=lines,
         facts={c: entry.facts for c, entry in known.items()},
@@ -136,7 +173,8 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
 
     # --- act
     outcomes.clear()
-    outcomes.update(await _execute(members, known, decision.actions, namespace, name, ed, observations))
+    async with fast.lock:
+        outcomes.update(await _execute(members, known, decision.actions, namespace, name, ed, observations))
 
     # --- say what happened (Events first: whoever sees the new status finds its Events), write status once
     for event_type, reason, message in decision.events:
@@ -152,6 +190,9 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         await patch_status(PLURAL, name, namespace, patch)
     # Only after status holds the outcome: a crash in between repeats an idempotent decision.
     await alert_receipts.remove(PLURAL, name, namespace, [r.annotation for r in receipts])
+    fast.handled.difference_update(r.key for r in receipts)
+    if decision.rollbacks_applied:
+        fast.outcomes.clear()
     return decision.status.phase
 
 
@@ -161,7 +202,9 @@ async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster:
         return cluster, Observation(cluster, reachable=False, message=f"EdgeCluster {cluster} does not exist")
     try:
         client = await client_for(members, cluster, entry)
-        state = await workloads.observe(client, entry.namespace, object_name(namespace, name))
+        # The cluster's watched view (one watch per cluster, shared by every deployment).
+        view = members.views.view(cluster, client, entry.namespace)
+        state = await workloads.observe_view(client, view, entry.namespace, object_name(namespace, name))
     except ConnectionProblem as exc:
         return cluster, Observation(cluster, reachable=False, message=f"{exc.reason}: {exc.message}")
     except workloads.Unreachable as exc:

@@ -186,8 +186,9 @@ def decide(inp: Inputs) -> Decision:
             message = "left the selection; removing Edgeline's objects" + (
                 "" if obs is None or obs.reachable else " once the cluster answers again")
         clusters.append(old.model_copy(update={"phase": "Removing", "wave": None, "message": message}))
+    failed_clusters = set(progress.failed_clusters)
     for state in clusters:
-        if state.name in progress.failed_clusters and state.phase == "Progressing":
+        if state.name in failed_clusters and state.phase == "Progressing":
             state.phase = "Failed"
     status.clusters = clusters
     status.excluded = [_excluded(e) for e in inp.excluded]
@@ -439,8 +440,9 @@ def _settle_rollbacks(inp: Inputs, status: EdgeDeploymentStatus) -> list[Rollbac
         # A cluster that left the selection since is not waited for.
         if not all(running.get(c) == record.to_revision for c in record.clusters if c in running):
             continue
+        affected = set(record.clusters)     # a set: a thousand clusters, a thousand outcomes
         applies = [o.at for c, o in inp.outcomes.items()
-                   if c in record.clusters and o.revision == record.to_revision and not o.error]
+                   if c in affected and o.revision == record.to_revision and not o.error]
         finished = max(applies) if applies else inp.now.timestamp()
         received = parse(record.received_at)
         if received is not None:
