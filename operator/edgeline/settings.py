@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         30.0, description="lastHeartbeat is rewritten at most this often when nothing else changed"
     )
 
+    # Tenancy (docs/security.md): an EdgeCluster without spec.tenancy admits no namespace, unless this is on.
+    tenancy_open_without_section: bool = Field(
+        False, description="Upgrade aid: EdgeClusters without spec.tenancy admit every hub namespace (at Pod "
+                           "Security restricted), as before tenancy existed; turn off once each has its section")
+    tenancy_manage_policy: bool = Field(True, description="Keep the ValidatingAdmissionPolicy that refuses "
+                                                          "DataPipeline steps on clusters that do not admit them")
+
     # EdgeDeployment rollouts: how often the loop looks while a rollout moves and when quiet.
     rollout_active_interval_s: float = Field(1.0, description="Tick of a moving rollout")
     rollout_idle_interval_s: float = Field(5.0, description="Tick of a settled deployment (watching for drift)")

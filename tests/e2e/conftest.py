@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from edgeline.devenv.environment import DevEnvError, DevEnvironment, user_kubeconfig
-from tests.helpers.manifests import edge_cluster, kubeconfig_secret, sample_mlmodel
+from tests.helpers.manifests import ADMIT_ALL, edge_cluster, kubeconfig_secret, sample_mlmodel
 from tests.helpers.waiting import wait_for  # noqa: F401  (e2e modules import it from here)
 
 # Every test under tests/e2e is marked `e2e` by tests/conftest.py (a pytestmark here would mark nothing).
@@ -135,12 +135,13 @@ ALERTS_TOKEN = "alertmanager-test-token"
 
 
 def register_edge_cluster(hub: Cluster, name: str, member: Cluster, labels: dict[str, str],
-                          stale_after: int | None = 300, secret_namespace: str = OPERATOR_NAMESPACE) -> None:
+                          stale_after: int | None = 300, secret_namespace: str = OPERATOR_NAMESPACE,
+                          tenancy: dict | None = ADMIT_ALL) -> None:
     """An EdgeCluster `name` that reaches `member` through a kubeconfig Secret (in the operator's
     namespace), with its workloads in the namespace ns-<name> (several EdgeClusters may share one
     API server)."""
     hub.apply(kubeconfig_secret(f"{name}-kubeconfig", secret_namespace, member.kubeconfig.read_text()))
-    hub.apply(edge_cluster(name, labels, f"{name}-kubeconfig", stale_after=stale_after))
+    hub.apply(edge_cluster(name, labels, f"{name}-kubeconfig", stale_after=stale_after, tenancy=tenancy))
 
 
 def apply_sample_models(hub: Cluster, namespace: str, url: str, versions=("1.0.0", "2.0.0"),

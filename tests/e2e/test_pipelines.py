@@ -46,7 +46,7 @@ def lost_line(hub, operator):
     """An EdgeCluster whose kubeconfig Secret does not exist."""
     name = "lost-" + uuid.uuid4().hex[:6]
     hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster", "metadata": {"name": name},
-               "spec": {"tier": "edge", "targetNamespace": f"ns-{name}",
+               "spec": {"tier": "edge", "targetNamespace": f"ns-{name}", "tenancy": {"namespaceSelector": {}},
                         "connection": {"kubeconfigSecretRef": {"name": f"{name}-kubeconfig"}}}})
     yield name
     hub.kubectl("delete", "edgecluster", name, "--wait=false", check=False)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from edgeline.api.base import ApiModel, Resource
+from edgeline.api.common import DNS_LABEL, LabelSelector
 from edgeline.api.conditions import Condition
 
 SITE_LABEL = "edgeline.io/site"             # by convention; EdgeDeployments select on labels
@@ -32,6 +33,22 @@ class Connection(ApiModel):
         description="Secret in the operator's namespace with a kubeconfig for this cluster; only the operator reads it")
 
 
+PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
+
+
+class Tenancy(ApiModel):
+    """Which hub namespaces may use the cluster (docs/security.md). A namespace is admitted when
+    it is listed in `namespaces` or its labels match `namespaceSelector`; with neither, none is."""
+
+    namespaces: list[Annotated[str, Field(max_length=63, pattern=DNS_LABEL)]] = Field(
+        [], max_length=256, description="Hub namespaces that may deploy to the cluster and run pipeline steps on it")
+    namespace_selector: LabelSelector | None = Field(
+        None, description="Hub namespaces whose labels match may use the cluster too; {} admits every namespace")
+    pod_security: PodSecurityLevel = Field(
+        "restricted", description="Highest Pod Security level a pipeline step may ask for here; also the "
+                                  "pod-security.kubernetes.io/enforce label of the target namespace")
+
+
 class EdgeClusterSpec(ApiModel):
     tier: Literal["cloud", "edge"] = Field(description="cloud: a data-centre cluster; edge: a K3s cluster at a site")
     connection: Connection = Field(description="How the operator reaches the cluster")
@@ -42,6 +59,10 @@ class EdgeClusterSpec(ApiModel):
     stale_after_seconds: int = Field(
         300, ge=10, le=86400,
         description="After this long without an answer the cluster is Stale: its status is no longer current")
+    tenancy: Tenancy | None = Field(
+        None, description="Which hub namespaces may use the cluster and how much Pod Security they may ask for; "
+                          "without it no namespace may (unless the operator runs with "
+                          "EDGELINE_TENANCY_OPEN_WITHOUT_SECTION=true, docs/install.md)")
 
 
 class Allocatable(ApiModel):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from edgeline.api.edgedeployment import Placement
 from edgeline.domain.quantities import parse_quantity
 from edgeline.domain.selectors import matches
+from edgeline.domain.tenancy import HubNamespace, TenancyFacts, admits
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ClusterFacts:
     reachable: bool = False
     stale: bool = False
     probed: bool = False
+    tenancy: TenancyFacts = TenancyFacts()
 
 
 STALE_MESSAGE = ("the EdgeCluster is Stale (no recent heartbeat), so what it runs is unknown; a new revision "
@@ -46,12 +48,16 @@ class PlacementResult:
     stale: tuple[Exclusion, ...] = ()      # selected, but the EdgeCluster is Stale (reason ClusterStale)
 
 
-def place(placement: Placement, clusters: list[ClusterFacts]) -> PlacementResult:
+def place(placement: Placement, clusters: list[ClusterFacts], namespace: HubNamespace | None = None,
+          open_without_section: bool = False) -> PlacementResult:
+    """`namespace`: the deployment's hub namespace; a cluster whose spec.tenancy does not admit it
+    is excluded (reason NamespaceNotAllowed) whatever its labels and hardware."""
     selected, excluded, stale = [], [], []
     for cluster in sorted(clusters, key=lambda c: c.name):
         if not matches(placement.cluster_selector, cluster.labels):
             continue
-        problem = _unmet_requirement(placement, cluster)
+        refused = admits(cluster.name, cluster.tenancy, namespace, open_without_section) if namespace else None
+        problem = (refused.reason, refused.message) if refused else _unmet_requirement(placement, cluster)
         if problem:
             excluded.append(Exclusion(cluster.name, *problem))
         else:
