@@ -8,10 +8,12 @@ does not start fails the run with the reason.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import uuid
@@ -156,9 +158,10 @@ def apply_sample_models(hub: Cluster, namespace: str, url: str, versions=("1.0.0
 class OperatorProcess:
     """`edgeline run` as a real process against the hub, as it runs in a cluster."""
 
-    def __init__(self, kubeconfig: Path, log: Path):
+    def __init__(self, kubeconfig: Path, log: Path, extra_env: dict[str, str] | None = None):
         self.kubeconfig = kubeconfig
         self.log = log
+        self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen | None = None
         self.metrics_port = _free_port()
         self.health_port = _free_port()
@@ -167,7 +170,20 @@ class OperatorProcess:
 
     @property
     def alerts_url(self) -> str:
-        return f"http://127.0.0.1:{self.alerts_port}/alerts"
+        return f"https://127.0.0.1:{self.alerts_port}/alerts"
+
+    def alerts_ca_file(self) -> str:
+        """The CA of the alert receiver's certificate (Secret edgeline-alerts-tls), as a file for
+        Alertmanager's tls_config.ca_file and for tests that post alerts themselves."""
+        path = self.log.parent / "alerts-ca.crt"
+        secret = json.loads(subprocess.run(
+            [kubectl_binary(), "--kubeconfig", str(self.kubeconfig), "get", "secret", "edgeline-alerts-tls",
+             "-n", OPERATOR_NAMESPACE, "-o", "json"], capture_output=True, text=True, check=True).stdout)
+        path.write_bytes(base64.b64decode(secret["data"]["ca.crt"]))
+        return str(path)
+
+    def alerts_ssl(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.alerts_ca_file())
 
     @property
     def metrics_url(self) -> str:
@@ -200,6 +216,11 @@ class OperatorProcess:
             "EDGELINE_ALERTS_PORT": str(self.alerts_port),
             "EDGELINE_ALERTS_LISTEN": "127.0.0.1",
             "EDGELINE_ALERTS_TOKEN": ALERTS_TOKEN,
+            # Leader election with a short Lease: a killed operator is replaced within seconds.
+            "EDGELINE_LEADER_LEASE_DURATION_S": "8",
+            "EDGELINE_LEADER_RENEW_DEADLINE_S": "6",
+            "EDGELINE_LEADER_RETRY_PERIOD_S": "1",
+            **self.extra_env,
         }
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")
