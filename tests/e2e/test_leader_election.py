@@ -53,9 +53,11 @@ def replicas(hub, operator):
     follower.start()
     wait_for(lambda: leader_gauge(follower) == 0.0, timeout=60, what="the second replica serving its metrics")
     yield operator, follower
-    if operator.proc is None or operator.proc.poll() is not None:
-        operator.start()          # a follower now; it leads again once replica-b stops and releases the Lease
-    follower.stop()
+    follower.stop()               # releases the Lease if it leads
+    # Restarted either way: it leads again, and points the webhook configuration back at its own port
+    # (each replica's local URL differs here; in a cluster both sit behind one Service).
+    operator.stop()
+    operator.start()
     wait_for(lambda: leader_gauge(operator) == 1.0, timeout=60, what="the session's operator leading again")
 
 

@@ -74,6 +74,9 @@ class Elector:
                 record = leases.LeaseRecord.from_spec(lease.get("spec"))
                 self._sighting = leases.observe(self._sighting, record, time.monotonic())
                 if not leases.may_take(self._sighting, self.me, time.monotonic()):
+                    if self.leading:
+                        log.error("%s finds the Lease held by %s", self.me, record.holder)
+                        self._renewed_at = 0.0        # someone else holds it: we lead no longer, at once
                     return self._lost_or_waiting()
                 spec = leases.claimed(record, self.me, self.duration_s, dt.datetime.now(dt.timezone.utc))
                 # replace carries the resourceVersion we read: a competing write in between is a 409.

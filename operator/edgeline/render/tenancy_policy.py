@@ -14,22 +14,26 @@ NAME = "edgeline-datapipeline-tenancy"
 LEVELS = "{'restricted': 0, 'baseline': 1, 'privileged': 2}"
 
 
-def _selector_matches(selector: str, labels: str) -> str:
-    """CEL: a Kubernetes label selector at `selector` matches the map `labels`."""
+def _selector_matches(selector: str) -> str:
+    """CEL: the label selector at `selector` matches the labels of the request's namespace."""
+    labels = "namespaceObject.metadata.labels"
+
+    def has_key(key: str) -> str:
+        return f"(has({labels}) && {key} in {labels})"
     values = "(has(e.values) ? e.values : [])"
-    return (f"((!has({selector}.matchLabels) || {selector}.matchLabels.all(k, k in {labels} && "
+    return (f"((!has({selector}.matchLabels) || {selector}.matchLabels.all(k, {has_key('k')} && "
             f"{labels}[k] == {selector}.matchLabels[k])) && "
             f"(!has({selector}.matchExpressions) || {selector}.matchExpressions.all(e, "
-            f"e.operator == 'In' ? (e.key in {labels} && {labels}[e.key] in {values}) : "
-            f"e.operator == 'NotIn' ? !(e.key in {labels} && {labels}[e.key] in {values}) : "
-            f"e.operator == 'Exists' ? e.key in {labels} : !(e.key in {labels}))))")
+            f"e.operator == 'In' ? ({has_key('e.key')} && {labels}[e.key] in {values}) : "
+            f"e.operator == 'NotIn' ? !({has_key('e.key')} && {labels}[e.key] in {values}) : "
+            f"e.operator == 'Exists' ? {has_key('e.key')} : !{has_key('e.key')})))")
 
 
 def policy(open_without_section: bool = False) -> list[dict]:
     """The policy and its binding (operator-managed, like the webhook configuration)."""
     tenancy = "params.spec.tenancy"
     admitted = (f"has({tenancy}) ? ((has({tenancy}.namespaces) && request.namespace in {tenancy}.namespaces) || "
-                f"(has({tenancy}.namespaceSelector) && {_selector_matches(tenancy + '.namespaceSelector', 'variables.labels')}))"
+                f"(has({tenancy}.namespaceSelector) && {_selector_matches(tenancy + '.namespaceSelector')}))"
                 f" : {'true' if open_without_section else 'false'}")
     return [{
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
@@ -45,8 +49,6 @@ def policy(open_without_section: bool = False) -> list[dict]:
             "variables": [
                 {"name": "steps", "expression": "object.spec.steps.filter(s, has(s.cluster) && "
                                                 "s.cluster == params.metadata.name)"},
-                {"name": "labels", "expression": "has(namespaceObject.metadata.labels) ? "
-                                                 "namespaceObject.metadata.labels : {}"},
                 {"name": "admitted", "expression": admitted},
                 {"name": "allowed", "expression": f"has({tenancy}) && has({tenancy}.podSecurity) ? "
                                                   f"{tenancy}.podSecurity : 'restricted'"},
