@@ -8,10 +8,12 @@ does not start fails the run with the reason.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import uuid
@@ -22,7 +24,7 @@ import pytest
 import yaml
 
 from edgeline.devenv.environment import DevEnvError, DevEnvironment, user_kubeconfig
-from tests.helpers.manifests import edge_cluster, kubeconfig_secret, sample_mlmodel
+from tests.helpers.manifests import ADMIT_ALL, edge_cluster, kubeconfig_secret, sample_mlmodel
 from tests.helpers.waiting import wait_for  # noqa: F401  (e2e modules import it from here)
 
 # Every test under tests/e2e is marked `e2e` by tests/conftest.py (a pytestmark here would mark nothing).
@@ -135,12 +137,13 @@ ALERTS_TOKEN = "alertmanager-test-token"
 
 
 def register_edge_cluster(hub: Cluster, name: str, member: Cluster, labels: dict[str, str],
-                          stale_after: int | None = 300, secret_namespace: str = OPERATOR_NAMESPACE) -> None:
+                          stale_after: int | None = 300, secret_namespace: str = OPERATOR_NAMESPACE,
+                          tenancy: dict | None = ADMIT_ALL) -> None:
     """An EdgeCluster `name` that reaches `member` through a kubeconfig Secret (in the operator's
     namespace), with its workloads in the namespace ns-<name> (several EdgeClusters may share one
     API server)."""
     hub.apply(kubeconfig_secret(f"{name}-kubeconfig", secret_namespace, member.kubeconfig.read_text()))
-    hub.apply(edge_cluster(name, labels, f"{name}-kubeconfig", stale_after=stale_after))
+    hub.apply(edge_cluster(name, labels, f"{name}-kubeconfig", stale_after=stale_after, tenancy=tenancy))
 
 
 def apply_sample_models(hub: Cluster, namespace: str, url: str, versions=("1.0.0", "2.0.0"),
@@ -155,9 +158,10 @@ def apply_sample_models(hub: Cluster, namespace: str, url: str, versions=("1.0.0
 class OperatorProcess:
     """`edgeline run` as a real process against the hub, as it runs in a cluster."""
 
-    def __init__(self, kubeconfig: Path, log: Path):
+    def __init__(self, kubeconfig: Path, log: Path, extra_env: dict[str, str] | None = None):
         self.kubeconfig = kubeconfig
         self.log = log
+        self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen | None = None
         self.metrics_port = _free_port()
         self.health_port = _free_port()
@@ -166,7 +170,20 @@ class OperatorProcess:
 
     @property
     def alerts_url(self) -> str:
-        return f"http://127.0.0.1:{self.alerts_port}/alerts"
+        return f"https://127.0.0.1:{self.alerts_port}/alerts"
+
+    def alerts_ca_file(self) -> str:
+        """The CA of the alert receiver's certificate (Secret edgeline-alerts-tls), as a file for
+        Alertmanager's tls_config.ca_file and for tests that post alerts themselves."""
+        path = self.log.parent / "alerts-ca.crt"
+        secret = json.loads(subprocess.run(
+            [kubectl_binary(), "--kubeconfig", str(self.kubeconfig), "get", "secret", "edgeline-alerts-tls",
+             "-n", OPERATOR_NAMESPACE, "-o", "json"], capture_output=True, text=True, check=True).stdout)
+        path.write_bytes(base64.b64decode(secret["data"]["ca.crt"]))
+        return str(path)
+
+    def alerts_ssl(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.alerts_ca_file())
 
     @property
     def metrics_url(self) -> str:
@@ -199,6 +216,11 @@ class OperatorProcess:
             "EDGELINE_ALERTS_PORT": str(self.alerts_port),
             "EDGELINE_ALERTS_LISTEN": "127.0.0.1",
             "EDGELINE_ALERTS_TOKEN": ALERTS_TOKEN,
+            # Leader election with a short Lease: a killed operator is replaced within seconds.
+            "EDGELINE_LEADER_LEASE_DURATION_S": "8",
+            "EDGELINE_LEADER_RENEW_DEADLINE_S": "6",
+            "EDGELINE_LEADER_RETRY_PERIOD_S": "1",
+            **self.extra_env,
         }
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")

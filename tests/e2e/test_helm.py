@@ -70,17 +70,18 @@ def release(helm, hub, hub_to_ourselves):
         hub.kubectl("apply", "-f", str(ROOT / "manifests" / "rbac" / "user-roles.yaml"))
 
 
-def _operator_pod_ready(hub):
+def _operator_pods_ready(hub, replicas: int = 2):
+    """The operator's Pods once exactly the chart's replicaCount (2) of them run."""
     pods = hub.get("pods", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"]
     running = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
-    return running[0] if len(running) == 1 else None
+    return running if len(running) == replicas else None
 
 
 def test_helm_install_then_upgrade_changes_the_running_deployment(helm, hub, release):
     hub.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/edgedeployments.edgeline.io")
     deployment = hub.get("deployment", "edgeline-operator", "-n", release)
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].startswith("ghcr.io/edgeline/operator:")
-    wait_for(lambda: _operator_pod_ready(hub), timeout=90, what="the operator Pod Running (kwok)")
+    wait_for(lambda: _operator_pods_ready(hub), timeout=90, what="both operator Pods Running (kwok)")
     for name in ("edgeline-webhook", "edgeline-alerts", "edgeline-metrics"):
         hub.get("service", name, "-n", release)
     assert hub.kubectl("auth", "can-i", "patch", "edgedeployments.edgeline.io/status",
@@ -98,8 +99,9 @@ def test_helm_install_then_upgrade_changes_the_running_deployment(helm, hub, rel
     assert upgraded["metadata"]["generation"] > deployment["metadata"]["generation"]
     history = json.loads(helm("history", "edgeline", "-n", release, "-o", "json", kubeconfig=hub.kubeconfig).stdout)
     assert [h["revision"] for h in history] == [1, 2] and history[-1]["status"] == "deployed"
-    wait_for(lambda: (p := _operator_pod_ready(hub)) and
-             p["spec"]["containers"][0]["image"].endswith(":0.1.1"), timeout=90, what="the upgraded operator Pod")
+    wait_for(lambda: (pods := _operator_pods_ready(hub)) and
+             all(p["spec"]["containers"][0]["image"].endswith(":0.1.1") for p in pods), timeout=90,
+             what="the upgraded operator Pods")
 
 
 # --- the operator, with exactly the chart's permissions ------------------------------------------------
@@ -136,7 +138,8 @@ def chart_operator(hub, release, tmp_path_factory):
     # left over from an earlier run or from the session's operator.
     hub.kubectl("delete", "mutatingwebhookconfiguration", "edgeline-approvals", "--ignore-not-found")
     hub.kubectl("delete", "secret", "-n", release, "--ignore-not-found", "edgeline-approval-key",
-                "edgeline-webhook-tls", "edgeline-alerts")
+                "edgeline-webhook-tls", "edgeline-alerts", "edgeline-alerts-tls", "edgeline-ca")
+    hub.kubectl("delete", "lease", "-n", release, "--ignore-not-found", "edgeline-operator-leader")
     op = ChartOperator(kubeconfig, log, release)
     op.start()
     yield op

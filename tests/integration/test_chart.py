@@ -143,10 +143,10 @@ def test_other_values_show_up_where_they_belong(helm, tmp_path):
     source = yaml.safe_load((ROOT / "manifests" / "monitoring" / "prometheusrule.yaml").read_text())
     assert one(objects, "PrometheusRule")["spec"] == source["spec"]
     assert {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"} == {"edgeline-operator"}
-    # Plain namespace names need no access to namespaces; a pattern does (kopf watches them to match it).
-    assert not [r for r in one(objects, "ClusterRole")["rules"] if "namespaces" in r["resources"]]
-    patterned = one(render(helm, "--set", "watchNamespaces={factory-*}"), "ClusterRole", "edgeline-operator")
-    assert {"resources": ["namespaces"], "verbs": ["list", "watch"], "apiGroups": [""]} in patterned["rules"]
+    # Namespaces are watched (list, watch) for their labels, which EdgeClusters' tenancy selectors read
+    # (and which a watchNamespaces pattern needs too); nothing more on them.
+    rules = [r for r in one(objects, "ClusterRole")["rules"] if "namespaces" in r["resources"]]
+    assert rules == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}]
 
 
 def test_every_key_under_settings_is_an_operator_setting(helm):
@@ -218,3 +218,39 @@ def test_every_dashboard_query_parses_with_promtool(tmp_path):
     except MonitoringError as exc:
         pytest.fail(f"promtool is needed to check the dashboard: {exc}", pytrace=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- high availability, certificates, network policy (issue 15) ---------------------------------------
+
+def test_two_replicas_roll_without_a_gap_and_may_hold_the_leader_lease(helm):
+    objects = render(helm)
+    deployment = one(objects, "Deployment", "edgeline-operator")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    env = env_of(deployment)
+    assert env["EDGELINE_TLS_SOURCE"] == "operator" and env["EDGELINE_TENANCY_OPEN_WITHOUT_SECTION"] == "false"
+    role = one(objects, "Role", "edgeline-operator")
+    lease_rules = [r for r in role["rules"] if r.get("apiGroups") == ["coordination.k8s.io"]]
+    assert {v for r in lease_rules for v in r["verbs"]} == {"create", "get", "update"}
+    assert [r.get("resourceNames") for r in lease_rules if "update" in r["verbs"]] == [["edgeline-operator-leader"]]
+
+
+def test_the_network_policy_lets_in_only_the_api_server_alertmanager_and_prometheus(helm):
+    policy = one(render(helm), "NetworkPolicy", "edgeline-operator")
+    ingress = {rule["ports"][0]["port"]: rule.get("from") for rule in policy["spec"]["ingress"]}
+    monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert ingress == {"webhook": None, "alerts": monitoring, "metrics": monitoring}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert not [o for o in render(helm, "--set", "networkPolicy.enabled=false") if o["kind"] == "NetworkPolicy"]
+
+
+def test_cert_manager_issues_the_serving_certificates_when_asked(helm):
+    assert not [o for o in render(helm) if o["apiVersion"].startswith("cert-manager.io/")]
+    objects = render(helm, "--set", "certManager.enabled=true")
+    certificates = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Certificate"}
+    assert set(certificates) == {"edgeline-ca", "edgeline-webhook-tls", "edgeline-alerts-tls"}
+    assert certificates["edgeline-alerts-tls"]["spec"]["dnsNames"][0] == "edgeline-alerts.edgeline-system.svc"
+    assert env_of(one(objects, "Deployment", "edgeline-operator"))["EDGELINE_TLS_SOURCE"] == "secret"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from edgeline.api.base import ApiModel, Resource
+from edgeline.api.common import DNS_LABEL, LabelSelector
 from edgeline.api.conditions import Condition
 from edgeline.api.datapipeline import CRON
 
@@ -81,6 +82,22 @@ class Monitoring(ApiModel):
                     "EDGELINE_PROMETHEUS_URL)")
 
 
+PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
+
+
+class Tenancy(ApiModel):
+    """Which hub namespaces may use the cluster (docs/security.md). A namespace is admitted when
+    it is listed in `namespaces` or its labels match `namespaceSelector`; with neither, none is."""
+
+    namespaces: list[Annotated[str, Field(max_length=63, pattern=DNS_LABEL)]] = Field(
+        [], max_length=256, description="Hub namespaces that may deploy to the cluster and run pipeline steps on it")
+    namespace_selector: LabelSelector | None = Field(
+        None, description="Hub namespaces whose labels match may use the cluster too; {} admits every namespace")
+    pod_security: PodSecurityLevel = Field(
+        "restricted", description="Highest Pod Security level a pipeline step may ask for here; also the "
+                                  "pod-security.kubernetes.io/enforce label of the target namespace")
+
+
 class EdgeClusterSpec(ApiModel):
     tier: Literal["cloud", "edge"] = Field(description="cloud: a data-centre cluster; edge: a K3s cluster at a site")
     connection: Connection = Field(description="How the operator reaches the cluster")
@@ -94,6 +111,10 @@ class EdgeClusterSpec(ApiModel):
     maintenance: Maintenance | None = Field(
         None, description="When changes may reach the cluster: maintenance windows and the line's consent")
     monitoring: Monitoring | None = Field(None, description="Where this cluster's metrics are queried")
+    tenancy: Tenancy | None = Field(
+        None, description="Which hub namespaces may use the cluster and how much Pod Security they may ask for; "
+                          "without it no namespace may (unless the operator runs with "
+                          "EDGELINE_TENANCY_OPEN_WITHOUT_SECTION=true, docs/install.md)")
 
 
 class Allocatable(ApiModel):

@@ -13,25 +13,20 @@ keeping the MutatingWebhookConfiguration, the TLS Secret and the signing key in 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
 import logging
-import ssl
-import tempfile
-from pathlib import Path
 
 import kopf
 from aiohttp import web
 from lightkube.codecs import from_dict
-from lightkube.resources.core_v1 import Secret
 
 from edgeline import FIELD_MANAGER, webserver
 from edgeline.clusters.connections import hub_client
-from edgeline.clusters.resources import create_secret_once, read_secret
-from edgeline.controllers import approval_key
+from edgeline.controllers import approval_key, certificates
 from edgeline.domain import admission
-from edgeline.pki import CertificateAuthority
 from edgeline.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -100,21 +95,6 @@ def make_app() -> web.Application:
 
 # --- secrets and configuration ----------------------------------------------------------------
 
-async def _load_tls(names: tuple[str, ...]) -> dict[str, bytes]:
-    existing = await read_secret(TLS_SECRET)
-    if existing and all(existing.get(k) for k in ("ca.crt", "tls.crt", "tls.key")) and \
-            existing.get("names", b"").decode() == ",".join(names):
-        return existing
-    ca = CertificateAuthority.create("edgeline-webhook-ca")
-    cert, key = ca.issue(names[0], server_names=names)
-    data = {"ca.crt": ca.cert_pem, "tls.crt": cert, "tls.key": key, "names": ",".join(names).encode()}
-    if existing is None:
-        return await create_secret_once(TLS_SECRET, data)
-    await hub_client().patch(Secret, TLS_SECRET, {"data": {k: base64.b64encode(v).decode() for k, v in data.items()}},
-                             namespace=get_settings().namespace)
-    return data
-
-
 def _changed(key: str) -> str:
     def value(obj: str) -> str:
         return (f"(has({obj}.metadata.annotations) && '{key}' in {obj}.metadata.annotations ? "
@@ -156,26 +136,30 @@ def webhook_configuration(ca_pem: bytes) -> dict:
 @kopf.on.startup()
 async def start_webhook(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
     settings = get_settings()
+    if memo.get("webhook_runner") is not None:
+        return      # already serving: controllers.leadership starts it before kopf, in every replica
     if not settings.webhook_port:
         logger.warning("the approval webhook is disabled (EDGELINE_WEBHOOK_PORT=0): approvals cannot be given")
         return
     await approval_key.load()
     names = tuple(settings.webhook_dns_names())
-    tls = await _load_tls(names)
-    folder = Path(tempfile.mkdtemp(prefix="edgeline-webhook-"))
-    (folder / "tls.crt").write_bytes(tls["tls.crt"])
-    (folder / "tls.key").write_bytes(tls["tls.key"])
-    (folder / "tls.key").chmod(0o600)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(folder / "tls.crt", folder / "tls.key")
+    # The certificate is renewed before it expires and reloaded while serving (controllers.certificates).
+    serving = await certificates.serving_context(TLS_SECRET, names)
     memo.webhook_runner = await webserver.start(make_app(), settings.webhook_listen, settings.webhook_port,
-                                                ssl_context=context)
-    if settings.webhook_manage_configuration:
-        await hub_client().apply(from_dict(webhook_configuration(tls["ca.crt"])), field_manager=FIELD_MANAGER,
-                                 force=True)
+                                                ssl_context=serving.context)
+
+    async def configure(ca_pem: bytes) -> None:
+        if settings.webhook_manage_configuration:
+            await hub_client().apply(from_dict(webhook_configuration(ca_pem)), field_manager=FIELD_MANAGER,
+                                     force=True)
+
+    await configure(serving.data["ca.crt"])
+    memo.webhook_tls = asyncio.ensure_future(certificates.keep_fresh(TLS_SECRET, names, serving, configure))
     logger.info("approval webhook serving on %s:%d", settings.webhook_listen, settings.webhook_port)
 
 
 @kopf.on.cleanup()
 async def stop_webhook(memo: kopf.Memo, **_) -> None:
+    if memo.get("webhook_tls") is not None:
+        memo.webhook_tls.cancel()
     await webserver.stop(memo.get("webhook_runner"))

@@ -13,6 +13,7 @@ loop starts a run when the alertname is in spec.triggers.alerts (docs/pipelines.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from edgeline import metrics, webserver
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import RESOURCES, create_secret_once, read_secret
-from edgeline.controllers import fast_revert, loop
+from edgeline.controllers import certificates, fast_revert, loop
 from edgeline.domain.rollback import target_of
 from edgeline.settings import get_settings
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 ANNOTATION_PREFIX = "alerts.operator.edgeline.io/"
 LABEL_PIPELINE = "edgeline_pipeline"
 TOKEN_SECRET = "edgeline-alerts"
+TLS_SECRET = "edgeline-alerts-tls"
 
 
 class _Alert(BaseModel):
@@ -143,14 +145,24 @@ async def _token() -> str:
 @kopf.on.startup()
 async def start_receiver(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
     settings = get_settings()
+    if memo.get("alerts_runner") is not None:
+        return      # already serving: controllers.leadership starts it before kopf, in every replica
     if not settings.alerts_port:
         logger.info("the alert receiver is disabled (EDGELINE_ALERTS_PORT=0)")
         return
+    serving = None
+    if settings.alerts_tls:
+        names = tuple(settings.alerts_dns_names())
+        serving = await certificates.serving_context(TLS_SECRET, names)
+        memo.alerts_tls = asyncio.ensure_future(certificates.keep_fresh(TLS_SECRET, names, serving))
     memo.alerts_runner = await webserver.start(make_app(await _token()), settings.alerts_listen,
-                                               settings.alerts_port)
-    logger.info("alert receiver on %s:%d/alerts", settings.alerts_listen, settings.alerts_port)
+                                               settings.alerts_port, ssl_context=serving.context if serving else None)
+    logger.info("alert receiver on %s://%s:%d/alerts", "https" if serving else "http", settings.alerts_listen,
+                settings.alerts_port)
 
 
 @kopf.on.cleanup()
 async def stop_receiver(memo: kopf.Memo, **_) -> None:
+    if memo.get("alerts_tls") is not None:
+        memo.alerts_tls.cancel()
     await webserver.stop(memo.get("alerts_runner"))

@@ -26,8 +26,8 @@ from edgeline.clusters.connections import ConnectionProblem, MemberClusters
 from edgeline.clusters.resources import merge_patch, patch_status
 from edgeline.controllers import alert_receipts, approval_key, fast_revert, loop
 from edgeline.controllers import analysis as checks
+from edgeline.controllers.indexes import ClusterEntry, client_for, hub_namespace, known_clusters
 from edgeline.controllers.line_consent import line_facts
-from edgeline.controllers.indexes import ClusterEntry, client_for, known_clusters
 from edgeline.domain import admission
 from edgeline.domain.analysis import Context
 from edgeline.domain.approval_status import counted_records, gate
@@ -38,6 +38,7 @@ from edgeline.domain.revisions import revision_of
 from edgeline.domain.rollout import ActOutcome, Apply, Inputs, Observation, Remove, decide
 from edgeline.domain.runtime_health import classify
 from edgeline.domain.waves import plan_waves
+from edgeline.domain.tenancy import effective_level
 from edgeline.render.runtime import Target, object_name, render
 from edgeline.settings import get_settings
 
@@ -55,7 +56,7 @@ def wake(memo: kopf.Memo, **_) -> None:
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
                       cluster_index: kopf.Index, model_index: kopf.Index, check_template_index: kopf.Index,
-                      **_) -> None:
+                      namespace_index: kopf.Index, **_) -> None:
     settings = get_settings()
     # What the last tick's actions came to: the next tick's observation (in memory; after a
     # restart the clusters are simply observed and the actions repeated where needed).
@@ -74,7 +75,7 @@ async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
                 written = await fast_revert.revert_now(
                     memo.member_clusters, known_clusters(cluster_index), EdgeDeployment.model_validate(snapshot),
                     EdgeDeploymentStatus.model_validate(snapshot["status"]), alerts, namespace, name,
-                    dt.datetime.now(dt.timezone.utc), settings.revert_concurrency)
+                    dt.datetime.now(dt.timezone.utc), settings.revert_concurrency, snapshot["metadata"]["uid"])
                 fast.outcomes.update(written)
                 received = min(a.received_at for a in alerts)
                 logger.info("fast revert: %d cluster(s) written %.0f ms after receipt (to the start %.0f ms, "
@@ -85,7 +86,7 @@ async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
     try:
         await loop.run(PLURAL, body, stopped, logger,
                        lambda: reconcile(body, memo.member_clusters, cluster_index, model_index, logger, outcomes,
-                                         check_template_index, fast),
+                                         check_template_index, fast, namespace_index),
                        # Look again soon after an apply, to report what it came to (a revert's latency).
                        lambda phase: phase in ACTIVE or any(o.revision and not o.error for o in outcomes.values()),
                        settings.rollout_active_interval_s,
@@ -98,7 +99,8 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
                     model_index: kopf.Index, logger: logging.Logger,
                     outcomes: dict[str, ActOutcome] | None = None,
                     check_template_index: kopf.Index | None = None,
-                    fast: fast_revert.FastPath | None = None) -> str | None:
+                    fast: fast_revert.FastPath | None = None,
+                    namespace_index: kopf.Index | None = None) -> str | None:
     """observe -> decide -> act -> write status once. `outcomes` carries what this tick's
     actions came to into the next tick; `fast`, what the revert fast path wrote."""
     outcomes = {} if outcomes is None else outcomes
@@ -110,6 +112,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     ed = EdgeDeployment.model_validate(snapshot)
     meta = snapshot["metadata"]
     namespace, name = meta["namespace"], meta["name"]
+    owner = workloads.RuntimeOwner(namespace, name, meta["uid"])
     annotations = meta.get("annotations") or {}
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     old_status = EdgeDeploymentStatus.model_validate(snapshot["status"])
@@ -120,7 +123,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         async with fast.lock:
             fast.outcomes.update(await fast_revert.revert_now(
                 members, known_clusters(cluster_index), ed, old_status, [r.alert for r in receipts], namespace,
-                name, now, get_settings().revert_concurrency))
+                name, now, get_settings().revert_concurrency, meta["uid"]))
         fast.handled.update(r.key for r in receipts)
 
     # --- observe
@@ -139,7 +142,9 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
             variants_digest=choice.model.variants_digest if variants else None)
     known = known_clusters(cluster_index)
     placement = place(ed.spec.placement, [entry.facts for entry in known.values()],
-                      choice.model.variants if choice.model else (), ed.spec.runtime)
+                      choice.model.variants if choice.model else (), ed.spec.runtime,
+                      namespace=hub_namespace(namespace_index or {}, namespace),
+                      open_without_section=get_settings().tenancy_open_without_section)
     waves = plan_waves(ed.spec.rollout, list(placement.selected), {n: known[n].facts.labels
                                                                    for n in placement.selected})
     key = approval_key.current()
@@ -149,7 +154,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     approval = gate(ed.spec.approval, records, desired, old_status.bad_revisions, now, author)
     to_observe = set(placement.selected) | {c.name for c in old_status.clusters}
     observations = dict(await asyncio.gather(*(
-        _observe(members, known.get(c), c, namespace, name) for c in sorted(to_observe))))
+        _observe(members, known.get(c), c, owner) for c in sorted(to_observe))))
     lines = await line_facts(known, to_observe, now)
     # The wave's metric checks that are due: queried now, judged by decide().
     resolved = checks.checks_of(ed.spec, namespace, check_template_index)
@@ -174,7 +179,11 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     # --- act
     outcomes.clear()
     async with fast.lock:
-        outcomes.update(await _execute(members, known, decision.actions, namespace, name, ed, observations))
+        outcomes.update(await _execute(members, known, decision.actions, owner, ed, observations))
+    for outcome in outcomes.values():
+        if outcome.error and workloads.OwnedByAnother.reason in outcome.error:
+            await events.warning(snapshot, workloads.OwnedByAnother.reason, f"EdgeCluster {outcome.cluster}: "
+                                                                           f"{outcome.error}")
 
     # --- say what happened (Events first: whoever sees the new status finds its Events), write status once
     for event_type, reason, message in decision.events:
@@ -196,15 +205,16 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     return decision.status.phase
 
 
-async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster: str, namespace: str,
-                   name: str) -> tuple[str, Observation]:
+async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster: str,
+                   owner: workloads.RuntimeOwner) -> tuple[str, Observation]:
     if entry is None:
         return cluster, Observation(cluster, reachable=False, message=f"EdgeCluster {cluster} does not exist")
     try:
         client = await client_for(members, cluster, entry)
         # The cluster's watched view (one watch per cluster, shared by every deployment).
         view = members.views.view(cluster, client, entry.namespace)
-        state = await workloads.observe_view(client, view, entry.namespace, object_name(namespace, name))
+        state = await workloads.observe_view(client, view, entry.namespace,
+                                             object_name(owner.namespace, owner.name), owner)
     except ConnectionProblem as exc:
         return cluster, Observation(cluster, reachable=False, message=f"{exc.reason}: {exc.message}")
     except workloads.Unreachable as exc:
@@ -214,8 +224,10 @@ async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster:
                                 message=state.message, problem=classify(state.containers, state.revision))
 
 
-async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], actions, namespace: str, name: str,
+async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], actions, owner: workloads.RuntimeOwner,
                    ed: EdgeDeployment, observations: dict[str, Observation]) -> dict[str, ActOutcome]:
+    namespace, name = owner.namespace, owner.name
+
     async def one(action: Apply | Remove) -> ActOutcome:
         revision = action.revision.revision if isinstance(action, Apply) else None
         entry = known.get(action.cluster)
@@ -226,11 +238,16 @@ async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], acti
             client = await client_for(members, action.cluster, entry)
             if isinstance(action, Apply):
                 objects = render(namespace, name, action.revision, Target(action.cluster, entry.namespace),
-                                 ed.spec.placement.requirements, action.variant)
+                                 ed.spec.placement.requirements, variant=action.variant, owner_uid=owner.uid)
                 seen = observations.get(action.cluster)
-                await workloads.apply(client, entry.namespace, objects, ensure_namespace=not (seen and seen.exists))
+                await workloads.apply(client, entry.namespace, objects, ensure_namespace=not (seen and seen.exists),
+                                      pod_security=effective_level(entry.facts.tenancy))
             else:
-                await workloads.remove(client, entry.namespace, object_name(namespace, name))
+                left = await workloads.remove(client, entry.namespace, object_name(namespace, name), owner)
+                if left:
+                    raise workloads.OwnedByAnother(f"{', '.join(left)} belong to another owner; left alone")
+        except workloads.OwnedByAnother as exc:
+            return ActOutcome(action.cluster, revision, time.time(), f"{exc.reason}: {exc}")
         except ConnectionProblem as exc:
             return ActOutcome(action.cluster, revision, time.time(), f"{exc.reason}: {exc.message}")
         except workloads.Unreachable as exc:
@@ -258,7 +275,12 @@ async def clean_up(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, 
             continue
         try:
             client = await client_for(memo.member_clusters, state.name, entry)
-            await workloads.remove(client, entry.namespace, object_name(namespace, name))
+            left = await workloads.remove(client, entry.namespace, object_name(namespace, name),
+                                          workloads.RuntimeOwner(namespace, name, body.metadata.uid))
+            if left:
+                await events.warning(body, workloads.OwnedByAnother.reason,
+                                     f"EdgeCluster {state.name}: {', '.join(left)} belong to another owner; "
+                                     f"left alone")
         except (ConnectionProblem, workloads.Unreachable) as exc:
             pending.append((state.name, str(exc)))
     if pending:

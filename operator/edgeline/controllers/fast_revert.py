@@ -25,6 +25,7 @@ from edgeline.controllers.indexes import ClusterEntry, client_for
 from edgeline.domain.fast_revert import revert_writes
 from edgeline.domain.rollback import Alert
 from edgeline.domain.rollout import ActOutcome
+from edgeline.domain.variants import Runs, pick
 from edgeline.render.runtime import LABEL_REVISION, Target, object_name, render
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,10 @@ def merged(tick: dict[str, ActOutcome], fast: dict[str, ActOutcome]) -> dict[str
 
 async def revert_now(members: MemberClusters, known: dict[str, ClusterEntry], ed: EdgeDeployment,
                      status: EdgeDeploymentStatus, alerts: list[Alert], namespace: str, name: str,
-                     now: dt.datetime, concurrency: int) -> dict[str, ActOutcome]:
+                     now: dt.datetime, concurrency: int, owner_uid: str = "") -> dict[str, ActOutcome]:
     """The outcomes of the writes that succeeded (the tick's decision reads them as the
-    time each cluster was reverted); failed ones are left to the full reconcile."""
+    time each cluster was reverted); failed ones are left to the full reconcile. The objects
+    are rendered exactly as the tick would: with the owner's uid and each cluster's variant."""
     writes = revert_writes(ed.spec.rollback, status, alerts, now, _running(members, status, namespace, name))
     jobs = {}
     revision = {}
@@ -105,8 +107,11 @@ async def revert_now(members: MemberClusters, known: dict[str, ClusterEntry], ed
                 client = await client_for(members, cluster, entry)
                 target = Target(cluster, entry.namespace)
                 requirements = ed.spec.placement.requirements
-                objects = changed_objects(render(namespace, name, write.bad, target, requirements),
-                                          render(namespace, name, write.target, target, requirements))
+                objects = changed_objects(
+                    render(namespace, name, write.bad, target, requirements,
+                           variant=_variant(write.bad, entry), owner_uid=owner_uid),
+                    render(namespace, name, write.target, target, requirements,
+                           variant=_variant(write.target, entry), owner_uid=owner_uid))
                 view = members.views.peek(cluster)
                 await write_one(client, objects, view.remember if view is not None else None)
             jobs[cluster] = job
@@ -119,6 +124,13 @@ async def revert_now(members: MemberClusters, known: dict[str, ClusterEntry], ed
         log.warning("fast revert of %s/%s did not reach %d cluster(s) (the full reconcile retries): %s",
                     namespace, name, len(failed), "; ".join(f"{c}: {e}" for c, e in sorted(failed.items())[:5]))
     return {c: ActOutcome(c, revision[c], w.at) for c, w in written.items() if not w.error}
+
+
+def _variant(revision, entry: ClusterEntry):
+    """The variant of `revision` the cluster gets, picked as the rollout picks it (domain.variants)."""
+    if revision is None or not revision.variants:
+        return None
+    return pick(revision.variants, entry.facts, Runs.of(revision.runtime)).variant
 
 
 def _running(members: MemberClusters, status: EdgeDeploymentStatus, namespace: str, name: str

@@ -16,6 +16,7 @@ from edgeline.controllers.loop import first
 from edgeline.domain.model_choice import ModelSummary
 from edgeline.domain.placement import ClusterFacts
 from edgeline.domain.stages import effective_stage
+from edgeline.domain.tenancy import HubNamespace, TenancyFacts
 from edgeline.domain.used_by import entry, uses
 from edgeline.domain.variants import variants_of
 from edgeline.settings import get_settings
@@ -45,7 +46,8 @@ def cluster_index(name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Stat
             name=name, labels=dict(meta.get("labels") or {}), tier=spec.get("tier", "edge"),
             architectures=tuple(status.get("architectures") or ()), gpus=int(allocatable.get("gpu") or 0),
             memory=allocatable.get("memory"), reachable=bool(status.get("reachable")),
-            stale=bool(status.get("stale")), probed=bool(status.get("kubernetesVersion"))),
+            stale=bool(status.get("stale")), probed=bool(status.get("kubernetesVersion")),
+            tenancy=TenancyFacts.from_spec(_plain(spec.get("tenancy")))),
         secret=KubeconfigRef(secret.get("name"), secret.get("key", "kubeconfig")),
         namespace=spec.get("targetNamespace", "edgeline-workloads"),
         stale_after=int(spec.get("staleAfterSeconds", 300)),
@@ -77,6 +79,25 @@ def usage_index(namespace: str, name: str, status: kopf.Status, **_) -> dict[tup
 def recorded_users_index(namespace: str, name: str, status: kopf.Status, **_) -> dict[tuple[str, str], tuple]:
     """(namespace, MLModel name) -> the usedBy its status holds now."""
     return {(namespace, name): tuple(status.get("usedBy") or ())}
+
+
+@kopf.index("", "v1", "namespaces")
+def namespace_index(name: str, meta: kopf.Meta, **_) -> dict[str, dict[str, str]]:
+    """Hub namespace -> its labels, for the EdgeClusters' namespaceSelectors (domain.tenancy)."""
+    return {name: dict(meta.get("labels") or {})}
+
+
+def hub_namespace(index: kopf.Index, name: str) -> HubNamespace:
+    return HubNamespace(name, first(index, name) or {})
+
+
+def _plain(value):
+    """kopf's views of a body as plain dicts and lists (for the pydantic models)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value]
 
 
 def known_clusters(index: kopf.Index) -> dict[str, ClusterEntry]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from edgeline.api.edgedeployment import Placement, Runtime, VariantRef
 from edgeline.domain.quantities import parse_quantity
 from edgeline.domain.selectors import matches
+from edgeline.domain.tenancy import HubNamespace, TenancyFacts, admits
 from edgeline.domain.variants import Runs, pick
 
 
@@ -27,6 +28,7 @@ class ClusterFacts:
     reachable: bool = False
     stale: bool = False
     probed: bool = False
+    tenancy: TenancyFacts = TenancyFacts()
 
 
 STALE_MESSAGE = ("the EdgeCluster is Stale (no recent heartbeat), so what it runs is unknown; a new revision "
@@ -48,14 +50,19 @@ class PlacementResult:
 
 
 def place(placement: Placement, clusters: list[ClusterFacts], variants: tuple[VariantRef, ...] = (),
-          runtime: Runtime | None = None) -> PlacementResult:
+          runtime: Runtime | None = None, namespace: HubNamespace | None = None,
+          open_without_section: bool = False) -> PlacementResult:
     """`variants`: the model's (domain.variants.variants_of); a cluster none of them fits (GPU,
-    architecture, onnxruntime version and opsets of `runtime`, memory) is excluded."""
+    architecture, onnxruntime version and opsets of `runtime`, memory) is excluded. `namespace`:
+    the deployment's hub namespace; a cluster whose spec.tenancy does not admit it is excluded
+    (reason NamespaceNotAllowed) whatever its labels and hardware."""
     selected, excluded, stale = [], [], []
     for cluster in sorted(clusters, key=lambda c: c.name):
         if not matches(placement.cluster_selector, cluster.labels):
             continue
-        problem = _unmet_requirement(placement, cluster) or _no_variant(variants, cluster, runtime)
+        refused = admits(cluster.name, cluster.tenancy, namespace, open_without_section) if namespace else None
+        problem = (refused.reason, refused.message) if refused else (
+            _unmet_requirement(placement, cluster) or _no_variant(variants, cluster, runtime))
         if problem:
             excluded.append(Exclusion(cluster.name, *problem))
         else:

@@ -32,6 +32,7 @@ from edgeline.domain.placement import ClusterFacts, Exclusion
 from edgeline.domain.rollback import AutoRollback, alert_verdicts
 from edgeline.domain.runtime_health import RuntimeProblem
 from edgeline.domain.variants import Pick, Runs, pick
+from edgeline.domain.tenancy import NAMESPACE_NOT_ALLOWED
 from edgeline.domain.waves import WavePlan
 from edgeline.timestamps import format as iso
 from edgeline.timestamps import format_ms, parse
@@ -192,6 +193,10 @@ def decide(inp: Inputs) -> Decision:
             state.phase = "Failed"
     status.clusters = clusters
     status.excluded = [_excluded(e) for e in inp.excluded]
+    # A cluster newly refusing this namespace (domain.tenancy) says so once, not every tick.
+    before = {(e.name, e.reason) for e in inp.status.excluded}
+    decision.events.extend(("Warning", e.reason, f"EdgeCluster {e.name} is excluded: {e.message}")
+                           for e in inp.excluded if e.reason == NAMESPACE_NOT_ALLOWED and (e.name, e.reason) not in before)
     status.total_clusters = len(all_clusters)
     status.ready_clusters = sum(1 for c in clusters if c.phase == "Ready" and goal and
                                 c.revision == pins.get(c.name, goal).revision)
