@@ -22,9 +22,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from edgeline.api.conditions import Condition
-from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, ExcludedCluster,
-                                         HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress)
+from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, EffectiveApproval,
+                                         ExcludedCluster, HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord,
+                                         RolloutProgress)
 from edgeline.domain import deployment_conditions
+from edgeline.domain.approval_policy import EffectivePolicy
 from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_state
 from edgeline.domain.deployment_conditions import Verdict
 from edgeline.domain.placement import Exclusion
@@ -93,10 +95,11 @@ class Inputs:
     alerts: list = field(default_factory=list)       # domain.rollback.Alert received since the last tick, oldest first
     outcomes: dict = field(default_factory=dict)     # cluster -> ActOutcome of the last tick's action there
     author: str | None = None                        # who made the current spec (four-eyes rule)
-    forged_approvals: int = 0                        # approval records whose signature did not verify
     model: Verdict = Verdict(True, "ModelReady", "")     # how the modelRef resolved (domain.model_choice)
     generation: int | None = None
     stale: dict[str, str] = field(default_factory=dict)   # cluster -> why: its EdgeCluster is Stale (placement)
+    policy: EffectivePolicy | None = None    # the approval rules that apply (None: spec.approval, in unit tests)
+    authors: list = field(default_factory=list)      # everyone who changed the spec since the last approved revision
 
 
 @dataclass
@@ -115,10 +118,6 @@ def decide(inp: Inputs) -> Decision:
     status.desired_revision = inp.desired
     status.observed_generation = inp.generation
     progress = status.rollout or RolloutProgress()
-    if inp.forged_approvals:
-        decision.events.append(("Warning", "ApprovalRecordRejected",
-                                f"{inp.forged_approvals} approval record(s) in edgeline.io/approvals do not carry a "
-                                "valid signature; they are ignored"))
     verdicts = alert_verdicts(inp.spec.rollback, inp.status, inp.alerts, inp.now)
     if verdicts.proposals:
         status.rollbacks[:0] = verdicts.proposals
@@ -129,7 +128,10 @@ def decide(inp: Inputs) -> Decision:
         # A rollback reverts every affected cluster at once; an update goes wave by wave.
         progress = RolloutProgress(revision=goal.revision, target=goal,
                                    wave=len(inp.waves) if reason == "Rollback" else 0, reason=reason,
-                                   approvals=[a for a in inp.approvals if a.revision == goal.revision])
+                                   approvals=[a for a in inp.approvals if a.revision == goal.revision],
+                                   # Authors since this generation are the next revision's (a rollback
+                                   # approves nothing new, so it keeps the last approved generation).
+                                   generation=inp.generation if reason == "Update" else progress.generation)
         status.pinned = []
         decision.events.append(("Normal", "RolloutStarted" if reason == "Update" else "RollbackStarted",
                                 f"rolling out revision {goal.revision} ({_label(goal)}) in {len(inp.waves)} wave(s)"))
@@ -182,10 +184,14 @@ def decide(inp: Inputs) -> Decision:
 
 def _report(inp: Inputs, status: EdgeDeploymentStatus, decision: Decision) -> None:
     """What people read: approval, conditions, and the phase the conditions add up to."""
-    approval = approval_state(inp.spec.approval, ApprovalState(status.approval, status.pending_approval),
+    policy = inp.policy.approval if inp.policy is not None else inp.spec.approval
+    approval = approval_state(policy, ApprovalState(status.approval, status.pending_approval),
                               inp.desired, status.current_revision, decision.held_reason, inp.approved,
-                              inp.approvals, inp.author, inp.now)
+                              inp.approvals, inp.author, inp.now, inp.authors or None)
     status.approval, status.pending_approval = approval.summary, approval.pending
+    if inp.policy is not None:
+        status.approval_policy = EffectiveApproval(**policy.model_dump(), sources=list(inp.policy.sources),
+                                                   ignored=list(inp.policy.ignored))
     conditions = deployment_conditions.conditions(
         [c.dump() for c in inp.status.conditions], status,
         deployment_conditions.Facts(inp.model, decision.held_reason, inp.paused, inp.now, inp.generation))

@@ -300,14 +300,6 @@ def test_an_alert_in_propose_mode_is_recorded_and_nothing_moves():
     assert "RollbackProposed" in [e[1] for e in decision.events] and status.rollbacks == []
 
 
-def test_forged_approval_records_are_reported():
-    fleet, status = Fleet("a"), EdgeDeploymentStatus()
-    decision = decide(Inputs(spec=SPEC, status=status, desired=REV1, waves=[WavePlan("all", ("a",), 0)],
-                             excluded=[], observations=fleet.observe(), stale_after={}, approved=True, paused=False,
-                             rollback_to=None, now=T0, forged_approvals=2))
-    assert ("Warning", "ApprovalRecordRejected") in [(t, r) for t, r, _ in decision.events]
-
-
 def test_status_phase_and_conditions_agree_on_every_tick():
     from edgeline.domain.deployment_conditions import phase_of
     fleet, status = Fleet("abc"), EdgeDeploymentStatus()
