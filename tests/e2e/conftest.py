@@ -161,7 +161,6 @@ class OperatorProcess:
         self.proc: subprocess.Popen | None = None
         self.metrics_port = _free_port()
         self.health_port = _free_port()
-        self.webhook_port = _free_port()
         self.alerts_port = _free_port()
 
     @property
@@ -191,10 +190,6 @@ class OperatorProcess:
             "EDGELINE_ARTIFACT_FILE_ROOTS": str(FILE_ARTIFACTS),
             # Low enough that the memory-bomb model of test_model_validation exhausts it, ample for real ones.
             "EDGELINE_VALIDATION_MEMORY_BYTES": str(512 * 2**20),
-            # The hub API server reaches the approval webhook on loopback.
-            "EDGELINE_WEBHOOK_PORT": str(self.webhook_port),
-            "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",
-            "EDGELINE_WEBHOOK_URL": f"https://127.0.0.1:{self.webhook_port}",
             # Alertmanager (or a test) posts alerts here with this token.
             "EDGELINE_ALERTS_PORT": str(self.alerts_port),
             "EDGELINE_ALERTS_LISTEN": "127.0.0.1",
