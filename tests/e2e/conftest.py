@@ -115,6 +115,34 @@ def crds_installed(hub) -> None:
     hub.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     hub.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
     hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
+    install_approval_policies(hub)
+
+
+# The API server's admission policies for approvals (installed by the chart; docs/approvals.md).
+APPROVAL_ADMISSION = ROOT / "manifests" / "policies" / "approvals.yaml"
+# Namespaces with this label get the approval floor their test sets up; all others are the test
+# hub's sandbox, where the platform team does not require approval (an ApprovalPolicy says so).
+APPROVALS_LABEL = "edgeline-test/approvals"
+SANDBOX_POLICY = {"apiVersion": "edgeline.io/v1alpha1", "kind": "ApprovalPolicy", "metadata": {"name": "e2e-sandbox"},
+                  "spec": {"namespaceSelector": {"matchExpressions": [{"key": APPROVALS_LABEL,
+                                                                        "operator": "DoesNotExist"}]},
+                           "required": False, "allowSelfApproval": True}}
+
+
+def install_approval_policies(hub: Cluster) -> None:
+    """The chart's admission policies and the sandbox ApprovalPolicy, once the API server enforces
+    them (its policy informers take a moment): a server-side dry run shows the author stamped."""
+    hub.kubectl("apply", "-f", str(APPROVAL_ADMISSION))
+    hub.apply(SANDBOX_POLICY)
+    probe = {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
+             "metadata": {"name": "policy-probe", "namespace": OPERATOR_NAMESPACE},
+             "spec": {"modelRef": {"name": "none"}, "placement": {"clusterSelector": {"matchLabels": {"x": "y"}}},
+                      "approval": {"required": False}}}
+
+    def enforced():
+        out = hub.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe), check=False)
+        return out.returncode == 0 and "edgeline.io/authors" in out.stdout
+    wait_for(enforced, timeout=60, what="the approval admission policies to be enforced")
 
 
 @pytest.fixture
