@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from edgeline.domain.quantities import format_bytes
-from tests.e2e.conftest import (STATE_DIR, OperatorProcess, apply_sample_models, install_approval_policies, kubectl_binary,
-                                register_edge_cluster, wait_for)
+from tests.e2e.conftest import (STATE_DIR, OperatorProcess, apply_sample_models, install_approval_policies,
+                                kubectl_binary, register_edge_cluster, wait_for)
 from tests.helpers.artifact_server import serve
 from tests.helpers.chart import CHART, ROOT, env_of, helm_runner
 from tests.helpers.kubeconfig import token_kubeconfig

@@ -186,7 +186,7 @@ def test_install_yaml_is_the_chart_rendered_with_default_values(helm):
                           capture_output=True, text=True, env={**os.environ, "HELM": str(helm_binary())})
     assert proc.returncode == 0, proc.stderr
     objects = [d for d in yaml.safe_load_all(INSTALL_YAML.read_text()) if d]
-    assert [o["kind"] for o in objects].count("CustomResourceDefinition") == 4
+    assert [o["kind"] for o in objects].count("CustomResourceDefinition") == 6
     assert {o["metadata"].get("namespace") for o in objects if o["kind"] in ("Deployment", "Service", "Role")} == \
         {"edgeline-system"}
 
