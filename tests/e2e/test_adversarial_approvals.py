@@ -92,7 +92,7 @@ def test_widening_placement_or_cutting_the_rollout_after_approval_needs_a_new_ap
     try:
         hub.kubectl("wait", f"edgecluster/{other}", "--for=condition=Ready", "--timeout=60s")
         careful = {"waves": [{"name": "pilot", "percentage": 50}, {"name": "all", "percentage": 100}],
-                   "soakSeconds": 600}
+                   "soakSeconds": 1, "waveTimeoutSeconds": 300}
         hub.apply(deployment(namespace, line, rollout=careful), user="editor")
         approved = pending(hub, namespace)["pendingApproval"]["revision"]["revision"]
         assert approve(hub, namespace, "approver-a").returncode == 0
@@ -104,6 +104,7 @@ def test_widening_placement_or_cutting_the_rollout_after_approval_needs_a_new_ap
                                                                                "operator": "Exists"}]}
         hub.apply(wide, user="editor")
         status = pending(hub, namespace, not_revision=approved)
+        widened = status["pendingApproval"]["revision"]["revision"]
         assert status["currentRevision"]["revision"] == approved
         acted_on_spec(hub, namespace)
         assert on_edge(edge_a, other) == [], "the model reached a line nobody approved it for"
@@ -111,9 +112,9 @@ def test_widening_placement_or_cutting_the_rollout_after_approval_needs_a_new_ap
 
         # Back to the approved placement, but without waves and soak: also a new revision.
         hub.apply(deployment(namespace, line, rollout={"waves": [], "soakSeconds": 0}), user="editor")
-        status = pending(hub, namespace, not_revision=approved)
-        assert status["pendingApproval"]["revision"]["revision"] != approved
-        assert acted_on_spec(hub, namespace)["phase"] == "AwaitingApproval"
+        status = wait_for(lambda: (s := acted_on_spec(hub, namespace))["pendingApproval"]["revision"]["revision"]
+                          not in (approved, widened) and s, timeout=60, what="the cut rollout pending")
+        assert status["phase"] == "AwaitingApproval" and status["currentRevision"]["revision"] == approved
     finally:
         hub.kubectl("delete", "edgecluster", other, "--wait=false", check=False)
 
