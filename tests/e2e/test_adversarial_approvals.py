@@ -23,6 +23,11 @@ from tests.e2e.test_approvals import (APPROVERS, acted_on_spec, approve, deploym
                                       on_edge, pending, people, status_of)
 
 
+def _rolled_out(manifest: dict, rollout: dict) -> dict:
+    manifest["spec"]["rollout"] = rollout
+    return manifest
+
+
 def _refused(proc, *words: str) -> str:
     assert proc.returncode != 0, f"was not refused: {proc.stdout}"
     for word in words:
@@ -93,13 +98,13 @@ def test_widening_placement_or_cutting_the_rollout_after_approval_needs_a_new_ap
         hub.kubectl("wait", f"edgecluster/{other}", "--for=condition=Ready", "--timeout=60s")
         careful = {"waves": [{"name": "pilot", "percentage": 50}, {"name": "all", "percentage": 100}],
                    "soakSeconds": 1, "waveTimeoutSeconds": 300}
-        hub.apply(deployment(namespace, line, rollout=careful), user="editor")
+        hub.apply(_rolled_out(deployment(namespace, line), careful), user="editor")
         approved = pending(hub, namespace)["pendingApproval"]["revision"]["revision"]
         assert approve(hub, namespace, "approver-a").returncode == 0
         wait_for(lambda: status_of(hub, namespace).get("phase") == "Healthy", timeout=90, what="the approved rollout")
 
         # The editor widens the placement to every line.
-        wide = deployment(namespace, line, rollout=careful)
+        wide = _rolled_out(deployment(namespace, line), careful)
         wide["spec"]["placement"]["clusterSelector"] = {"matchExpressions": [{"key": "edgeline.io/line",
                                                                                "operator": "Exists"}]}
         hub.apply(wide, user="editor")
@@ -111,7 +116,7 @@ def test_widening_placement_or_cutting_the_rollout_after_approval_needs_a_new_ap
         assert on_edge(edge_a, line)       # the approved line keeps what it runs
 
         # Back to the approved placement, but without waves and soak: also a new revision.
-        hub.apply(deployment(namespace, line, rollout={"waves": [], "soakSeconds": 0}), user="editor")
+        hub.apply(_rolled_out(deployment(namespace, line), {"waves": [], "soakSeconds": 0}), user="editor")
         status = wait_for(lambda: (s := acted_on_spec(hub, namespace))["pendingApproval"]["revision"]["revision"]
                           not in (approved, widened) and s, timeout=60, what="the cut rollout pending")
         assert status["phase"] == "AwaitingApproval" and status["currentRevision"]["revision"] == approved
