@@ -244,6 +244,8 @@ class RolloutProgress(ApiModel):
     approvals: list[ApprovalRecord] = Field([], description="Approvals the rollout of this revision started with")
     generation: int | None = Field(None, description="Spec generation the revision was approved and rolled out at; "
                                                      "authors of later changes are the next revision's")
+    clusters: list[str] | None = Field(None, description="Clusters the revision was approved for; while a change "
+                                                         "waits for approval it goes to no other")
     failed_clusters: list[str] = Field([], description="Clusters that kept the current wave from becoming ready")
     failed_message: str | None = Field(None, description="Why the current wave failed")
 

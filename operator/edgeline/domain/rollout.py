@@ -19,7 +19,7 @@ that failed, when a revert reached a cluster) comes back as `outcomes` on the ne
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edgeline.api.conditions import Condition
 from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, EffectiveApproval,
@@ -141,7 +141,7 @@ def decide(inp: Inputs) -> Decision:
     all_clusters = [c for w in inp.waves for c in w.clusters]
     wave_of = {c: w.name for w in inp.waves for c in w.clusters}
     if goal is not None:
-        _advance(inp, status, progress, goal, decision)
+        _advance(inp, status, progress, goal, decision, _approved_waves(inp, progress, decision))
     reached = progress.wave if progress.wave is not None else -1
     applied_now = {a.cluster for a in decision.actions if isinstance(a, Apply)}
 
@@ -254,12 +254,23 @@ def _choose_goal(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutPro
     return inp.desired, "Update"
 
 
+def _approved_waves(inp: Inputs, progress: RolloutProgress, decision: Decision) -> list[WavePlan]:
+    """The waves limited to the clusters the goal was approved for. While a change waits for
+    approval (a wider placement among others), the current revision goes to no cluster it did
+    not already have: the placement is part of what is approved (docs/approvals.md)."""
+    held = decision.held_reason is not None
+    if not held or progress.clusters is None:
+        progress.clusters = sorted(c for w in inp.waves for c in w.clusters)
+        return inp.waves
+    approved = set(progress.clusters)
+    return [replace(w, clusters=tuple(c for c in w.clusters if c in approved)) for w in inp.waves]
+
+
 def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress, goal: RevisionRef,
-             decision: Decision) -> None:
+             decision: Decision, waves: list[WavePlan]) -> None:
     """Apply the goal to every cluster of the waves reached so far; move on when the
     current wave is ready and has soaked; fail it when its deadline passes."""
     now = inp.now
-    waves = inp.waves
     pins = {p.cluster: p.revision for p in status.pinned}
     for name, revision in pins.items():
         obs = inp.observations.get(name)

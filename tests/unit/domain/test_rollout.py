@@ -345,3 +345,25 @@ def test_the_effective_policy_and_every_author_reach_status():
     assert decision.status.approval_policy.ignored == list(policy.ignored)
     assert decision.status.pending_approval.authors == ["alice", "ci"]
     assert decision.status.pending_approval.requested_by == "ci"
+
+
+def test_a_wider_placement_waiting_for_approval_puts_nothing_on_the_new_clusters():
+    """Widening the placement is a new revision; until it is approved the current revision
+    stays on the clusters it was approved for, however many ticks pass."""
+    fleet, status, t = Fleet("abcd"), EdgeDeploymentStatus(), T0
+    for _ in range(4):
+        t += dt.timedelta(seconds=1)
+        status, _ = tick(fleet, status, t)
+    assert status.phase == "Healthy" and status.rollout.clusters == ["a", "b", "c"]
+    wider = [WavePlan("pilot", ("a",), 0), WavePlan("rest", ("b", "c", "d"), 0)]
+    widened = REV1.model_copy(update={"revision": "cccc000003"})
+    for _ in range(5):
+        t += dt.timedelta(seconds=1)
+        status, decision = tick(fleet, status, t, desired=widened, approved=False, waves=wider)
+        assert decision.actions == [] and fleet.running["d"] is None
+    assert status.phase == "AwaitingApproval" and status.rollout.clusters == ["a", "b", "c"]
+    assert "d" in [c.name for c in status.clusters]          # shown as selected, not given anything
+    for _ in range(4):
+        t += dt.timedelta(seconds=1)
+        status, _ = tick(fleet, status, t, desired=widened, approved=True, waves=wider)
+    assert fleet.running == {c: widened.revision for c in "abcd"} and status.rollout.clusters == list("abcd")
