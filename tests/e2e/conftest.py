@@ -129,11 +129,23 @@ SANDBOX_POLICY = {"apiVersion": "edgeline.io/v1alpha1", "kind": "ApprovalPolicy"
                            "required": False, "allowSelfApproval": True}}
 
 
+def remove_approval_policies(hub: Cluster) -> None:
+    """Before a chart install: the chart brings the same policies and Helm's server-side apply
+    would conflict with kubectl's field ownership of them."""
+    hub.kubectl("delete", "-f", str(APPROVAL_ADMISSION), "--ignore-not-found")
+
+
 def install_approval_policies(hub: Cluster) -> None:
     """The chart's admission policies and the sandbox ApprovalPolicy, once the API server enforces
     them (its policy informers take a moment): a server-side dry run shows the author stamped."""
     hub.kubectl("apply", "-f", str(APPROVAL_ADMISSION))
     hub.apply(SANDBOX_POLICY)
+    approval_policies_enforced(hub)
+
+
+def approval_policies_enforced(hub: Cluster) -> None:
+    """Waits until the API server enforces the approval admission policies (installed by kubectl
+    or by the chart)."""
     probe = {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
              "metadata": {"name": "policy-probe", "namespace": OPERATOR_NAMESPACE},
              "spec": {"modelRef": {"name": "none"}, "placement": {"clusterSelector": {"matchLabels": {"x": "y"}}},

@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from edgeline.domain.quantities import format_bytes
-from tests.e2e.conftest import (STATE_DIR, OperatorProcess, apply_sample_models, install_approval_policies,
-                                kubectl_binary, register_edge_cluster, wait_for)
+from tests.e2e.conftest import (STATE_DIR, OperatorProcess, apply_sample_models, approval_policies_enforced,
+                                install_approval_policies, kubectl_binary, register_edge_cluster,
+                                remove_approval_policies, wait_for)
 from tests.helpers.artifact_server import serve
 from tests.helpers.chart import CHART, ROOT, env_of, helm_runner
 from tests.helpers.kubeconfig import token_kubeconfig
@@ -59,10 +60,12 @@ def hub_to_ourselves(operator):
 @pytest.fixture(scope="module")
 def release(helm, hub, hub_to_ourselves):
     roles_before = hub.kubectl("get", "clusterrole", "edgeline-viewer", check=False).returncode == 0
+    remove_approval_policies(hub)
     install = helm("install", "edgeline", str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
                    # The user roles may already be there (test_approvals applies manifests/rbac/user-roles.yaml).
                    "--take-ownership", kubeconfig=hub.kubeconfig)
     assert "STATUS: deployed" in install.stdout and "kubectl get validatingadmissionpolicies" in install.stdout
+    approval_policies_enforced(hub)     # now the chart's
     yield RELEASE_NAMESPACE
     helm("uninstall", "edgeline", "--namespace", RELEASE_NAMESPACE, kubeconfig=hub.kubeconfig, check=False)
     if roles_before:   # the uninstall took the adopted user roles along; leave the hub as it was

@@ -14,7 +14,8 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import ROOT, install_approval_policies, wait_for
+from tests.e2e.conftest import (ROOT, approval_policies_enforced, install_approval_policies, remove_approval_policies,
+                                wait_for)
 from tests.e2e.test_approvals import approve, governed, people  # noqa: F401  (fixtures: roles, a policy)
 from tests.helpers.chart import CHART, helm_runner
 from tests.helpers import onnx_models, runtime_models
@@ -52,6 +53,7 @@ def release(helm, hub, dev_env, operator_image, session_operator_paused, people)
     helm("uninstall", "edgeline", "--namespace", RELEASE, kubeconfig=hub.kubeconfig, check=False)
     repository, tag = operator_image.rsplit(":", 1)
     toleration = {"key": REAL_NODE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+    remove_approval_policies(hub)
     helm("install", "edgeline", str(CHART), "--namespace", RELEASE, "--create-namespace", "--take-ownership",
          "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
          "--set-json", f"nodeSelector={json.dumps({REAL_NODE_LABEL: 'true'})}",
@@ -59,6 +61,7 @@ def release(helm, hub, dev_env, operator_image, session_operator_paused, people)
          # The test's model server is on the host's bridge address: not public, so it must be allowed.
          "--set", f"settings.artifact_allowed_cidrs={dev_env.pod_visible_host}/32",
          kubeconfig=hub.kubeconfig)
+    approval_policies_enforced(hub)     # now the chart's
     yield RELEASE
     helm("uninstall", "edgeline", "--namespace", RELEASE, kubeconfig=hub.kubeconfig, check=False)
     hub.kubectl("delete", "namespace", RELEASE, "--wait=false", check=False)
