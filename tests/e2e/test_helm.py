@@ -199,8 +199,6 @@ def test_the_operator_does_its_work_with_only_the_charts_permissions(hub, edge_a
     assert hub.kubectl("get", "mutatingwebhookconfiguration", "edgeline-approvals", check=False).returncode != 0
     assert hub.get("validatingadmissionpolicy", "edgeline-approval-identity")["metadata"]["labels"][
         "app.kubernetes.io/instance"] == "edgeline"
-    assert hub.get("secret", "edgeline-alerts", "-n", release)["metadata"]["labels"]["app.kubernetes.io/part-of"] == \
-        "edgeline"
     # Events were posted (cluster-scoped objects' go to default).
     assert hub.get("events", "-n", namespace, "--field-selector", "involvedObject.name=detector")["items"]
     assert not _forbidden(chart_operator.log, hub, namespace), "\n".join(_forbidden(chart_operator.log, hub, namespace))
