@@ -87,21 +87,6 @@ class Settings(BaseSettings):
     rollout_idle_interval_s: float = Field(5.0, description="Tick of a settled deployment (watching for drift)")
     revert_concurrency: int = Field(64, ge=1, description="Member clusters an alert's revert writes to at once")
 
-    # The approval webhook (docs/approvals.md).
-    webhook_port: int = Field(9443, description="Port of the admission webhook; 0 disables it (no approvals)")
-    webhook_listen: str = Field("0.0.0.0", description="Address the webhook listens on")
-    webhook_service: str = Field("edgeline-webhook", description="Service in front of the webhook (in a cluster)")
-    webhook_url: str | None = Field(None, description="Base URL the API server calls instead of the Service, "
-                                                      "e.g. https://127.0.0.1:9443 for a local API server")
-    webhook_manage_configuration: bool = Field(True, description="Keep the MutatingWebhookConfiguration current")
-
-    def webhook_dns_names(self) -> list[str]:
-        if self.webhook_url:
-            from urllib.parse import urlparse
-            return [urlparse(self.webhook_url).hostname or "127.0.0.1"]
-        service = f"{self.webhook_service}.{self.namespace}"
-        return [f"{service}.svc", service, f"{service}.svc.cluster.local"]
-
     # The Alertmanager webhook receiver (docs/rollback.md).
     alerts_port: int = Field(8082, description="Port of the alert receiver (POST /alerts); 0 disables it")
     alerts_listen: str = Field("0.0.0.0", description="Address the alert receiver listens on")

@@ -117,6 +117,46 @@ def crds_installed(hub) -> None:
     hub.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     hub.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
     hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
+    install_approval_policies(hub)
+
+
+# The API server's admission policies for approvals (installed by the chart; docs/approvals.md).
+APPROVAL_ADMISSION = ROOT / "manifests" / "policies" / "approvals.yaml"
+# Namespaces with this label get the approval floor their test sets up; all others are the test
+# hub's sandbox, where the platform team does not require approval (an ApprovalPolicy says so).
+APPROVALS_LABEL = "edgeline-test/approvals"
+SANDBOX_POLICY = {"apiVersion": "edgeline.io/v1alpha1", "kind": "ApprovalPolicy", "metadata": {"name": "e2e-sandbox"},
+                  "spec": {"namespaceSelector": {"matchExpressions": [{"key": APPROVALS_LABEL,
+                                                                        "operator": "DoesNotExist"}]},
+                           "required": False, "allowSelfApproval": True}}
+
+
+def remove_approval_policies(hub: Cluster) -> None:
+    """Before a chart install: the chart brings the same policies and Helm's server-side apply
+    would conflict with kubectl's field ownership of them."""
+    hub.kubectl("delete", "-f", str(APPROVAL_ADMISSION), "--ignore-not-found")
+
+
+def install_approval_policies(hub: Cluster) -> None:
+    """The chart's admission policies and the sandbox ApprovalPolicy, once the API server enforces
+    them (its policy informers take a moment): a server-side dry run shows the author stamped."""
+    hub.kubectl("apply", "-f", str(APPROVAL_ADMISSION))
+    hub.apply(SANDBOX_POLICY)
+    approval_policies_enforced(hub)
+
+
+def approval_policies_enforced(hub: Cluster) -> None:
+    """Waits until the API server enforces the approval admission policies (installed by kubectl
+    or by the chart)."""
+    probe = {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
+             "metadata": {"name": "policy-probe", "namespace": OPERATOR_NAMESPACE},
+             "spec": {"modelRef": {"name": "none"}, "placement": {"clusterSelector": {"matchLabels": {"x": "y"}}},
+                      "approval": {"required": False}}}
+
+    def enforced():
+        out = hub.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe), check=False)
+        return out.returncode == 0 and "edgeline.io/authors" in out.stdout
+    wait_for(enforced, timeout=60, what="the approval admission policies to be enforced")
 
 
 @pytest.fixture
@@ -165,7 +205,6 @@ class OperatorProcess:
         self.proc: subprocess.Popen | None = None
         self.metrics_port = _free_port()
         self.health_port = _free_port()
-        self.webhook_port = _free_port()
         self.alerts_port = _free_port()
 
     @property
@@ -208,10 +247,6 @@ class OperatorProcess:
             "EDGELINE_ARTIFACT_FILE_ROOTS": str(FILE_ARTIFACTS),
             # Low enough that the memory-bomb model of test_model_validation exhausts it, ample for real ones.
             "EDGELINE_VALIDATION_MEMORY_BYTES": str(512 * 2**20),
-            # The hub API server reaches the approval webhook on loopback.
-            "EDGELINE_WEBHOOK_PORT": str(self.webhook_port),
-            "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",
-            "EDGELINE_WEBHOOK_URL": f"https://127.0.0.1:{self.webhook_port}",
             # Alertmanager (or a test) posts alerts here with this token.
             "EDGELINE_ALERTS_PORT": str(self.alerts_port),
             "EDGELINE_ALERTS_LISTEN": "127.0.0.1",

@@ -16,12 +16,14 @@ import yaml
 
 from edgeline import GROUP, VERSION
 from edgeline.api.analysis import MetricCheckTemplate
+from edgeline.api.approval import Approval
+from edgeline.api.approvalpolicy import ApprovalPolicy
 from edgeline.api.datapipeline import DataPipeline
 from edgeline.api.edgecluster import EdgeCluster
 from edgeline.api.edgedeployment import EdgeDeployment
 from edgeline.api.mlmodel import MLModel
 
-KINDS = [EdgeCluster, MLModel, EdgeDeployment, DataPipeline, MetricCheckTemplate]
+KINDS = [EdgeCluster, MLModel, EdgeDeployment, DataPipeline, MetricCheckTemplate, ApprovalPolicy, Approval]
 CATEGORY = "edgeline"
 _KEEP = ("type", "description", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength",
          "minItems", "maxItems", "maxProperties", "default", "format", "x-kubernetes-validations")
@@ -86,7 +88,6 @@ def _at(schema: dict, path: str) -> dict:
 
 def crd(kind) -> dict:
     spec_model = kind.model_fields["spec"].annotation
-    status_field = kind.model_fields.get("status")
     spec_schema = _model_schema(spec_model)
     spec_schema["description"] = f"Desired state of the {kind.KIND}."
     if kind.SPEC_VALIDATIONS:
@@ -99,9 +100,10 @@ def crd(kind) -> dict:
         "metadata": {"type": "object"},
         "spec": spec_schema,
     }
-    if status_field is not None:    # a kind without status (a template) has no status subresource either
-        properties["status"] = _model_schema(status_field.annotation.__args__[0])
-        properties["status"]["description"] = f"Observed state of the {kind.KIND}, written by the operator alone."
+    if "status" in kind.model_fields:     # kinds without status (policies, approvals) have no subresource
+        status_schema = _model_schema(kind.model_fields["status"].annotation.__args__[0])
+        status_schema["description"] = f"Observed state of the {kind.KIND}, written by the operator alone."
+        properties["status"] = status_schema
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -113,7 +115,7 @@ def crd(kind) -> dict:
                       "shortNames": kind.SHORT_NAMES, "categories": [CATEGORY]},
             "versions": [{
                 "name": VERSION, "served": True, "storage": True,
-                **({"subresources": {"status": {}}} if status_field is not None else {}),
+                **({"subresources": {"status": {}}} if "status" in properties else {}),
                 "additionalPrinterColumns": kind.PRINTER_COLUMNS,
                 "schema": {"openAPIV3Schema": {
                     "type": "object",

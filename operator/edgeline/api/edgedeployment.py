@@ -126,6 +126,9 @@ class Rollout(ApiModel):
 
 
 class Approval(ApiModel):
+    """The deployment's own approval rules: they can tighten the ApprovalPolicies that cover it,
+    never loosen them (docs/approvals.md)."""
+
     required: bool = Field(True, description="Whether a change of revision needs a recorded approval")
     approver_groups: list[ShortText] = Field(
         [], max_length=16, description="Groups (as the API server authenticates them) whose members may approve")
@@ -230,10 +233,20 @@ class ApprovalRecord(ApiModel):
     at: str = Field(description="When the approval was given")
 
 
+class EffectiveApproval(Approval):
+    sources: list[str] = Field([], description="The ApprovalPolicies that set the floor; empty: Edgeline's built-in "
+                                               "floor (no ApprovalPolicy covers this deployment)")
+    ignored: list[str] = Field([], description="What in spec.approval was not applied because it would loosen the "
+                                               "floor")
+
+
 class PendingApproval(ApiModel):
     revision: RevisionRef = Field(description="The revision waiting for approval")
     runtime_change: str | None = Field(None, description="What changes in the runtime, for people")
     requested_by: str | None = Field(None, description="Who made the change")
+    authors: list[str] = Field([], description="Everyone who changed the spec since the last approved revision, as "
+                                               "the API server recorded them (edgeline.io/authors)")
+    refused: list[str] = Field([], description="Why approvals given for this revision do not count")
     requested_at: str | None = Field(None, description="Since when it waits")
     approvals: list[ApprovalRecord] = Field([], description="Approvals for this revision so far")
     needed: int | None = Field(None, description="Distinct approvers needed")
@@ -286,6 +299,10 @@ class RolloutProgress(ApiModel):
     completed_at: str | None = Field(None, description="When the revision reached every cluster")
     guard_until: str | None = Field(None, description="Until when alerts still roll the revision back")
     approvals: list[ApprovalRecord] = Field([], description="Approvals the rollout of this revision started with")
+    generation: int | None = Field(None, description="Spec generation the revision was approved and rolled out at; "
+                                                     "authors of later changes are the next revision's")
+    clusters: list[str] | None = Field(None, description="Clusters the revision was approved for; while a change "
+                                                         "waits for approval it goes to no other")
     failed_clusters: list[str] = Field([], description="Clusters that kept the current wave from becoming ready")
     failed_message: str | None = Field(None, description="Why the current wave failed")
 
@@ -327,6 +344,8 @@ class EdgeDeploymentStatus(ApiModel):
     last_known_good: RevisionRef | None = Field(None, description="Newest revision that passed its guard period")
     pending_approval: PendingApproval | None = Field(None, description="The change waiting for approval, if any")
     approval: str | None = Field(None, description="Approval summary for people: NotRequired, Pending 1/2, Approved")
+    approval_policy: EffectiveApproval | None = Field(None, description="The approval rules that apply and where "
+                                                                        "they come from")
     rollout: RolloutProgress | None = Field(None, description="Where the rollout stands")
     clusters: list[ClusterState] = Field([], description="Every selected cluster and what runs there")
     excluded: list[ExcludedCluster] = Field([], description="Clusters that match the selector but cannot run it")

@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from dataclasses import dataclass
 
 import kopf
 
@@ -24,13 +25,15 @@ from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, Re
 from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters
 from edgeline.clusters.resources import merge_patch, patch_status
-from edgeline.controllers import alert_receipts, approval_key, fast_revert, loop
+from edgeline.controllers import alert_receipts, fast_revert, loop
 from edgeline.controllers import analysis as checks
 from edgeline.controllers.indexes import ClusterEntry, client_for, hub_namespace, known_clusters
 from edgeline.controllers.line_consent import line_facts
-from edgeline.domain import admission
+from edgeline.domain import authors as spec_authors
 from edgeline.domain.analysis import Context
+from edgeline.domain.approval_policy import effective_policy
 from edgeline.domain.approval_status import counted_records, gate
+from edgeline.domain.approvals import records_for
 from edgeline.domain.deployment_conditions import Verdict
 from edgeline.domain.model_choice import choose
 from edgeline.domain.placement import place
@@ -56,8 +59,10 @@ def wake(memo: kopf.Memo, **_) -> None:
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
                       cluster_index: kopf.Index, model_index: kopf.Index, check_template_index: kopf.Index,
-                      namespace_index: kopf.Index, **_) -> None:
+                      namespace_index: kopf.Index, approval_policy_index: kopf.Index,
+                      namespace_label_index: kopf.Index, approval_index: kopf.Index, **_) -> None:
     settings = get_settings()
+    approvals = ApprovalInputs(approval_policy_index, namespace_label_index, approval_index)
     # What the last tick's actions came to: the next tick's observation (in memory; after a
     # restart the clusters are simply observed and the actions repeated where needed).
     outcomes: dict[str, ActOutcome] = {}
@@ -86,7 +91,7 @@ async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
     try:
         await loop.run(PLURAL, body, stopped, logger,
                        lambda: reconcile(body, memo.member_clusters, cluster_index, model_index, logger, outcomes,
-                                         check_template_index, fast, namespace_index),
+                                         check_template_index, fast, namespace_index, approvals),
                        # Look again soon after an apply, to report what it came to (a revert's latency).
                        lambda phase: phase in ACTIVE or any(o.revision and not o.error for o in outcomes.values()),
                        settings.rollout_active_interval_s,
@@ -100,7 +105,8 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
                     outcomes: dict[str, ActOutcome] | None = None,
                     check_template_index: kopf.Index | None = None,
                     fast: fast_revert.FastPath | None = None,
-                    namespace_index: kopf.Index | None = None) -> str | None:
+                    namespace_index: kopf.Index | None = None,
+                    approvals: ApprovalInputs | None = None) -> str | None:
     """observe -> decide -> act -> write status once. `outcomes` carries what this tick's
     actions came to into the next tick; `fast`, what the revert fast path wrote."""
     outcomes = {} if outcomes is None else outcomes
@@ -134,7 +140,9 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         desired = RevisionRef(
             revision=revision_of(choice.model.digest, choice.model.uri, ed.spec.runtime,
                                  dict(choice.model.external_data),
-                                 choice.model.variants_digest if variants else None),
+                                 choice.model.variants_digest if variants else None,
+                                 # An approval covers where and how it rolls out, too.
+                                 covers={"placement": ed.spec.placement.dump(), "rollout": ed.spec.rollout.dump()}),
             mlmodel=choice.model.name, model=choice.model.model, version=choice.model.version,
             digest=choice.model.digest, uri=choice.model.uri, runtime=ed.spec.runtime,
             external_data=dict(choice.model.external_data) or None,
@@ -147,11 +155,19 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
                       open_without_section=get_settings().tenancy_open_without_section)
     waves = plan_waves(ed.spec.rollout, list(placement.selected), {n: known[n].facts.labels
                                                                    for n in placement.selected})
-    key = approval_key.current()
-    verified, forged = admission.approval_records(key, snapshot) if key else ([], 0)
-    records = counted_records(verified, old_status.rollbacks)
-    author = admission.author(key, snapshot) if key else None
-    approval = gate(ed.spec.approval, records, desired, old_status.bad_revisions, now, author)
+    approvals = approvals or ApprovalInputs({}, {}, {})
+    policy = effective_policy(
+        {key: spec for key in approvals.policies if (spec := loop.first(approvals.policies, key)) is not None},
+        loop.first(approvals.namespaces, namespace) or {},
+        [known[c].facts.labels for c in [*placement.selected, *(e.name for e in placement.excluded)] if c in known],
+        ed.spec.approval)
+    written_by = spec_authors.parse(annotations.get(spec_authors.AUTHORS))
+    # Everyone who changed the spec since the revision last approved was rolled out.
+    authors = spec_authors.authors_since(written_by, old_status.rollout.generation if old_status.rollout else None)
+    author = spec_authors.last_author(written_by)
+    records = counted_records(records_for(list(approvals.objects.get((namespace, name), [])), meta.get("uid", "")),
+                              old_status.rollbacks)
+    approval = gate(policy.approval, records, desired, old_status.bad_revisions, now, authors)
     to_observe = set(placement.selected) | {c.name for c in old_status.clusters}
     observations = dict(await asyncio.gather(*(
         _observe(members, known.get(c), c, owner) for c in sorted(to_observe))))
@@ -168,7 +184,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         approved=approval.approved, approvals=records, reapproved=approval.reapproved,
         paused=annotations.get(PAUSE, "").lower() == "true", rollback_to=annotations.get(ROLLBACK_TO), now=now,
         alerts=[r.alert for r in receipts], outcomes=fast_revert.merged(outcomes, fast.outcomes), author=author,
-        forged_approvals=forged,
+        policy=policy, authors=authors,
         model=Verdict(choice.model is not None, choice.reason, choice.message), generation=meta.get("generation"),
         stale={e.name: e.message for e in placement.stale}, lines=lines,
         facts={c: entry.facts for c, entry in known.items()},
@@ -203,6 +219,15 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     if decision.rollbacks_applied:
         fast.outcomes.clear()
     return decision.status.phase
+
+
+@dataclass(frozen=True)
+class ApprovalInputs:
+    """The kopf indexes of controllers.approvals that the gate reads."""
+
+    policies: kopf.Index | dict
+    namespaces: kopf.Index | dict
+    objects: kopf.Index | dict
 
 
 async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster: str,

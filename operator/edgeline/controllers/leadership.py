@@ -155,16 +155,14 @@ async def _serve_health(liveness: str | None) -> web.AppRunner | None:
 async def _serve_shared(memo: kopf.Memo) -> None:
     """What every replica serves, started by the same functions kopf's startup runs in the leader
     (each starts once per process: they skip what the memo says is already running)."""
-    from edgeline.controllers import admission, alerts
+    from edgeline.controllers import alerts
 
     logger = logging.getLogger("edgeline.replica")
     metrics.serve(get_settings().metrics_port)
-    await admission.start_webhook(memo=memo, logger=logger)
     await alerts.start_receiver(memo=memo, logger=logger)
 
 
 async def _stop_shared(memo: kopf.Memo) -> None:
-    await webserver.stop(memo.get("webhook_runner"))
     await webserver.stop(memo.get("alerts_runner"))
 
 

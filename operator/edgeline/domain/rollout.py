@@ -19,13 +19,14 @@ that failed, when a revert reached a cluster) comes back as `outcomes` on the ne
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edgeline.api.conditions import Condition, set_condition
-from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, ExcludedCluster,
-                                         HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress,
-                                         VariantRef)
+from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, EffectiveApproval,
+                                         ExcludedCluster, HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord,
+                                         RolloutProgress, VariantRef)
 from edgeline.domain import analysis, deployment_conditions, windows
+from edgeline.domain.approval_policy import EffectivePolicy
 from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_state
 from edgeline.domain.deployment_conditions import Verdict
 from edgeline.domain.placement import ClusterFacts, Exclusion
@@ -97,7 +98,6 @@ class Inputs:
     alerts: list = field(default_factory=list)       # domain.rollback.Alert received since the last tick, oldest first
     outcomes: dict = field(default_factory=dict)     # cluster -> ActOutcome of the last tick's action there
     author: str | None = None                        # who made the current spec (four-eyes rule)
-    forged_approvals: int = 0                        # approval records whose signature did not verify
     model: Verdict = Verdict(True, "ModelReady", "")     # how the modelRef resolved (domain.model_choice)
     generation: int | None = None
     stale: dict[str, str] = field(default_factory=dict)   # cluster -> why: its EdgeCluster is Stale (placement)
@@ -108,6 +108,8 @@ class Inputs:
     checks: list = field(default_factory=list)        # domain.analysis.ResolvedCheck of spec.analysis
     measurements: list = field(default_factory=list)  # domain.analysis.Measurement of the queries `analysis.due` named
     context: analysis.Context | None = None           # the deployment's name and namespace, for the checks' queries
+    policy: EffectivePolicy | None = None    # the approval rules that apply (None: spec.approval, in unit tests)
+    authors: list = field(default_factory=list)      # everyone who changed the spec since the last approved revision
 
 
 @dataclass
@@ -126,10 +128,6 @@ def decide(inp: Inputs) -> Decision:
     status.desired_revision = inp.desired
     status.observed_generation = inp.generation
     progress = status.rollout or RolloutProgress()
-    if inp.forged_approvals:
-        decision.events.append(("Warning", "ApprovalRecordRejected",
-                                f"{inp.forged_approvals} approval record(s) in edgeline.io/approvals do not carry a "
-                                "valid signature; they are ignored"))
     verdicts = alert_verdicts(inp.spec.rollback, inp.status, inp.alerts, inp.now)
     if verdicts.proposals:
         status.rollbacks[:0] = verdicts.proposals
@@ -150,7 +148,10 @@ def decide(inp: Inputs) -> Decision:
         # A rollback reverts every affected cluster at once; an update goes wave by wave.
         progress = RolloutProgress(revision=goal.revision, target=goal,
                                    wave=len(inp.waves) if reason == "Rollback" else 0, reason=reason,
-                                   approvals=[a for a in inp.approvals if a.revision == goal.revision])
+                                   approvals=[a for a in inp.approvals if a.revision == goal.revision],
+                                   # Authors since this generation are the next revision's (a rollback
+                                   # approves nothing new, so it keeps the last approved generation).
+                                   generation=inp.generation if reason == "Update" else progress.generation)
         status.pinned = []
         decision.events.append(("Normal", "RolloutStarted" if reason == "Update" else "RollbackStarted",
                                 f"rolling out revision {goal.revision} ({_label(goal)}) in {len(inp.waves)} wave(s)"))
@@ -161,7 +162,7 @@ def decide(inp: Inputs) -> Decision:
     wave_of = {c: w.name for w in inp.waves for c in w.clusters}
     gates = _Gatekeeper(inp)    # clusters whose change waits for a window or the line: gates.waits
     if goal is not None:
-        _advance(inp, status, progress, goal, decision, gates)
+        _advance(inp, status, progress, goal, decision, _approved_waves(inp, progress, decision), gates)
         decision.events += [("Warning", "LineIdleTimeout", f"{name}: {note}") for name, note in gates.notes]
     reached = progress.wave if progress.wave is not None else -1
     applied_now = {a.cluster for a in decision.actions if isinstance(a, Apply)}
@@ -210,14 +211,18 @@ def decide(inp: Inputs) -> Decision:
 
 def _report(inp: Inputs, status: EdgeDeploymentStatus, decision: Decision) -> None:
     """What people read: approval, conditions, and the phase the conditions add up to."""
-    approval = approval_state(inp.spec.approval, ApprovalState(status.approval, status.pending_approval),
+    policy = inp.policy.approval if inp.policy is not None else inp.spec.approval
+    approval = approval_state(policy, ApprovalState(status.approval, status.pending_approval),
                               inp.desired, status.current_revision, decision.held_reason, inp.approved,
-                              inp.approvals, inp.author, inp.now)
+                              inp.approvals, inp.author, inp.now, inp.authors or None)
     status.approval, status.pending_approval = approval.summary, approval.pending
     if status.pending_approval is not None:
         # What approvers judge the version by: its evaluation metrics and stage.
         status.pending_approval.metrics = dict(inp.model_metrics) or None
         status.pending_approval.stage = inp.model_stage
+    if inp.policy is not None:
+        status.approval_policy = EffectiveApproval(**policy.model_dump(), sources=list(inp.policy.sources),
+                                                   ignored=list(inp.policy.ignored))
     conditions = deployment_conditions.conditions(
         [c.dump() for c in inp.status.conditions], status,
         deployment_conditions.Facts(inp.model, decision.held_reason, inp.paused, inp.now, inp.generation))
@@ -306,13 +311,24 @@ class _Gatekeeper:
         return verdict.allowed
 
 
+def _approved_waves(inp: Inputs, progress: RolloutProgress, decision: Decision) -> list[WavePlan]:
+    """The waves limited to the clusters the goal was approved for. While a change waits for
+    approval (a wider placement among others), the current revision goes to no cluster it did
+    not already have: the placement is part of what is approved (docs/approvals.md)."""
+    held = decision.held_reason is not None
+    if not held or progress.clusters is None:
+        progress.clusters = sorted(c for w in inp.waves for c in w.clusters)
+        return inp.waves
+    approved = set(progress.clusters)
+    return [replace(w, clusters=tuple(c for c in w.clusters if c in approved)) for w in inp.waves]
+
+
 def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress, goal: RevisionRef,
-             decision: Decision, may_change: _Gatekeeper | None = None) -> None:
-    """Apply the goal to every cluster of the waves reached so far (inside their windows,
-    with the line's consent); move on when the current wave is ready and has soaked; fail it
-    when its deadline passes."""
+             decision: Decision, waves: list[WavePlan], may_change: _Gatekeeper | None = None) -> None:
+    """Apply the goal to every cluster of the waves reached so far (the approved ones, inside
+    their windows, with the line's consent); move on when the current wave is ready and has
+    soaked; fail it when its deadline passes."""
     now = inp.now
-    waves = inp.waves
     may_change = may_change or _Gatekeeper()
     pins = {p.cluster: p.revision for p in status.pinned}
     for name, revision in pins.items():
