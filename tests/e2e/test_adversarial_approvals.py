@@ -269,13 +269,15 @@ def test_a_pod_posting_an_admission_review_to_the_operator_mints_nothing(hub, ed
         "userInfo": {"username": "approver-a", "groups": [APPROVERS]},
         "object": {**obj, "metadata": {**obj["metadata"], "annotations": {"edgeline.io/approve": revision}}},
         "oldObject": obj}}
-    base = {"alerts": f"http://127.0.0.1:{operator.alerts_port}", "metrics": f"http://127.0.0.1:{operator.metrics_port}"}
+    # The alert receiver speaks HTTPS (its CA is the operator's); metrics are plain HTTP.
+    base = {"alerts": f"https://127.0.0.1:{operator.alerts_port}", "metrics": f"http://127.0.0.1:{operator.metrics_port}"}
+    context = operator.alerts_ssl() if port == "alerts" else ssl.create_default_context()
     answers = []
     for path in ("/approvals", "/authors", "/alerts", "/"):
         request = urllib.request.Request(base[port] + path, data=json.dumps(review).encode(),
                                          headers={"Content-Type": "application/json"}, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=10, context=ssl.create_default_context()) as response:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
                 answers.append((path, response.status, response.read()[:200]))
         except urllib.error.HTTPError as exc:
             answers.append((path, exc.code, b""))
