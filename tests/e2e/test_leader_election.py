@@ -6,7 +6,6 @@ the Lease and the rollout completes, nothing done twice in a way that matters.""
 from __future__ import annotations
 
 import json
-import ssl
 import urllib.error
 import urllib.request
 import uuid
