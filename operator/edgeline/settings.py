@@ -120,7 +120,7 @@ class Settings(BaseSettings):
                                                                "follower waiting")
     leader_renew_deadline_s: float = Field(10.0, description="A leader that cannot renew for this long stops")
     leader_retry_period_s: float = Field(2.0, description="How often the Lease is renewed or tried")
-    # Shards of EdgeClusters (controllers.sharding, docs/operations.md): with more than one, each replica holds
+    # Shards of EdgeClusters (controllers.sharding, docs/install.md): with more than one, each replica holds
     # some shard Leases (edgeline-shard-<i>, the leader election's timings) and only the holder of a cluster's
     # shard writes to that cluster and observes it; the leader still makes every deployment-level decision.
     shards: int = Field(1, ge=1, le=64, description="Shards of EdgeClusters; 1: the leader does all per-cluster "

@@ -401,7 +401,7 @@ class EdgeDeploymentStatus(ApiModel):
                                                         "until a new revision is rolled out")
     analysis: AnalysisStatus | None = Field(None, description="What the metric checks of the latest analysed wave "
                                                               "measured")
-    handoff: list[ClusterHandoff] | None = Field(None, description="Sharded operation (docs/operations.md): writes "
+    handoff: list[ClusterHandoff] | None = Field(None, description="Sharded operation (docs/install.md): writes "
                                                                    "for clusters in shards other replicas hold")
     shard_reports: dict[str, ShardReport] | None = Field(None, description="Sharded operation: what the holder of "
                                                                            "each shard observed, by shard number")
