@@ -15,6 +15,7 @@ writer (the leader's rollout loop) and the holders of its clusters' shards.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 
@@ -22,6 +23,8 @@ from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, Re
 from edgeline.clusters import workloads
 from edgeline.clusters.connections import MemberClusters, hub_client
 from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status
+from edgeline import metrics
+from edgeline.controllers import alert_receipts, fast_revert
 from edgeline.controllers import sharding as shard_leases
 from edgeline.controllers.indexes import ClusterEntry, cluster_index
 from edgeline.domain import sharding
@@ -89,15 +92,16 @@ async def work(shards: shard_leases.Shards, members: MemberClusters) -> None:
 
     outcomes: dict[tuple[str, str, str], ActOutcome] = {}
     reported: dict[tuple[str, str, int], tuple[float, list]] = {}
+    reverted: set[tuple[str, str, str]] = set()
     while True:
         try:
-            await _round(shards, members, _execute, _observe, outcomes, reported)
+            await _round(shards, members, _execute, _observe, outcomes, reported, reverted)
         except Exception:  # noqa: BLE001 - a bad round must not end the worker; the next one retries
             log.exception("shard work round failed; retrying")
         await asyncio.sleep(get_settings().shard_work_interval_s)
 
 
-async def _round(shards, members, execute, observe, outcomes, reported) -> None:
+async def _round(shards, members, execute, observe, outcomes, reported, reverted) -> None:
     held = set(shards.held())
     if not held:
         return
@@ -110,12 +114,12 @@ async def _round(shards, members, execute, observe, outcomes, reported) -> None:
             known.update(cluster_index(name=meta["name"], meta=meta, spec=body.get("spec") or {},
                                        status=body.get("status") or {}))
     deployments = [obj.to_dict() async for obj in client.list(RESOURCES[PLURAL], namespace="*")]
-    await asyncio.gather(*(_one(d, shards, held, known, members, execute, observe, outcomes, reported)
+    await asyncio.gather(*(_one(d, shards, held, known, members, execute, observe, outcomes, reported, reverted)
                            for d in deployments if not d["metadata"].get("deletionTimestamp")))
 
 
 async def _one(body: dict, shards, held: set[int], known: dict[str, ClusterEntry], members, execute, observe,
-               outcomes, reported) -> None:
+               outcomes, reported, reverted) -> None:
     meta, status = body["metadata"], body.get("status") or {}
     namespace, name = meta["namespace"], meta["name"]
     handed = [h for h in status.get("handoff") or [] if shards.holds(h["cluster"])]
@@ -125,6 +129,24 @@ async def _one(body: dict, shards, held: set[int], known: dict[str, ClusterEntry
         return
     owner = workloads.RuntimeOwner(namespace, name, meta["uid"])
     observations = dict(await asyncio.gather(*(observe(members, known.get(c), c, owner) for c in mine)))
+    receipts = alert_receipts.receipts(meta)
+    if receipts:
+        # An alert the leader has not recorded yet: its revert, written now to the clusters we hold
+        # (controllers.fast_revert, as the leader does for its own), and no hand-off meanwhile: the
+        # leader's next tick hands off what the rollback decides.
+        fresh = [r for r in receipts if (namespace, name, r.key) not in reverted]
+        if fresh:
+            reverted.update((namespace, name, r.key) for r in fresh)
+            done = await fast_revert.revert_now(
+                members, {c: known[c] for c in mine if c in known}, EdgeDeployment.model_validate({**body, "status": {}}),
+                EdgeDeploymentStatus.model_validate(status), [r.alert for r in fresh], namespace, name,
+                dt.datetime.now(dt.timezone.utc), get_settings().revert_concurrency, meta["uid"])
+            for cluster, outcome in done.items():
+                outcomes[(namespace, name, cluster)] = outcome
+                metrics.CLUSTER_WRITES.labels(cluster=cluster, action="revert").inc()
+            observations.update(dict(await asyncio.gather(*(observe(members, known.get(c), c, owner)
+                                                            for c in done))))
+        handed = []
     if handed:
         ed = EdgeDeployment.model_validate({**body, "status": {}})
         actions = [Apply(h["cluster"], RevisionRef.model_validate(h["revision"]),
