@@ -214,3 +214,31 @@ def test_killing_a_replica_mid_rollout_moves_its_shard_and_the_rollout_completes
     assert re.search(rf"{leader} now holds shard {shard_of(next(iter(victims_clusters)))}", log)
     reasons = [e["reason"] for e in hub.events("detector", namespace)]
     assert reasons.count("RolloutComplete") == 1
+
+
+def test_killing_the_leader_mid_rollout_the_other_replica_leads_holds_both_shards_and_completes(
+        hub, edge_a, replicas, fleet, namespace, model_url):
+    tag, names = fleet
+    leader = lease_holder(hub, LEADER_LEASE)
+    survivor = next(n for n in replicas if n != leader)
+    leaders_clusters = _clusters_of(leader, hub, names)
+    # The pilot wave is one cluster of the survivor's shard (written by it through the hand-off); the
+    # leader's own clusters come in wave 2, after the kill.
+    pilot = sorted(set(names) - leaders_clusters)[0]
+    apply_sample_models(hub, namespace, model_url, versions=("1.0.0",))
+    hub.apply(edge_deployment(namespace, {"edgeline.io/fleet": tag}, "1.0.0", rollout={
+        "waves": [{"name": "pilot", "selector": {"matchLabels": {"edgeline.io/line": pilot}}, "soakSeconds": 15}]}))
+    _wait(hub, namespace, lambda s: (s.get("rollout") or {}).get("soakUntil"), "the pilot wave soaking")
+    assert writes_by_cluster(replicas[survivor].process).get(pilot), "the pilot was written by its shard's holder"
+    assert all(running(edge_a, n) is None for n in leaders_clusters)
+
+    replicas[leader].process.kill()
+    wait_for(lambda: lease_holder(hub, LEADER_LEASE) == survivor and shard_holders(hub) == [survivor] * SHARDS,
+             timeout=90, what=f"{survivor} leading and holding both shards (holders: {shard_holders(hub)})")
+    status = _wait(hub, namespace, lambda s: s.get("phase") == "Healthy" and s.get("ready") == "4/4",
+                   "the rollout completed by the new leader")
+    assert {running(edge_a, n) for n in names} == {status["currentRevision"]["revision"]}
+    assert leaders_clusters <= set(writes_by_cluster(replicas[survivor].process))
+    assert not status.get("handoff")
+    reasons = [e["reason"] for e in hub.events("detector", namespace)]
+    assert reasons.count("RolloutComplete") == 1
