@@ -59,3 +59,9 @@ PIPELINE_RUN_SECONDS = Histogram(
 )
 
 LEADER = Gauge("edgeline_leader", "1 while this replica holds the leader Lease and runs the controllers, else 0")
+SHARD_HELD = Gauge("edgeline_shard_held", "1 while this replica holds the shard's Lease (sharding.shards > 1)",
+                   ["shard"])
+CLUSTER_WRITES = Counter(
+    "edgeline_cluster_writes_total", "Runtime writes (apply, remove) this replica made to member clusters, by "
+    "EdgeCluster (sharded operation: only the holder of a cluster's shard writes to it)", ["cluster", "action"],
+)

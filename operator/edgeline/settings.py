@@ -120,6 +120,14 @@ class Settings(BaseSettings):
                                                                "follower waiting")
     leader_renew_deadline_s: float = Field(10.0, description="A leader that cannot renew for this long stops")
     leader_retry_period_s: float = Field(2.0, description="How often the Lease is renewed or tried")
+    # Shards of EdgeClusters (controllers.sharding, docs/install.md): with more than one, each replica holds
+    # some shard Leases (edgeline-shard-<i>, the leader election's timings) and only the holder of a cluster's
+    # shard writes to that cluster and observes it; the leader still makes every deployment-level decision.
+    shards: int = Field(1, ge=1, le=64, description="Shards of EdgeClusters; 1: the leader does all per-cluster "
+                                                    "work (no shard Leases)")
+    shard_lease_prefix: str = Field("edgeline-shard-", description="Shard i is held through the Lease <prefix><i>")
+    shard_work_interval_s: float = Field(1.0, gt=0, description="How often a replica that does not lead carries "
+                                                                "out hand-offs and reports its clusters")
 
     # Metric checks of EdgeDeployment waves (docs/analysis.md): the Prometheus-compatible API asked when an
     # EdgeCluster names none of its own (spec.monitoring.prometheusUrl).

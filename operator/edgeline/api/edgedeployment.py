@@ -333,6 +333,47 @@ class PinnedCluster(ApiModel):
     since: str | None = Field(None, description="When")
 
 
+class ClusterHandoff(ApiModel):
+    cluster: str = Field(description="EdgeCluster in a shard the deployment's writer does not hold")
+    action: Literal["Apply", "Remove"] = Field(description="What the holder of the cluster's shard carries out")
+    revision: RevisionRef | None = Field(None, description="Revision to apply")
+    variant: VariantRef | None = Field(None, description="Model variant for that cluster")
+
+
+class ReportedProblem(ApiModel):
+    reason: str = Field(description="Why the runtime is not ready, from its Pods")
+    message: str | None = Field(None, description="Details for people")
+    pod: str | None = Field(None, description="Pod it was seen on")
+    fatal: bool | None = Field(None, description="Whether waiting will not fix it")
+    restarts: int | None = Field(None, description="Restarts of the runtime container")
+    last_log: str | None = Field(None, description="Last log line of that container")
+
+
+class AppliedReport(ApiModel):
+    revision: str | None = Field(None, description="Revision written; empty for a removal")
+    at: float = Field(description="When the write finished (epoch seconds)")
+    error: str | None = Field(None, description="Why it failed")
+
+
+class ReportedCluster(ApiModel):
+    name: str = Field(description="EdgeCluster name")
+    observed_at: float = Field(description="When the holder observed it (epoch seconds)")
+    reachable: bool = Field(description="Whether the cluster answered")
+    exists: bool | None = Field(None, description="Whether the runtime's Deployment exists there")
+    revision: str | None = Field(None, description="Revision its Deployment runs")
+    ready_replicas: int | None = Field(None, description="Ready runtime Pods")
+    replicas: int | None = Field(None, description="Runtime Pods wanted")
+    ready: bool | None = Field(None, description="Whether the runtime is ready")
+    message: str | None = Field(None, description="Why, for people")
+    problem: ReportedProblem | None = Field(None, description="What the runtime Pods show while not ready")
+    applied: AppliedReport | None = Field(None, description="What the holder's last write to it came to")
+
+
+class ShardReport(ApiModel):
+    holder: str = Field(description="Replica holding the shard's Lease when it reported")
+    clusters: list[ReportedCluster] = Field([], description="This deployment's clusters in the shard")
+
+
 class EdgeDeploymentStatus(ApiModel):
     observed_generation: int | None = Field(None, description="Generation of the spec last acted upon")
     phase: Literal["Pending", "AwaitingApproval", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"] | None \
@@ -360,6 +401,10 @@ class EdgeDeploymentStatus(ApiModel):
                                                         "until a new revision is rolled out")
     analysis: AnalysisStatus | None = Field(None, description="What the metric checks of the latest analysed wave "
                                                               "measured")
+    handoff: list[ClusterHandoff] | None = Field(None, description="Sharded operation (docs/install.md): writes "
+                                                                   "for clusters in shards other replicas hold")
+    shard_reports: dict[str, ShardReport] | None = Field(None, description="Sharded operation: what the holder of "
+                                                                           "each shard observed, by shard number")
 
 
 class EdgeDeployment(Resource):

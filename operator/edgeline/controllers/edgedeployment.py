@@ -25,7 +25,7 @@ from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, Re
 from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters
 from edgeline.clusters.resources import merge_patch, patch_status
-from edgeline.controllers import alert_receipts, fast_revert, loop
+from edgeline.controllers import alert_receipts, fast_revert, loop, shard_work, sharding
 from edgeline.controllers import analysis as checks
 from edgeline.controllers.indexes import ClusterEntry, client_for, hub_namespace, known_clusters
 from edgeline.controllers.line_consent import line_facts
@@ -39,6 +39,7 @@ from edgeline.domain.model_choice import choose
 from edgeline.domain.placement import place
 from edgeline.domain.revisions import revision_of
 from edgeline.domain.rollout import ActOutcome, Apply, Inputs, Observation, Remove, decide
+from edgeline.domain.sharding import split as split_actions
 from edgeline.domain.runtime_health import classify
 from edgeline.domain.waves import plan_waves
 from edgeline.domain.tenancy import effective_level
@@ -78,7 +79,9 @@ async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
             if snapshot is not None:
                 read = time.time()
                 written = await fast_revert.revert_now(
-                    memo.member_clusters, known_clusters(cluster_index), EdgeDeployment.model_validate(snapshot),
+                    # Sharded: only the clusters whose shards this replica holds (the rest by hand-off).
+                    memo.member_clusters, sharding.held_only(known_clusters(cluster_index)),
+                    EdgeDeployment.model_validate(snapshot),
                     EdgeDeploymentStatus.model_validate(snapshot["status"]), alerts, namespace, name,
                     dt.datetime.now(dt.timezone.utc), settings.revert_concurrency, snapshot["metadata"]["uid"])
                 fast.outcomes.update(written)
@@ -98,6 +101,7 @@ async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
                        settings.rollout_idle_interval_s, memo)
     finally:
         fast_revert.forget(namespace, name)
+        shard_work.forget(namespace, name)
 
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
@@ -128,7 +132,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     if any(r.key not in fast.handled for r in receipts):     # e.g. received before a restart
         async with fast.lock:
             fast.outcomes.update(await fast_revert.revert_now(
-                members, known_clusters(cluster_index), ed, old_status, [r.alert for r in receipts], namespace,
+                members, sharding.held_only(known_clusters(cluster_index)), ed, old_status, [r.alert for r in receipts], namespace,
                 name, now, get_settings().revert_concurrency, meta["uid"]))
         fast.handled.update(r.key for r in receipts)
 
@@ -170,7 +174,11 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     approval = gate(policy.approval, records, desired, old_status.bad_revisions, now, authors)
     to_observe = set(placement.selected) | {c.name for c in old_status.clusters}
     observations = dict(await asyncio.gather(*(
-        _observe(members, known.get(c), c, owner) for c in sorted(to_observe))))
+        _observe(members, known.get(c), c, owner) for c in sorted(to_observe) if sharding.holds(c))))
+    # Sharded: the clusters of other replicas' shards, as their holders reported them (controllers.shard_work).
+    remote, reported = shard_work.remote_observations(snapshot["status"], to_observe - observations.keys(),
+                                                      namespace, name)
+    observations.update(remote)
     lines = await line_facts(known, to_observe, now)
     # The wave's metric checks that are due: queried now, judged by decide().
     resolved = checks.checks_of(ed.spec, namespace, check_template_index)
@@ -183,7 +191,8 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         observations=observations, stale_after={c: entry.stale_after for c, entry in known.items()},
         approved=approval.approved, approvals=records, reapproved=approval.reapproved,
         paused=annotations.get(PAUSE, "").lower() == "true", rollback_to=annotations.get(ROLLBACK_TO), now=now,
-        alerts=[r.alert for r in receipts], outcomes=fast_revert.merged(outcomes, fast.outcomes), author=author,
+        alerts=[r.alert for r in receipts], outcomes={**fast_revert.merged(outcomes, fast.outcomes), **reported},
+        author=author,
         policy=policy, authors=authors,
         model=Verdict(choice.model is not None, choice.reason, choice.message), generation=meta.get("generation"),
         stale={e.name: e.message for e in placement.stale}, lines=lines,
@@ -194,8 +203,9 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
 
     # --- act
     outcomes.clear()
+    split = split_actions(decision.actions, sharding.holds)
     async with fast.lock:
-        outcomes.update(await _execute(members, known, decision.actions, owner, ed, observations))
+        outcomes.update(await _execute(members, known, split.local, owner, ed, observations))
     for outcome in outcomes.values():
         if outcome.error and workloads.OwnedByAnother.reason in outcome.error:
             await events.warning(snapshot, workloads.OwnedByAnother.reason, f"EdgeCluster {outcome.cluster}: "
@@ -210,7 +220,8 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         metrics.ROLLBACKS.labels(reason="alert" if record.mode == "Automatic" else "manual").inc()
         if record.mode == "Automatic" and record.latency_ms is not None:
             metrics.ROLLBACK_LATENCY.observe(record.latency_ms / 1000)
-    patch = merge_patch(snapshot["status"], decision.status.dump())
+    patch = merge_patch(snapshot["status"], shard_work.status_with_handoff(decision.status,
+                                                                          shard_work.handoff(split.handed_off)))
     if patch:
         await patch_status(PLURAL, name, namespace, patch)
     # Only after status holds the outcome: a crash in between repeats an idempotent decision.
@@ -278,6 +289,7 @@ async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], acti
         except workloads.Unreachable as exc:
             verb = "apply" if isinstance(action, Apply) else "remove"
             return ActOutcome(action.cluster, revision, time.time(), f"could not {verb}: {exc}")
+        metrics.CLUSTER_WRITES.labels(cluster=action.cluster, action=type(action).__name__.lower()).inc()
         return ActOutcome(action.cluster, revision, time.time())
 
     return {outcome.cluster: outcome for outcome in await asyncio.gather(*(one(a) for a in actions))}

@@ -15,25 +15,20 @@ has passed on the follower's clock (domain.leases). Decisions: domain.leases."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import signal
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlparse
 
-import httpx2 as httpx
 import kopf
 from aiohttp import web
-from lightkube import ApiError
-from lightkube.resources.coordination_v1 import Lease
 
 from edgeline import metrics, webserver
-from edgeline.clusters.connections import hub_client
-from edgeline.domain import leases
+from edgeline.controllers import shard_work, sharding
+from edgeline.controllers.leases import Elector
 from edgeline.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -44,102 +39,6 @@ def identity() -> str:
     """Unique per process: two replicas on one host (or a restarted container) never share it."""
     configured = get_settings().leader_identity
     return configured or f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-
-
-class Elector:
-    """Takes, renews and releases one Lease. Every API call has a deadline below the renew deadline."""
-
-    def __init__(self, namespace: str, name: str, me: str, duration_s: int, renew_deadline_s: float,
-                 retry_s: float):
-        self.namespace, self.name, self.me = namespace, name, me
-        self.duration_s, self.renew_deadline_s, self.retry_s = duration_s, renew_deadline_s, retry_s
-        self._sighting: leases.Sighting | None = None
-        self._renewed_at = 0.0
-        self.leading = False
-
-    async def try_once(self) -> bool:
-        """One attempt to take or renew the Lease; True when we hold it now."""
-        client = hub_client()
-        try:
-            async with asyncio.timeout(max(1.0, self.renew_deadline_s / 2)):
-                try:
-                    lease = (await client.get(Lease, self.name, namespace=self.namespace)).to_dict()
-                except ApiError as exc:
-                    if exc.status.code != 404:
-                        raise
-                    spec = leases.claimed(None, self.me, self.duration_s, dt.datetime.now(dt.timezone.utc))
-                    await client.create(Lease.from_dict({"metadata": {"name": self.name, "namespace": self.namespace},
-                                                         "spec": spec}), namespace=self.namespace)
-                    return self._won(spec)
-                record = leases.LeaseRecord.from_spec(lease.get("spec"))
-                self._sighting = leases.observe(self._sighting, record, time.monotonic())
-                if not leases.may_take(self._sighting, self.me, time.monotonic()):
-                    if self.leading:
-                        log.error("%s finds the Lease held by %s", self.me, record.holder)
-                        self._renewed_at = 0.0        # someone else holds it: we lead no longer, at once
-                    return self._lost_or_waiting()
-                spec = leases.claimed(record, self.me, self.duration_s, dt.datetime.now(dt.timezone.utc))
-                # replace carries the resourceVersion we read: a competing write in between is a 409.
-                await client.replace(Lease.from_dict({**lease, "spec": spec}), namespace=self.namespace)
-                return self._won(spec)
-        except ApiError as exc:
-            if exc.status.code != 409:
-                log.warning("Lease %s/%s: %s", self.namespace, self.name, exc.status.message)
-        except (TimeoutError, httpx.HTTPError, OSError) as exc:
-            log.warning("Lease %s/%s not reachable: %s", self.namespace, self.name, type(exc).__name__)
-        return self._lost_or_waiting()
-
-    def _won(self, spec: dict) -> bool:
-        now = time.monotonic()
-        self._sighting = leases.Sighting(leases.LeaseRecord.from_spec(spec), now)
-        self._renewed_at = now
-        if not self.leading:
-            log.info("%s now leads (Lease %s/%s)", self.me, self.namespace, self.name)
-        self.leading = True
-        metrics.LEADER.set(1)
-        return True
-
-    def _lost_or_waiting(self) -> bool:
-        return self.leading and time.monotonic() - self._renewed_at < self.renew_deadline_s
-
-    async def acquire(self) -> None:
-        """Returns once we lead."""
-        holder = None
-        while not await self.try_once():
-            now_holder = self._sighting.record.holder if self._sighting else None
-            if now_holder != holder:
-                holder = now_holder
-                log.info("waiting for the Lease %s/%s, held by %s", self.namespace, self.name, holder)
-            await asyncio.sleep(self.retry_s)
-
-    async def hold(self) -> None:
-        """Renews until a renewal fails for longer than the renew deadline; then returns."""
-        while True:
-            await asyncio.sleep(self.retry_s)
-            await self.try_once()
-            if time.monotonic() - self._renewed_at >= self.renew_deadline_s:
-                self.leading = False
-                metrics.LEADER.set(0)
-                log.error("%s could not renew the Lease %s/%s for %.0f s: it stops leading", self.me,
-                          self.namespace, self.name, self.renew_deadline_s)
-                return
-
-    async def release(self) -> None:
-        if not self.leading or self._sighting is None:
-            return
-        self.leading = False
-        metrics.LEADER.set(0)
-        try:
-            async with asyncio.timeout(5):
-                lease = (await hub_client().get(Lease, self.name, namespace=self.namespace)).to_dict()
-                record = leases.LeaseRecord.from_spec(lease.get("spec"))
-                if record.holder != self.me:
-                    return
-                spec = leases.released(record, dt.datetime.now(dt.timezone.utc))
-                await hub_client().replace(Lease.from_dict({**lease, "spec": spec}), namespace=self.namespace)
-                log.info("%s released the Lease %s/%s", self.me, self.namespace, self.name)
-        except (ApiError, TimeoutError, httpx.HTTPError, OSError) as exc:
-            log.warning("could not release the Lease (the next leader waits for it to expire): %s", exc)
 
 
 async def _serve_health(liveness: str | None) -> web.AppRunner | None:
@@ -183,8 +82,37 @@ async def run(start_operator: Callable[[asyncio.Event | None, kopf.Memo], Awaita
     health = await _serve_health(liveness)
     metrics.LEADER.set(0)
     elector = Elector(settings.namespace, settings.leader_lease_name, identity(), settings.leader_lease_duration_s,
-                      settings.leader_renew_deadline_s, settings.leader_retry_period_s)
+                      settings.leader_renew_deadline_s, settings.leader_retry_period_s, report=metrics.LEADER.set)
     log.info("replica %s serves the webhook and the alert receiver; waiting to lead", elector.me)
+    shards = sharding.configure(elector.me)
+    try:
+        return await _lead(elector, start_operator, memo, stopping, health, shards)
+    finally:
+        if shards is not None:
+            await shards.release_all()
+
+
+async def _lead(elector: Elector, start_operator, memo: kopf.Memo, stopping: asyncio.Event, health,
+                shards: sharding.Shards | None) -> int:
+    # Sharded (controllers.sharding): every replica holds shard Leases; until it leads, it does the
+    # per-cluster work of its shards that the leader hands off (controllers.shard_work).
+    background = []
+    if shards is not None:
+        from edgeline.clusters.connections import MemberClusters
+
+        background.append(asyncio.ensure_future(shards.run()))
+        background.append(asyncio.ensure_future(shard_work.work(
+            shards, MemberClusters(request_timeout_s=get_settings().cluster_probe_timeout_s))))
+    try:
+        return await _lead_kopf(elector, start_operator, memo, stopping, health, background[1:])
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+
+
+async def _lead_kopf(elector: Elector, start_operator, memo: kopf.Memo, stopping: asyncio.Event, health,
+                     follower_work: list[asyncio.Future]) -> int:
     acquiring = asyncio.ensure_future(elector.acquire())
     stop_wait = asyncio.ensure_future(stopping.wait())
     await asyncio.wait({acquiring, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -194,6 +122,8 @@ async def run(start_operator: Callable[[asyncio.Event | None, kopf.Memo], Awaita
         await _stop_shared(memo)
         return 0
     stop_wait.cancel()
+    for task in follower_work:          # the leader's own loops do its shards' work from now on
+        task.cancel()
     await webserver.stop(health)
     # kopf installs its own handlers for SIGTERM/SIGINT and stops itself on them.
     kopf_stop = asyncio.Event()
