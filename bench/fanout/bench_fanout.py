@@ -102,7 +102,9 @@ def wait(check, timeout, what):
     raise TimeoutError(what)
 
 
-def run(sizes: list[int]) -> dict:
+def hub_with_edges() -> DevEnvironment:
+    """The local clusters up, the CRDs on the hub, the bench's namespace free of approval, and a
+    kubeconfig Secret for each edge (edge-a-kubeconfig, edge-b-kubeconfig)."""
     env = DevEnvironment(STATE)
     env.up(timeout_s=300)
     kubectl(env, "hub", "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
@@ -114,6 +116,11 @@ def run(sizes: list[int]) -> dict:
                           "required": False}}])
     apply(env, [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{c}-kubeconfig", "namespace": "edgeline-system"},
                  "stringData": {"kubeconfig": env.kubeconfig(c).read_text()}} for c in ("edge-a", "edge-b")])
+    return env
+
+
+def run(sizes: list[int]) -> dict:
+    env = hub_with_edges()
     log = (STATE / "operator.log").open("ab")
     port = free_port()
     operator = subprocess.Popen([sys.executable, "-m", "edgeline", "run"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,

@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "fanout"))
 
-from bench_fanout import NS, STATE, apply, clean_slate, kubectl, wait  # noqa: E402
+from bench_fanout import NS, STATE, apply, clean_slate, hub_with_edges, kubectl, wait  # noqa: E402
 
 from bench.common.alerts import AlertReceiver  # noqa: E402
 from edgeline import timestamps  # noqa: E402
-from edgeline.devenv.environment import DevEnvironment, free_port  # noqa: E402
+from edgeline.devenv.environment import free_port  # noqa: E402
 from edgeline.devenv.monitoring import Monitoring, ScrapeTarget, Timings, Webhook  # noqa: E402
 from tests.helpers import onnx_models, runtime_models  # noqa: E402
 from tests.helpers.artifact_server import ArtifactServer  # noqa: E402
@@ -189,17 +189,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/rollback.json")
     args = parser.parse_args()
-    env = DevEnvironment(STATE)
-    env.up(timeout_s=300)
-    kubectl(env, "hub", "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl(env, "hub", "wait", "--for=condition=Established", "-f", str(ROOT / "crds"))
-    apply(env, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in ("edgeline-system", NS)])
-    # The bench measures rollouts, not approvals: the platform's policy for its namespace needs none.
-    apply(env, [{"apiVersion": "edgeline.io/v1alpha1", "kind": "ApprovalPolicy", "metadata": {"name": "bench"},
-                 "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}},
-                          "required": False}}])
-    apply(env, [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{c}-kubeconfig", "namespace": "edgeline-system"},
-                 "stringData": {"kubeconfig": env.kubeconfig(c).read_text()}} for c in ("edge-a", "edge-b")])
+    env = hub_with_edges()
     receiver = AlertReceiver(env.kubeconfig("hub"), free_port())
     log = (STATE / "operator-rollback.log").open("ab")
     operator = subprocess.Popen([sys.executable, "-m", "edgeline", "run"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
