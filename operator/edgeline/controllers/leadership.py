@@ -32,7 +32,7 @@ from lightkube import ApiError
 from lightkube.resources.coordination_v1 import Lease
 
 from edgeline import metrics, webserver
-from edgeline.clusters.connections import hub_client
+from edgeline.clusters.connections import lease_client
 from edgeline.domain import leases
 from edgeline.settings import get_settings
 
@@ -59,7 +59,7 @@ class Elector:
 
     async def try_once(self) -> bool:
         """One attempt to take or renew the Lease; True when we hold it now."""
-        client = hub_client()
+        client = lease_client()
         try:
             async with asyncio.timeout(max(1.0, self.renew_deadline_s / 2)):
                 try:
@@ -131,12 +131,12 @@ class Elector:
         metrics.LEADER.set(0)
         try:
             async with asyncio.timeout(5):
-                lease = (await hub_client().get(Lease, self.name, namespace=self.namespace)).to_dict()
+                lease = (await lease_client().get(Lease, self.name, namespace=self.namespace)).to_dict()
                 record = leases.LeaseRecord.from_spec(lease.get("spec"))
                 if record.holder != self.me:
                     return
                 spec = leases.released(record, dt.datetime.now(dt.timezone.utc))
-                await hub_client().replace(Lease.from_dict({**lease, "spec": spec}), namespace=self.namespace)
+                await lease_client().replace(Lease.from_dict({**lease, "spec": spec}), namespace=self.namespace)
                 log.info("%s released the Lease %s/%s", self.me, self.namespace, self.name)
         except (ApiError, TimeoutError, httpx.HTTPError, OSError) as exc:
             log.warning("could not release the Lease (the next leader waits for it to expire): %s", exc)
