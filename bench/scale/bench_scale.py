@@ -144,9 +144,10 @@ def healthy(env, name, n, version=None):
 
 
 class Bench:
-    def __init__(self, env, standin_port, metrics_port, alerts_port, pid):
+    def __init__(self, env, standin_port, metrics_port, alerts_port, pid, standin_pid=None):
         self.env, self.standin_port, self.metrics_port, self.alerts_port, self.pid = \
             env, standin_port, metrics_port, alerts_port, pid
+        self.standin_pid = standin_pid
 
     def register(self, n: int) -> list[str]:
         names = [f"sim-{n}-{i:04d}" for i in range(n)]
@@ -171,6 +172,7 @@ class Bench:
         name = f"fanout-{n}"
         cpu0, req0, ours0 = cpu_seconds(self.pid), standin_requests(self.standin_port), \
             operator_requests(self.metrics_port)
+        rig0 = cpu_seconds(self.standin_pid) if self.standin_pid else 0.0
         start = time.monotonic()
         apply(self.env, [deployment(name, {"sim": str(n)}, "1.0.0", 0)])
         wait(lambda: healthy(self.env, name, n), 900, f"{name} Healthy", every=0.25)
@@ -180,6 +182,8 @@ class Bench:
                 if v - ours0.get(k, 0)}
         return {"clusters": n, "seconds_to_all_ready": round(seconds, 2),
                 "operator_cpu_s_per_cluster": round(cpu / n, 4),
+                "standin_cpu_s_per_cluster": round((cpu_seconds(self.standin_pid) - rig0) / n, 4)
+                if self.standin_pid else None,
                 "operator_member_requests_per_cluster": ours,
                 "member_requests_per_cluster_all": round((standin_requests(self.standin_port) - req0) / n, 2),
                 "operator_memory_mib": memory_mib(self.pid)}
@@ -187,18 +191,23 @@ class Bench:
     def revert(self, n: int, runs: int) -> dict:
         name = f"fanout-{n}"
         good = status(self.env, name)["currentRevision"]["revision"]
-        operator_ms, external_ms, edge_ms = [], [], []
+        operator_ms, external_ms, edge_ms, operator_cpu, standin_cpu = [], [], [], [], []
         for run in range(1, runs + 1):
             apply(self.env, [deployment(name, {"sim": str(n)}, "2.0.0", run)])
             bad = wait(lambda: healthy(self.env, name, n, "2.0.0"), 900, "bad revision rolled out",
                        every=0.25)["currentRevision"]["revision"]
             posted = time.time()
             start = time.monotonic()
+            cpu0 = cpu_seconds(self.pid)
+            rig0 = cpu_seconds(self.standin_pid) if self.standin_pid else 0.0
             post_alert(self.alerts_port, name)
             record = wait(lambda: ((s := status(self.env, name)).get("rollbacks") or [{}])[0].get("appliedAt")
                           and s["rollbacks"][0]["fromRevision"] == bad and s["rollbacks"][0], 300, "rollback applied",
                           every=0.05)
             external_ms.append(round((time.monotonic() - start) * 1000))
+            # CPU of the whole window (POST -> status shows the rollback): the fast path and the tick after it.
+            operator_cpu.append(round(cpu_seconds(self.pid) - cpu0, 3))
+            standin_cpu.append(round(cpu_seconds(self.standin_pid) - rig0, 3) if self.standin_pid else None)
             operator_ms.append(record["latencyMs"])
             edge = get_json(f"http://127.0.0.1:{self.standin_port}/stats/revision?label={good}&prefix=bench-fanout-{n}")
             assert edge["clusters"] == n, edge
@@ -208,7 +217,11 @@ class Bench:
         summary = {}
         for label, values in (("operator_ms", operator_ms), ("edge_ms", edge_ms), ("external_ms", external_ms)):
             summary[label] = {"p50": percentile(values, 0.5), "p99": percentile(values, 0.99), "max": max(values)}
-        return {"clusters": n, "runs": runs, **summary, "operator_ms_all": operator_ms, "edge_ms_all": edge_ms}
+        summary["operator_cpu_s_p50"] = percentile(operator_cpu, 0.5)
+        if self.standin_pid:
+            summary["standin_cpu_s_p50"] = percentile(standin_cpu, 0.5)
+        return {"clusters": n, "runs": runs, **summary, "operator_ms_all": operator_ms, "edge_ms_all": edge_ms,
+                "operator_cpu_s_all": operator_cpu}
 
     def idle(self, seconds: float = 30.0) -> dict:
         req0, cpu0, t0 = standin_requests(self.standin_port), cpu_seconds(self.pid), time.monotonic()
@@ -281,7 +294,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="edgeline-scale-models-"))
     for version in ("1.0.0", "2.0.0"):
         (root / f"{version}.onnx").write_bytes(runtime_models.sample_model(version).read_bytes())
-    bench = Bench(env, standin_port, metrics_port, alerts_port, operator.pid)
+    bench = Bench(env, standin_port, metrics_port, alerts_port, operator.pid, standin.pid)
     try:
         with ArtifactServer(root) as server:
             for version in ("1.0.0", "2.0.0"):

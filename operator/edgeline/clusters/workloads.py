@@ -89,9 +89,12 @@ async def _existing(client: AsyncClient, kind, name: str, namespace: str):
 
 
 async def _check_owner(client: AsyncClient, kind, name: str, namespace: str, uid: str) -> None:
-    existing = await _existing(client, kind, name, namespace)
+    _refuse_foreign(kind.__name__, name, namespace, await _existing(client, kind, name, namespace), uid)
+
+
+def _refuse_foreign(kind: str, name: str, namespace: str, existing, uid: str) -> None:
     if existing is not None and _owner_of(existing) != uid:
-        raise OwnedByAnother(f"{kind.__name__} {namespace}/{name} exists and belongs to "
+        raise OwnedByAnother(f"{kind} {namespace}/{name} exists and belongs to "
                              f"{'owner uid ' + _owner_of(existing) if _owner_of(existing) else 'no Edgeline owner'}; "
                              f"it is left alone")
 
@@ -107,17 +110,21 @@ def _unreachable(exc: Exception) -> Unreachable:
 
 
 async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure_namespace: bool = True,
-                pod_security: str = "restricted") -> None:
+                pod_security: str = "restricted", view=None) -> None:
     """Namespace first (unless our objects already live there; labelled with the cluster's Pod
     Security level), then the objects in order. Raises OwnedByAnother, before writing anything,
     when the Deployment or Service of that name carries another owner uid than the objects.
-    Objects this process applied unchanged a moment ago are not sent again (APPLIED)."""
+    Objects this process applied unchanged a moment ago are not sent again (APPLIED). `view`: the
+    cluster's watched view; while it is fresh, the Deployment's owner is read from it, not asked."""
     requested, objects = objects, APPLIED.changed(client, objects)     # not what is there already
     MEMBER_REQUESTS.labels(purpose="apply").inc(int(ensure_namespace) + len(objects))
     try:
         for obj in objects:
             uid = (obj["metadata"].get("labels") or {}).get(LABEL_OWNER_UID)
-            if uid and obj["kind"] in ("Deployment", "Service"):
+            if uid and obj["kind"] == "Deployment" and view is not None \
+                    and (found := view.get(obj["metadata"]["name"])).fresh:
+                _refuse_foreign("Deployment", obj["metadata"]["name"], namespace, found.deployment, uid)
+            elif uid and obj["kind"] in ("Deployment", "Service"):
                 MEMBER_REQUESTS.labels(purpose="apply").inc()
                 await _check_owner(client, Deployment if obj["kind"] == "Deployment" else Service,
                                    obj["metadata"]["name"], namespace, uid)

@@ -267,7 +267,8 @@ async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], acti
                                  ed.spec.placement.requirements, variant=action.variant, owner_uid=owner.uid)
                 seen = observations.get(action.cluster)
                 await workloads.apply(client, entry.namespace, objects, ensure_namespace=not (seen and seen.exists),
-                                      pod_security=effective_level(entry.facts.tenancy))
+                                      pod_security=effective_level(entry.facts.tenancy),
+                                      view=members.views.peek(action.cluster))
             else:
                 left = await workloads.remove(client, entry.namespace, object_name(namespace, name), owner)
                 if left:
