@@ -147,8 +147,11 @@ def run(sizes: list[int], members: int = 2) -> dict:
                  "stringData": {"kubeconfig": env.kubeconfig(c).read_text()}} for c in names])
     log = (STATE / "operator.log").open("ab")
     port = free_port()
-    operator = subprocess.Popen([sys.executable, "-m", "edgeline", "run"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    # Ports of its own (other environments on this machine hold the defaults).
+    operator = subprocess.Popen([sys.executable, "-m", "edgeline", "run", "--liveness",
+                                 f"http://127.0.0.1:{free_port()}/healthz"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")),
+                                     "EDGELINE_WEBHOOK_PORT": "0", "EDGELINE_ALERTS_PORT": "0",
                                      "EDGELINE_NAMESPACE": "edgeline-system", "EDGELINE_METRICS_PORT": str(port),
                                      "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32"})
     results = {"machine": f"{os.cpu_count()} cores", "member_api_servers": members, "runs": []}
