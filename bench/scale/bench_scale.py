@@ -253,6 +253,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, nargs="+", default=[20],
                         help="reverts per size (one number for all sizes, or one per size)")
     parser.add_argument("--deployments", type=int, default=10)
+    parser.add_argument("--probe-interval", type=float, default=None,
+                        help="EDGELINE_CLUSTER_PROBE_INTERVAL_S for the operator (default: the operator's, 10 s)")
     parser.add_argument("--profile", type=Path, help="run the operator under cProfile and write its stats here")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/scale.json")
     args = parser.parse_args()
@@ -291,12 +293,15 @@ def main() -> int:
                                                # answering a renewal for 10 s; the bench measures the rollout, not the
                                                # election, so a longer deadline keeps one overloaded second from
                                                # ending the run.
+                                               **({"EDGELINE_CLUSTER_PROBE_INTERVAL_S": str(args.probe_interval)}
+                                                  if args.probe_interval else {}),
                                                "EDGELINE_LEADER_LEASE_DURATION_S": "60",
                                                "EDGELINE_LEADER_RENEW_DEADLINE_S": "45",
                                                "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32"})
     results = {"simulation": "member clusters are stand-ins (bench/scale/standin.py), not Kubernetes; the hub is a "
                              "real kube-apiserver; everything shares the same machine",
-               "machine": f"{os.cpu_count()} cores", "fanout": [], "revert": []}
+               "machine": f"{os.cpu_count()} cores", "probe_interval_s": args.probe_interval or 10.0,
+               "fanout": [], "revert": []}
     root = Path(tempfile.mkdtemp(prefix="edgeline-scale-models-"))
     for version in ("1.0.0", "2.0.0"):
         (root / f"{version}.onnx").write_bytes(runtime_models.sample_model(version).read_bytes())
