@@ -280,7 +280,13 @@ def main() -> None:
     parser.add_argument("--ready-delay", type=float, default=0.5)
     args = parser.parse_args()
     web.run_app(StandIn(args.ready_delay).app(), host="127.0.0.1", port=args.port, print=None,
-                access_log=None, backlog=4096)
+                access_log=None, backlog=4096,
+                # A member API server speaks HTTP/2 over TLS: the watch, the probe and the writes share one
+                # connection, which the watch keeps open. Over the stand-in's HTTP/1.1 every other request
+                # needs a connection of its own; aiohttp closes idle ones after 75 s, so a revert that came
+                # more than 75 s after the rollout opened a thousand new connections at once (SYN queue,
+                # ConnectTimeouts). Idle connections stay open as long as a client's (300 s).
+                keepalive_timeout=300)
 
 
 if __name__ == "__main__":
