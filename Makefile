@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # Components the tests and the demo need, built from Go modules (dev/versions.env).
 TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm kubelet containerd containerd-shim-runc-v2
 
-.PHONY: help setup tools test test-unit test-integration test-e2e demo demo-down crds crds-check chart-sync chart-check argocd argocd-check lint bench clean
+.PHONY: help setup tools prerequisites test test-unit test-integration test-e2e demo demo-down crds crds-check chart-sync chart-check argocd argocd-check lint bench clean
 
 help:
 	@echo "make demo      local hub + two edge clusters, the operator and the samples (Ctrl-C stops)"
@@ -30,8 +30,15 @@ tools:
 	bash dev/install-monitoring.sh
 	bash dev/build-luahealth.sh >/dev/null
 
-test: setup tools images
-	$(PY) -m pytest tests
+# On a bare machine the Go builds (compiling) and the image builds (mostly downloads, unpacking and
+# copying) run side by side; their apt-get installs wait for each other (DPkg::Lock::Timeout).
+# With everything cached both are no-ops. docs/decisions.md, "health".
+prerequisites: setup
+	$(MAKE) --no-print-directory -j2 tools images
+
+# --durations: the slowest tests are listed at the end, so that where the time goes is on record.
+test: prerequisites
+	$(PY) -m pytest tests --durations=25
 
 # The operator and edge runtime images (images/), built with podman on a Debian base made here;
 # cached in ~/.cache/edgeline/images, found through .edgeline/images.env. docs/install.md.
@@ -49,10 +56,10 @@ test-unit: setup
 test-integration: setup tools
 	$(PY) -m pytest tests/integration
 
-test-e2e: setup tools images
+test-e2e: prerequisites
 	$(PY) -m pytest tests/e2e
 
-demo: setup tools images
+demo: prerequisites
 	$(PY) dev/demo.py
 
 demo-down: setup

@@ -65,17 +65,28 @@ k8s_module() {
   printf '%s' "$dir"
 }
 
+# All Kubernetes commands asked for in ONE `go build`: the packages they share (most of them) are
+# compiled once and the links run beside the compiles; separate builds would each load the package
+# graph again and link one after the other (docs/decisions.md, "health").
 build_k8s() {
-  local name=$1 out="$bin/$1-$KUBERNETES_VERSION" dir
-  [ -x "$out" ] && return
+  local names=() pkgs=() name dir out="$work/k8s-out-$KUBERNETES_VERSION"
+  for name in "$@"; do
+    [ -x "$bin/$name-$KUBERNETES_VERSION" ] || { names+=("$name"); pkgs+=("k8s.io/kubernetes/cmd/$name"); }
+  done
+  [ ${#names[@]} -gt 0 ] || return 0
   dir=$(k8s_module)
   # A wrapper module prepared before the kubelet was part of it lacks some of its go.sum lines.
-  if [ "$name" = kubelet ] && ! grep -qx "$name" "$dir/.commands" 2>/dev/null; then
-    (cd "$dir" && go get "k8s.io/kubernetes/cmd/$name@$KUBERNETES_VERSION" >&2) || return 1
-    echo "$name" >>"$dir/.commands"
-  fi
-  log "building $name $KUBERNETES_VERSION (several minutes on 2 cores)"
-  (cd "$dir" && go build -ldflags "$(k8s_ldflags)" -o "$out.tmp" "k8s.io/kubernetes/cmd/$name") && mv "$out.tmp" "$out"
+  for name in "${names[@]}"; do
+    if [ "$name" = kubelet ] && ! grep -qx "$name" "$dir/.commands" 2>/dev/null; then
+      (cd "$dir" && go get "k8s.io/kubernetes/cmd/$name@$KUBERNETES_VERSION" >&2) || return 1
+      echo "$name" >>"$dir/.commands"
+    fi
+  done
+  log "building ${names[*]} $KUBERNETES_VERSION in one go build (several minutes on 2 cores)"
+  rm -rf "$out"; mkdir -p "$out"
+  (cd "$dir" && go build -ldflags "$(k8s_ldflags)" -o "$out/" "${pkgs[@]}") || return 1
+  for name in "${names[@]}"; do mv "$out/$name" "$bin/$name-$KUBERNETES_VERSION"; done
+  rm -rf "$out"
 }
 
 build_etcd() {
@@ -100,22 +111,25 @@ build_plain() {
   GOBIN="$gobin" go install -ldflags "-s -w" "$pkg@$version" && mv "$gobin/$name" "$out"
 }
 
-# containerd 2.x and its runc shim: static, without btrfs (which needs cgo headers).
+# containerd 2.x and its runc shim (one module, one `go install`): static, without btrfs (which
+# needs cgo headers).
 build_containerd() {
-  local name=$1 out="$bin/$1-$CONTAINERD_VERSION" gobin="$work/gobin-containerd-$CONTAINERD_VERSION"
-  [ -x "$out" ] && return
-  log "building $name $CONTAINERD_VERSION"
-  mkdir -p "$gobin"
+  local names=() pkgs=() name gobin="$work/gobin-containerd-$CONTAINERD_VERSION"
   local pkg=github.com/containerd/containerd/v2
+  for name in "$@"; do
+    [ -x "$bin/$name-$CONTAINERD_VERSION" ] || { names+=("$name"); pkgs+=("$pkg/cmd/$name@$CONTAINERD_VERSION"); }
+  done
+  [ ${#names[@]} -gt 0 ] || return 0
+  log "building ${names[*]} $CONTAINERD_VERSION"
+  mkdir -p "$gobin"
   GOBIN="$gobin" go install -tags no_btrfs \
     -ldflags "-s -w -X $pkg/version.Version=$CONTAINERD_VERSION -X $pkg/version.Revision=edgeline" \
-    "$pkg/cmd/$name@$CONTAINERD_VERSION" && mv "$gobin/$name" "$out"
+    "${pkgs[@]}" || return 1
+  for name in "${names[@]}"; do mv "$gobin/$name" "$bin/$name-$CONTAINERD_VERSION"; done
 }
 
 build() {
   case "$1" in
-    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet) build_k8s "$1" ;;
-    containerd|containerd-shim-runc-v2) build_containerd "$1" ;;
     etcd) build_etcd ;;
     kwok) build_plain kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok ;;
     helm) build_plain helm "$HELM_VERSION" "helm.sh/helm/${HELM_VERSION%%.*}/cmd/helm" ;;
@@ -126,7 +140,19 @@ build() {
 components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm kubelet containerd containerd-shim-runc-v2)
 start=$(date +%s)
+# Components of one module are built together (see build_k8s); the others one by one.
+k8s=() containerd=()
 for c in "${components[@]}"; do
-  build "$c" || { log "FAILED to build $c (see the output above)"; exit 1; }
+  case "$c" in
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet) k8s+=("$c") ;;
+    containerd|containerd-shim-runc-v2) containerd+=("$c") ;;
+    *) build "$c" || { log "FAILED to build $c (see the output above)"; exit 1; } ;;
+  esac
 done
+if [ ${#k8s[@]} -gt 0 ]; then
+  build_k8s "${k8s[@]}" || { log "FAILED to build ${k8s[*]} (see the output above)"; exit 1; }
+fi
+if [ ${#containerd[@]} -gt 0 ]; then
+  build_containerd "${containerd[@]}" || { log "FAILED to build ${containerd[*]} (see the output above)"; exit 1; }
+fi
 log "all built in $(( $(date +%s) - start ))s: ${components[*]} -> $bin"

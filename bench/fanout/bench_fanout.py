@@ -37,6 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.common.process import cpu_seconds, memory_mib, operator_requests  # noqa: E402
 from edgeline.api.edgedeployment import RevisionRef  # noqa: E402
 from edgeline.devenv.environment import DevEnvironment, free_port  # noqa: E402
 from edgeline.devenv.topology import EDGE_B, HUB  # noqa: E402
@@ -65,25 +66,6 @@ def apply(env, docs):
 def requests_total(env, cluster) -> float:
     text = kubectl(env, cluster, "get", "--raw", "/metrics")
     return sum(float(m.group(1)) for m in re.finditer(r'^apiserver_request_total\{[^}]*\} ([0-9.e+]+)$', text, re.M))
-
-
-def operator_requests(port: int) -> dict[str, float]:
-    import urllib.request
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {m.group(1): float(m.group(2)) for m in re.finditer(
-        r'^edgeline_member_cluster_requests_total\{purpose="(\w+)"\} ([0-9.e+]+)$', text, re.M)}
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def kubectl_loop(env, member: dict[str, str], revision: dict, parallel: int) -> float:
@@ -168,7 +150,7 @@ def run(sizes: list[int], members: int = 2) -> dict:
             for n in sizes:
                 results["runs"].append(one_size(env, n, port, operator.pid, names))
                 print(json.dumps(results["runs"][-1]), flush=True)
-        results["operator_peak_rss_mib"] = round(peak_rss_mib(operator.pid), 1)
+        results["operator_peak_rss_mib"] = memory_mib(operator.pid)["VmHWM"]
     finally:
         operator.terminate()
         operator.wait(30)

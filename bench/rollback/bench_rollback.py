@@ -17,14 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,13 +31,13 @@ sys.path.insert(0, str(ROOT / "bench" / "fanout"))
 
 from bench_fanout import NS, STATE, apply, clean_slate, kubectl, wait  # noqa: E402
 
+from bench.common.alerts import AlertReceiver  # noqa: E402
 from edgeline import timestamps  # noqa: E402
 from edgeline.devenv.environment import DevEnvironment, free_port  # noqa: E402
 from edgeline.devenv.monitoring import Monitoring, ScrapeTarget, Timings, Webhook  # noqa: E402
 from tests.helpers import onnx_models, runtime_models  # noqa: E402
 from tests.helpers.artifact_server import ArtifactServer  # noqa: E402
 
-TOKEN = "bench-token"
 
 
 def current_config(env, member: str, namespace: str) -> dict:
@@ -69,18 +67,7 @@ def deployment(name, n, version, iteration):
                      "rollback": {"scope": "Deployment", "guardSeconds": 3600}}}
 
 
-def post_alert(port, name):
-    labels = {"alertname": "EdgelineRuntimeErrorRateHigh", "severity": "critical", "namespace": NS,
-              "edgeline_deployment": name}
-    body = {"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": labels,
-                                                            "startsAt": "2026-11-25T10:00:00Z",
-                                                            "fingerprint": uuid.uuid4().hex[:16]}]}
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {TOKEN}"}, method="POST")
-    urllib.request.urlopen(request, timeout=10).read()
-
-
-def one_size(env, n, runs, alerts_port):
+def one_size(env, n, runs, receiver: AlertReceiver):
     names = [f"rb-{n}-{i:03d}" for i in range(n)]
     apply(env, [{"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
                  "metadata": {"name": c, "labels": {"rollback-bench": str(n)}},
@@ -100,7 +87,7 @@ def one_size(env, n, runs, alerts_port):
                    s["currentRevision"]["version"] == "2.0.0" and s["currentRevision"]["revision"], 600,
                    "bad revision rolled out")
         start = time.monotonic()
-        post_alert(alerts_port, name)
+        receiver.post(name, NS, timeout=10)
         record = wait(lambda: ((s := status(env, name)).get("rollbacks") or [{}])[0].get("appliedAt")
                       and s["rollbacks"][0]["fromRevision"] == bad and s["rollbacks"][0], 120, "rollback applied")
         external_ms.append((time.monotonic() - start) * 1000)
@@ -118,7 +105,7 @@ def one_size(env, n, runs, alerts_port):
             "sample_cluster_digest_after": digest}
 
 
-def metric_to_revert(env, alerts_port, model_root: Path, server_url: str) -> dict:
+def metric_to_revert(env, receiver: AlertReceiver, model_root: Path, server_url: str) -> dict:
     """The broken model served by a real runtime with traffic; Prometheus and Alertmanager with
     short timings; from the first failing request to the revert applied."""
     name = "rollback-e2e"
@@ -164,7 +151,7 @@ def metric_to_revert(env, alerts_port, model_root: Path, server_url: str) -> dic
         wait(lambda: _ready(url), 60, "runtime ready")
         with Monitoring(work / "monitoring", targets=[ScrapeTarget(url.removeprefix("http://"))],
                         rule_files=[ROOT / "manifests/monitoring/prometheus-rules.yaml"],
-                        webhook=Webhook(f"http://127.0.0.1:{alerts_port}/alerts", bearer_token=TOKEN), timings=timings):
+                        webhook=Webhook(receiver.url, bearer_token=receiver.token, ca_file=receiver.ca_file()), timings=timings):
             thread = threading.Thread(target=traffic, daemon=True)
             thread.start()
             record = wait(lambda: ((s := status(env, name)).get("rollbacks") or [{}])[0].get("appliedAt")
@@ -213,14 +200,13 @@ def main() -> int:
                           "required": False}}])
     apply(env, [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{c}-kubeconfig", "namespace": "edgeline-system"},
                  "stringData": {"kubeconfig": env.kubeconfig(c).read_text()}} for c in ("edge-a", "edge-b")])
-    alerts_port = free_port()
+    receiver = AlertReceiver(env.kubeconfig("hub"), free_port())
     log = (STATE / "operator-rollback.log").open("ab")
     operator = subprocess.Popen([sys.executable, "-m", "edgeline", "run"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")),
                                      "EDGELINE_NAMESPACE": "edgeline-system", "EDGELINE_METRICS_PORT": str(free_port()),
-                                     "EDGELINE_ALERTS_PORT": str(alerts_port),
-                                     "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32",
-                                     "EDGELINE_ALERTS_LISTEN": "127.0.0.1", "EDGELINE_ALERTS_TOKEN": TOKEN})
+                                     **receiver.env(),
+                                     "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32"})
     results = {"machine": f"{os.cpu_count()} cores", "sizes": []}
     root = Path(tempfile.mkdtemp(prefix="edgeline-rollback-models-"))
     for version in ("1.0.0", "2.0.0"):
@@ -240,9 +226,9 @@ def main() -> int:
                 kubectl(env, "hub", "wait", f"mlmodel/detector-{version}", "-n", NS, "--for=condition=Ready",
                         "--timeout=120s")
             for n in args.sizes:
-                results["sizes"].append(one_size(env, n, args.runs, alerts_port))
+                results["sizes"].append(one_size(env, n, args.runs, receiver))
                 print(json.dumps(results["sizes"][-1]), flush=True)
-            results["metric_to_revert"] = metric_to_revert(env, alerts_port, root, server.url)
+            results["metric_to_revert"] = metric_to_revert(env, receiver, root, server.url)
             print(json.dumps(results["metric_to_revert"]), flush=True)
     finally:
         operator.terminate()

@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import yaml
@@ -40,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from standin import kubeconfig  # noqa: E402
 
+from bench.common.alerts import AlertReceiver  # noqa: E402
+from bench.common.process import cpu_seconds, memory_mib, operator_requests  # noqa: E402
 from edgeline.devenv.environment import DevEnvironment, free_port  # noqa: E402
 from edgeline.devenv.topology import HUB  # noqa: E402
 from tests.helpers import onnx_models, runtime_models  # noqa: E402
@@ -48,7 +49,6 @@ from tests.helpers.artifact_server import ArtifactServer  # noqa: E402
 STATE = ROOT / ".edgeline" / "bench-scale"
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
 NS = "bench"
-TOKEN = "bench-token"
 SYSTEM = "edgeline-system"
 
 
@@ -79,26 +79,6 @@ def get_json(url):
     return json.loads(urllib.request.urlopen(url, timeout=30).read())
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def memory_mib(pid: int) -> dict:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
-    return out
-
-
-def operator_requests(port: int) -> dict[str, float]:
-    import re
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return {m.group(1): float(m.group(2)) for m in re.finditer(
-        r'^edgeline_member_cluster_requests_total\{purpose="(\w+)"\} ([0-9.e+]+)$', text, re.M)}
-
-
 def standin_requests(port: int) -> float:
     return sum(get_json(f"http://127.0.0.1:{port}/stats")["requests"].values())
 
@@ -124,17 +104,6 @@ def deployment(name, selector, version, iteration, guard=3600):
                      "rollback": {"scope": "Deployment", "guardSeconds": guard}}}
 
 
-def post_alert(port, name):
-    labels = {"alertname": "EdgelineRuntimeErrorRateHigh", "severity": "critical", "namespace": NS,
-              "edgeline_deployment": name}
-    body = {"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": labels,
-                                                            "startsAt": "2026-11-25T10:00:00Z",
-                                                            "fingerprint": uuid.uuid4().hex[:16]}]}
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {TOKEN}"}, method="POST")
-    urllib.request.urlopen(request, timeout=30).read()
-
-
 def healthy(env, name, n, version=None):
     s = status(env, name)
     ok = s.get("phase") == "Healthy" and s.get("ready") == f"{n}/{n}"
@@ -144,9 +113,9 @@ def healthy(env, name, n, version=None):
 
 
 class Bench:
-    def __init__(self, env, standin_port, metrics_port, alerts_port, pid, standin_pid=None):
-        self.env, self.standin_port, self.metrics_port, self.alerts_port, self.pid = \
-            env, standin_port, metrics_port, alerts_port, pid
+    def __init__(self, env, standin_port, metrics_port, receiver: AlertReceiver, pid, standin_pid=None):
+        self.env, self.standin_port, self.metrics_port, self.receiver, self.pid = \
+            env, standin_port, metrics_port, receiver, pid
         self.standin_pid = standin_pid
 
     def register(self, n: int) -> list[str]:
@@ -200,7 +169,7 @@ class Bench:
             start = time.monotonic()
             cpu0 = cpu_seconds(self.pid)
             rig0 = cpu_seconds(self.standin_pid) if self.standin_pid else 0.0
-            post_alert(self.alerts_port, name)
+            self.receiver.post(name, NS)
             record = wait(lambda: ((s := status(self.env, name)).get("rollbacks") or [{}])[0].get("appliedAt")
                           and s["rollbacks"][0]["fromRevision"] == bad and s["rollbacks"][0], 300, "rollback applied",
                           every=0.05)
@@ -270,7 +239,8 @@ def main() -> int:
     shutil.rmtree(STATE, ignore_errors=True)
     env.up(timeout_s=300)
     STATE.mkdir(parents=True, exist_ok=True)
-    standin_port, metrics_port, alerts_port = free_port(), free_port(), free_port()
+    standin_port, metrics_port = free_port(), free_port()
+    receiver = AlertReceiver(env.kubeconfig("hub"), free_port())
     standin = subprocess.Popen([sys.executable, str(Path(__file__).parent / "standin.py"), "--port", str(standin_port)],
                                stdout=subprocess.DEVNULL, stderr=(STATE / "standin.log").open("ab"))
     kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
@@ -285,10 +255,7 @@ def main() -> int:
     operator = subprocess.Popen(command, stdout=(STATE / "operator.log").open("ab"), stderr=subprocess.STDOUT,
                                 cwd=ROOT, env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")),
                                                "EDGELINE_NAMESPACE": SYSTEM, "EDGELINE_METRICS_PORT": str(metrics_port),
-                                               "EDGELINE_WEBHOOK_PORT": "0", "EDGELINE_ALERTS_PORT": str(alerts_port),
-                                               "EDGELINE_ALERTS_LISTEN": "127.0.0.1", "EDGELINE_ALERTS_TOKEN": TOKEN,
-                                               # plain HTTP on loopback: the bench times the revert, not a handshake
-                                               "EDGELINE_ALERTS_TLS": "false",
+                                               "EDGELINE_WEBHOOK_PORT": "0", **receiver.env(),
                                                # This machine's load (other sessions' clusters) can keep the hub from
                                                # answering a renewal for 10 s; the bench measures the rollout, not the
                                                # election, so a longer deadline keeps one overloaded second from
@@ -305,7 +272,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="edgeline-scale-models-"))
     for version in ("1.0.0", "2.0.0"):
         (root / f"{version}.onnx").write_bytes(runtime_models.sample_model(version).read_bytes())
-    bench = Bench(env, standin_port, metrics_port, alerts_port, operator.pid, standin.pid)
+    bench = Bench(env, standin_port, metrics_port, receiver, operator.pid, standin.pid)
     try:
         with ArtifactServer(root) as server:
             for version in ("1.0.0", "2.0.0"):

@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from edgeline.devenv.environment import DevEnvError, DevEnvironment, user_kubeconfig
-from tests.helpers.manifests import ADMIT_ALL, edge_cluster, kubeconfig_secret, sample_mlmodel
+from tests.helpers.artifact_server import serve
+from tests.helpers.manifests import ADMIT_ALL, SAMPLE_MODELS, edge_cluster, kubeconfig_secret, sample_mlmodel
 from tests.helpers.waiting import wait_for  # noqa: F401  (e2e modules import it from here)
 
 # Every test under tests/e2e is marked `e2e` by tests/conftest.py (a pytestmark here would mark nothing).
@@ -165,6 +166,14 @@ def namespace(hub) -> str:
     hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
     hub.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def model_url() -> str:
+    """The sample models (manifests/samples/models) served over HTTP on 127.0.0.1, for the session.
+    (A module that needs other files or another address defines its own `model_url`.)"""
+    with serve(SAMPLE_MODELS) as url:
+        yield url
 
 
 def _free_port() -> int:

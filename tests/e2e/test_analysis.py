@@ -20,8 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 import uuid
 
 import pytest
@@ -29,10 +27,9 @@ import pytest
 from edgeline.devenv.monitoring import HttpDiscovery, Monitoring
 from edgeline.devenv.pod_discovery import PodDiscovery
 from tests.e2e.conftest import OPERATOR_NAMESPACE, ROOT, runtime_configmaps, wait_for
-from tests.e2e.test_real_containers import MODEL, REAL_NODE_LABEL, Real, _ready, models, real  # noqa: F401
-from tests.helpers import onnx_models, runtime_models
 from tests.helpers.manifests import edge_cluster, kubeconfig_secret
-from tests.helpers.runtime_process import http
+from tests.helpers.real_runtime import Real, Traffic, apply_models, models, real, real_node_runtime  # noqa: F401
+from tests.helpers.real_runtime import seconds as _seconds, wait_for_status
 
 RESULTS = ROOT / "bench" / "results" / "analysis.json"
 # The first measurement comes one interval after the wave is ready. A new Pod's first scrape comes up to
@@ -57,16 +54,9 @@ def lines(hub, edge_a, operator, namespace, models):  # noqa: F811  (the fixture
     hub.apply(kubeconfig_secret(f"{tag}-kubeconfig", OPERATOR_NAMESPACE, edge_a.kubeconfig.read_text()))
     for wave, name in names.items():
         hub.apply(edge_cluster(name, {"edgeline.io/fleet": tag, "edgeline.io/line": wave}, f"{tag}-kubeconfig"))
-    for mlmodel, version, path in (("detector-1", "1.0.0", "good.onnx"), ("detector-broken", "2.0.0", "broken.onnx"),
-                                   ("detector-2", "2.0.0", "other.onnx")):
-        hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
-                   "metadata": {"name": mlmodel, "namespace": namespace},
-                   "spec": {"model": runtime_models.MODEL_NAME, "version": version, "stage": "production",
-                            "artifact": {"uri": f"{server.url}/{path}",
-                                         "sha256": onnx_models.file_digest(root / path)}}})
-    for mlmodel in ("detector-1", "detector-broken", "detector-2"):
-        hub.kubectl("wait", f"mlmodel/{mlmodel}", "-n", namespace, "--for=condition=Ready", "--timeout=90s",
-                    timeout=120)
+    apply_models(hub, namespace, server, root, (("detector-1", "1.0.0", "good.onnx"),
+                                                ("detector-broken", "2.0.0", "broken.onnx"),
+                                                ("detector-2", "2.0.0", "other.onnx")))
     for name in names.values():
         hub.kubectl("wait", f"edgecluster/{name}", "--for=condition=Ready", "--timeout=60s")
     yield tag, names
@@ -84,13 +74,7 @@ def _point_at(hub, tag: str, names: dict, prometheus_url: str) -> None:
 
 
 def _deployment(namespace, tag, real: Real, mlmodel, *, checks=None, env=None):
-    runtime = {"image": real.runtime_image, "replicas": 1,
-               "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
-               "nodeSelector": {REAL_NODE_LABEL: "true"},
-               "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Equal", "value": "true",
-                                "effect": "NoSchedule"}]}
-    if env:
-        runtime["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    runtime = real_node_runtime(real, env=env)
     spec = {"modelRef": {"name": mlmodel},
             "placement": {"clusterSelector": {"matchLabels": {"edgeline.io/fleet": tag}}},
             "runtime": runtime,
@@ -112,13 +96,8 @@ def _error_rate_check(count=3, missing_data="Fail"):
             "count": count, "failureLimit": 0, "waves": ["pilot"], "missingData": missing_data}
 
 
-def _status(hub, namespace) -> dict:
-    return hub.get("edgedeployment", "detector", "-n", namespace).get("status") or {}
-
-
 def _wait(hub, namespace, check, what, timeout=240):
-    return wait_for(lambda: (s := _status(hub, namespace)) and check(s) and s, timeout=timeout,
-                    what=lambda: f"{what} (last: {json.dumps(_status(hub, namespace))[:2000]})")
+    return wait_for_status(hub, namespace, check, what, timeout=timeout, shown=2000)
 
 
 def _versions_ever_on(edge, line) -> set[str]:
@@ -130,70 +109,6 @@ def _versions_ever_on(edge, line) -> set[str]:
 def _check(status, name="error-rate") -> dict:
     """The check's result in status.analysis ({} before the checks began)."""
     return next((c for c in (status.get("analysis") or {}).get("checks", []) if c["name"] == name), {})
-
-
-def _seconds(text: str) -> float:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-class Traffic:
-    """The lines' cameras: a frame every 50 ms to every ready runtime Pod of both lines (found
-    through edge-a's API server); notes when the first error came and when each version first
-    answered well after it."""
-
-    def __init__(self, edge, lines):
-        self.edge, self.lines = edge, list(lines)
-        self.targets: list[str] = []
-        self.first_error: float | None = None
-        self.first_good_after_error: dict[str, float] = {}
-        self.answers = 0
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._discover, daemon=True),
-                        threading.Thread(target=self._send, daemon=True)]
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=10)
-
-    def _discover(self):
-        while not self.stop.is_set():
-            found = []
-            for line in self.lines:
-                proc = self.edge.kubectl("get", "pods", "-n", f"ns-{line}", "-l", "edgeline.io/deployment=detector",
-                                         "-o", "json", check=False)
-                # kubectl failed once: keep the last targets; the next round asks again.
-                pods = json.loads(proc.stdout)["items"] if proc.returncode == 0 else None
-                if pods is None:
-                    found = self.targets
-                    break
-                found += [p["status"]["podIP"] for p in pods if _ready(p) and not p["metadata"].get("deletionTimestamp")]
-            self.targets = found
-            self.stop.wait(0.5)
-
-    def _send(self):
-        body = runtime_models.infer_body(runtime_models.images(1))
-        while not self.stop.is_set():
-            for ip in list(self.targets):
-                try:
-                    # A short deadline: a Pod that has just gone (its IP no longer answers) must not hold up
-                    # the others' traffic for long, or the new Pod's error ratio has no requests (NaN).
-                    code, answer = http("POST", f"http://{ip}:8080/v2/models/{MODEL}/infer", body, timeout=2)
-                except Exception:  # noqa: BLE001  (a refused, reset or timed-out request: the next round tries)
-                    continue
-                now = time.time()
-                self.answers += 1
-                version = answer.get("model_version") if isinstance(answer, dict) else None
-                if code >= 500 and self.first_error is None:
-                    self.first_error = now
-                elif code == 200 and self.first_error is not None and version not in self.first_good_after_error:
-                    self.first_good_after_error[version] = now
-            self.stop.wait(0.05)
 
 
 def _monitoring(tmp_path, edge_a, names):
@@ -228,7 +143,7 @@ def test_a_degraded_version_fails_its_check_in_the_pilot_and_is_reverted_before_
         wait_for(lambda: len([s for s in mon.query(f'edgeline_runtime_ready{{deployment="detector",'
                                                    f'namespace="{namespace}"}}') if s.value == 1]) == 2,
                  timeout=90, what="Prometheus scraping both lines' runtime Pods")
-        wait_for(lambda: traffic.answers > 10, timeout=30, what="traffic answered by 1.0.0")
+        wait_for(lambda: len(traffic.answers) > 10, timeout=30, what="traffic answered by 1.0.0")
 
         # Inconclusive: should the new Pod's first series come late, the check waits for them; what fails it
         # is the value. (The next test shows missing data failing with the default, Fail.)

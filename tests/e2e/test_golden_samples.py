@@ -12,7 +12,6 @@ fails these tests, it never skips them.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -22,9 +21,10 @@ import uuid
 import pytest
 
 from tests.e2e.conftest import ROOT, register_edge_cluster
-from tests.e2e.test_real_containers import _cluster, _deployment, _log, _pods, _ready, _wait, real  # noqa: F401
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
+from tests.helpers.real_runtime import apply_models, cluster_status, pods, ready, real, real_node_runtime  # noqa: F401
+from tests.helpers.real_runtime import runtime_log, seconds, wait_for_status
 
 
 @pytest.fixture(scope="module")
@@ -50,60 +50,58 @@ def line(hub, edge_a, operator, namespace, artifacts):
     server, root, _ = artifacts
     name = "gold" + uuid.uuid4().hex[:5]
     register_edge_cluster(hub, name, edge_a, {"edgeline.io/line": name})
-    for mlmodel, version, path in (("detector-1", "1.0.0", "good.onnx"), ("detector-2", "2.0.0", "other.onnx")):
-        hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
-                   "metadata": {"name": mlmodel, "namespace": namespace},
-                   "spec": {"model": runtime_models.MODEL_NAME, "version": version, "stage": "production",
-                            "artifact": {"uri": f"{server.url}/{path}",
-                                         "sha256": onnx_models.file_digest(root / path)}}})
-    for mlmodel in ("detector-1", "detector-2"):
-        hub.kubectl("wait", f"mlmodel/{mlmodel}", "-n", namespace, "--for=condition=Ready", "--timeout=90s",
-                    timeout=120)
+    apply_models(hub, namespace, server, root, (("detector-1", "1.0.0", "good.onnx"),
+                                                ("detector-2", "2.0.0", "other.onnx")))
     hub.kubectl("wait", f"edgecluster/{name}", "--for=condition=Ready", "--timeout=60s")
     yield name
     hub.kubectl("delete", "edgedeployments", "--all", "-n", namespace, "--timeout=90s", check=False, timeout=120)
     hub.kubectl("delete", "edgecluster", name, "--wait=false", check=False)
 
 
-def _with_golden(manifest: dict, golden: dict) -> dict:
-    manifest["spec"]["runtime"]["goldenSample"] = golden
-    return manifest
+def _deployment(namespace, line, real, mlmodel, golden: dict) -> dict:
+    """`detector` on the real node of `line`, checked against the golden sample before it is ready."""
+    return {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
+            "metadata": {"name": "detector", "namespace": namespace},
+            "spec": {"modelRef": {"name": mlmodel},
+                     "placement": {"clusterSelector": {"matchLabels": {"edgeline.io/line": line}}},
+                     "runtime": {**real_node_runtime(real), "goldenSample": golden},
+                     "rollout": {"waveTimeoutSeconds": 600}, "approval": {"required": False}}}
 
 
 def test_a_model_that_reproduces_its_golden_sample_becomes_ready(hub, edge_a, namespace, line, real, artifacts):
     _, _, golden = artifacts
-    hub.apply(_with_golden(_deployment(namespace, line, real, "detector-1"), golden))
-    _wait(hub, namespace, lambda s: s.get("phase") == "Healthy", "1.0.0 Ready after its golden sample")
-    pod = next(p for p in _pods(edge_a, line) if _ready(p))
-    events = [e["event"] for e in _log(edge_a, line, pod["metadata"]["name"])]
+    hub.apply(_deployment(namespace, line, real, "detector-1", golden))
+    wait_for_status(hub, namespace, lambda s: s.get("phase") == "Healthy", "1.0.0 Ready after its golden sample")
+    pod = next(p for p in pods(edge_a, line) if ready(p))
+    events = [e["event"] for e in runtime_log(edge_a, line, pod["metadata"]["name"])]
     assert "golden_sample_passed" in events and events.index("golden_sample_passed") < events.index("ready")
 
 
 def test_a_model_that_deviates_from_its_golden_sample_fails_the_wave_with_the_deviation(hub, edge_a, namespace,
                                                                                        line, real, artifacts):
     _, _, golden = artifacts
-    hub.apply(_with_golden(_deployment(namespace, line, real, "detector-1"), golden))
-    good = _wait(hub, namespace, lambda s: s.get("phase") == "Healthy", "1.0.0 Ready")["currentRevision"]["revision"]
+    hub.apply(_deployment(namespace, line, real, "detector-1", golden))
+    good = wait_for_status(hub, namespace, lambda s: s.get("phase") == "Healthy",
+                           "1.0.0 Ready")["currentRevision"]["revision"]
 
     # 2.0.0: the right digest for its own file, other weights: it loads, and answers differently.
-    hub.apply(_with_golden(_deployment(namespace, line, real, "detector-2"), golden))
+    hub.apply(_deployment(namespace, line, real, "detector-2", golden))
     # The wave's deadline is 600 s: the failure comes long before it.
-    status = _wait(hub, namespace, lambda s: s.get("phase") == "Degraded", "the wave failed", timeout=240)
-    state = _cluster(status, line)
+    status = wait_for_status(hub, namespace, lambda s: s.get("phase") == "Degraded", "the wave failed", timeout=240)
+    state = cluster_status(status, line)
     assert state["phase"] == "Failed" and state["reason"] == "GoldenSampleMismatch", state
     assert "does not reproduce its golden sample" in state["message"]
     assert "differs from the golden sample" in state["message"] and "largest difference" in state["message"]
     assert "GoldenSampleMismatch" in status["rollout"]["failedMessage"]
     assert any(e["reason"] == "WaveFailed" and "largest difference" in e["message"]
                for e in hub.events("detector", namespace))
-    started = dt.datetime.strptime(status["rollout"]["waveStartedAt"], "%Y-%m-%dT%H:%M:%SZ")
     real.figures["golden_sample_mismatch_reported_within_s"] = round(
-        time.time() - started.replace(tzinfo=dt.timezone.utc).timestamp(), 1)
+        time.time() - seconds(status["rollout"]["waveStartedAt"]), 1)
 
     # The runtime says so itself: unready, with the reason on its readiness endpoint's log line ...
-    new = [p for p in _pods(edge_a, line) if p["metadata"]["labels"]["edgeline.io/revision"] != good]
-    assert new and not any(_ready(p) for p in new)
-    refused = [e for e in _log(edge_a, line, new[0]["metadata"]["name"]) if e["event"] == "not_ready"]
+    new = [p for p in pods(edge_a, line) if p["metadata"]["labels"]["edgeline.io/revision"] != good]
+    assert new and not any(ready(p) for p in new)
+    refused = [e for e in runtime_log(edge_a, line, new[0]["metadata"]["name"]) if e["event"] == "not_ready"]
     assert refused and refused[-1]["reason"] == "GoldenSampleFailed"
     # ... and the line keeps the good model: the 1.0.0 Pod still serves.
-    assert [p for p in _pods(edge_a, line, good) if _ready(p)], "the 1.0.0 Pod stopped serving"
+    assert [p for p in pods(edge_a, line, good) if ready(p)], "the 1.0.0 Pod stopped serving"

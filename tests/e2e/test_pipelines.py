@@ -16,17 +16,9 @@ import yaml
 from edgeline import timestamps
 
 from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, wait_for
-from tests.helpers.artifact_server import serve
 
-MODELS = ROOT / "manifests" / "samples" / "models"
 DIGEST = {d["spec"]["version"]: d["spec"]["artifact"]["sha256"] for d in yaml.safe_load_all(
     (ROOT / "manifests" / "samples" / "20-mlmodels.yaml").read_text())}["2.0.0"]
-
-
-@pytest.fixture(scope="module")
-def model_url():
-    with serve(MODELS) as url:
-        yield url
 
 
 @pytest.fixture

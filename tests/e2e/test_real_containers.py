@@ -10,14 +10,10 @@ missing piece fails these tests, it never skips them.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
 import subprocess
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,60 +23,15 @@ from edgeline.devenv.monitoring import HttpDiscovery, Monitoring, Webhook
 from edgeline.devenv.pod_discovery import PodDiscovery
 from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, runtime_config, wait_for
 from tests.helpers import onnx_models, runtime_models
-from tests.helpers.artifact_server import ArtifactServer
-from tests.helpers.runtime_process import http
+# The environment's real parts and the runtime Pods' plumbing, shared with test_analysis and
+# test_golden_samples (the fixtures `real` and `models` are used here by name).
+from tests.helpers.real_runtime import (MODEL, Real, Traffic, apply_models, models,  # noqa: F401
+                                         real, real_node_runtime)
+from tests.helpers.real_runtime import cluster_status as _cluster, infer as _infer, pods as _pods
+from tests.helpers.real_runtime import probabilities as _probabilities, ready as _ready, runtime_log as _log
+from tests.helpers.real_runtime import seconds as _seconds, wait_for_status
 
 RULES = ROOT / "manifests" / "monitoring" / "prometheus-rules.yaml"
-RESULTS = ROOT / "bench" / "results" / "real_containers.json"
-REAL_NODE_LABEL = "edgeline.io/real-node"
-MODEL = runtime_models.MODEL_NAME
-
-
-# --- the environment's real parts -----------------------------------------------------------------
-
-@dataclass
-class Real:
-    runtime_image: str
-    registry: str
-    host: str                  # a host address Pods reach
-    node: str                  # edge-a's real node
-    runc_root: Path            # where edge-a's node keeps its runc state
-    figures: dict = field(default_factory=dict)
-
-
-@pytest.fixture(scope="module")
-def real(dev_env) -> Real:
-    try:
-        images = dev_env.images
-        found = Real(runtime_image=images["runtime"], registry=dev_env.registry, host=dev_env.pod_visible_host,
-                     node=dev_env.real_node("edge-a"),
-                     runc_root=dev_env.real_node_paths("edge-a").runc_root / "k8s.io")
-    except (AttributeError, KeyError, RuntimeError) as exc:
-        pytest.fail(f"the local environment has no real node, registry or runtime image for edge-a "
-                    f"({type(exc).__name__}: {exc}); `edgeline dev up` starts them and `make images` builds "
-                    f"the images", pytrace=False)
-    yield found
-    if found.figures and os.environ.get("EDGELINE_RECORD_BENCH") == "1":
-        # Figures of the tests that ran replace theirs; the others' stay.
-        before = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-        RESULTS.write_text(json.dumps({**before, **found.figures,
-                                       "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                                       "machine": "2 cores, shared; edge-a's real node (kubelet + containerd 2)"},
-                                      indent=2) + "\n")
-
-
-@pytest.fixture(scope="module")
-def models(real, tmp_path_factory):
-    """good = the sample defect detector 1.0.0, broken = a 2.0.0 that loads but fails every
-    inference; swapped = a file whose bytes change after its MLModel was validated. Served on
-    an address the Pods reach."""
-    root = tmp_path_factory.mktemp("real-models")
-    (root / "good.onnx").write_bytes(runtime_models.sample_model("1.0.0").read_bytes())
-    (root / "other.onnx").write_bytes(runtime_models.sample_model("2.0.0").read_bytes())
-    onnx_models.write(runtime_models.broken_defect_detector("2.0.0"), root / "broken.onnx")
-    (root / "swapped.onnx").write_bytes(runtime_models.sample_model("1.0.0").read_bytes())
-    with ArtifactServer(root, host=real.host) as server:
-        yield server, root
 
 
 @pytest.fixture
@@ -88,17 +39,10 @@ def line(hub, edge_a, operator, namespace, models):
     server, root = models
     name = "real" + uuid.uuid4().hex[:5]
     register_edge_cluster(hub, name, edge_a, {"edgeline.io/line": name})
-    for mlmodel, version, path in (("detector-1", "1.0.0", "good.onnx"), ("detector-2", "2.0.0", "other.onnx"),
-                                   ("detector-broken", "2.0.0", "broken.onnx"),
-                                   ("detector-swapped", "1.0.0", "swapped.onnx")):
-        hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
-                   "metadata": {"name": mlmodel, "namespace": namespace},
-                   "spec": {"model": MODEL, "version": version, "stage": "production",
-                            "artifact": {"uri": f"{server.url}/{path}",
-                                         "sha256": onnx_models.file_digest(root / path)}}})
-    for mlmodel in ("detector-1", "detector-2", "detector-broken", "detector-swapped"):
-        hub.kubectl("wait", f"mlmodel/{mlmodel}", "-n", namespace, "--for=condition=Ready", "--timeout=90s",
-                    timeout=120)
+    apply_models(hub, namespace, server, root, (("detector-1", "1.0.0", "good.onnx"),
+                                                ("detector-2", "2.0.0", "other.onnx"),
+                                                ("detector-broken", "2.0.0", "broken.onnx"),
+                                                ("detector-swapped", "1.0.0", "swapped.onnx")))
     hub.kubectl("wait", f"edgecluster/{name}", "--for=condition=Ready", "--timeout=60s")
     yield name
     hub.kubectl("delete", "edgedeployments", "--all", "-n", namespace, "--timeout=90s", check=False, timeout=120)
@@ -106,13 +50,7 @@ def line(hub, edge_a, operator, namespace, models):
 
 
 def _deployment(namespace, line, real: Real, mlmodel, *, image=None, env=None, node_selector=None, rollback=None):
-    runtime = {"image": image or real.runtime_image, "replicas": 1,
-               "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
-               "nodeSelector": {REAL_NODE_LABEL: "true", **(node_selector or {})},
-               "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Equal", "value": "true",
-                                "effect": "NoSchedule"}]}
-    if env:
-        runtime["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    runtime = real_node_runtime(real, image=image, env=env, node_selector=node_selector)
     spec = {"modelRef": {"name": mlmodel},
             "placement": {"clusterSelector": {"matchLabels": {"edgeline.io/line": line}}},
             "runtime": runtime, "rollout": {"waveTimeoutSeconds": 600}, "approval": {"required": False}}
@@ -122,44 +60,8 @@ def _deployment(namespace, line, real: Real, mlmodel, *, image=None, env=None, n
             "metadata": {"name": "detector", "namespace": namespace}, "spec": spec}
 
 
-def _status(hub, namespace) -> dict:
-    return hub.get("edgedeployment", "detector", "-n", namespace).get("status") or {}
-
-
 def _wait(hub, namespace, check, what, timeout=180):
-    return wait_for(lambda: (s := _status(hub, namespace)) and check(s) and s, timeout=timeout,
-                    what=lambda: f"{what} (last: {json.dumps(_status(hub, namespace))[:1500]})")
-
-
-def _cluster(status, line) -> dict:
-    return {c["name"]: c for c in status.get("clusters", [])}.get(line, {})
-
-
-def _pods(edge, line, revision=None) -> list[dict]:
-    selector = "edgeline.io/deployment=detector" + (f",edgeline.io/revision={revision}" if revision else "")
-    return edge.get("pods", "-n", f"ns-{line}", "-l", selector)["items"]
-
-
-def _ready(pod) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-
-
-def _infer(pod_ip: str, frames: np.ndarray, port: int = 8080) -> tuple[int, dict | str]:
-    return http("POST", f"http://{pod_ip}:{port}/v2/models/{MODEL}/infer", runtime_models.infer_body(frames))
-
-
-def _probabilities(answer: dict) -> np.ndarray:
-    out = next(o for o in answer["outputs"] if o["name"] == "probabilities")
-    return np.array(out["data"], dtype=np.float32).reshape(out["shape"])
-
-
-def _log(edge, line, pod) -> list[dict]:
-    text = edge.kubectl("logs", pod, "-n", f"ns-{line}", "-c", "runtime").stdout
-    return [json.loads(x) for x in text.splitlines() if x.startswith("{")]
-
-
-def _seconds(text: str) -> float:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+    return wait_for_status(hub, namespace, check, what, timeout=timeout)
 
 
 # --- a model served by a real container --------------------------------------------------------------
@@ -290,58 +192,6 @@ def test_a_crashing_container_is_reported_as_crashloopbackoff_with_its_last_log_
 
 # --- monitoring on a real Pod: alert -> the previous version back ---------------------------------------
 
-class Traffic:
-    """A line's camera: sends a frame every 50 ms to every ready runtime Pod it finds through
-    edge-a's API server, and notes when the first error came and when the first good answer
-    of each version came after it."""
-
-    def __init__(self, edge, line):
-        self.edge, self.line = edge, line
-        self.targets: list[str] = []
-        self.first_error: float | None = None
-        self.first_good_after_error: dict[str, float] = {}
-        self.answers: list[tuple[float, int, str | None]] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._discover, daemon=True),
-                        threading.Thread(target=self._send, daemon=True)]
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=10)
-
-    def _discover(self):
-        while not self.stop.is_set():
-            try:
-                self.targets = [p["status"]["podIP"] for p in _pods(self.edge, self.line)
-                                if _ready(p) and not p["metadata"].get("deletionTimestamp")]
-            except Exception:  # noqa: BLE001  (kubectl failed once; the next round asks again)
-                pass
-            self.stop.wait(0.5)
-
-    def _send(self):
-        frames = runtime_models.images(1)
-        while not self.stop.is_set():
-            for ip in list(self.targets):
-                try:
-                    code, answer = _infer(ip, frames)
-                except OSError:
-                    continue
-                now = time.time()
-                version = answer.get("model_version") if isinstance(answer, dict) else None
-                self.answers.append((now, code, version))
-                if code >= 500 and self.first_error is None:
-                    self.first_error = now
-                elif code == 200 and self.first_error is not None and version not in self.first_good_after_error:
-                    self.first_good_after_error[version] = now
-            self.stop.wait(0.05)
-
-
 def test_a_failing_model_on_a_real_pod_fires_the_alert_and_the_previous_version_serves_again(
         hub, edge_a, namespace, line, real, operator, tmp_path):
     rollback = {"mode": "Automatic", "scope": "Deployment", "guardSeconds": 600,
@@ -352,7 +202,7 @@ def test_a_failing_model_on_a_real_pod_fires_the_alert_and_the_previous_version_
             Monitoring(tmp_path / "monitoring", discovered=[HttpDiscovery("edge-a-pods", discovery.url)],
                        rule_files=[RULES], webhook=Webhook(operator.alerts_url, bearer_token=ALERTS_TOKEN,
                                        ca_file=operator.alerts_ca_file())) as mon, \
-            Traffic(edge_a, line) as traffic:
+            Traffic(edge_a, [line]) as traffic:
         wait_for(lambda: [s for s in mon.query(f'edgeline_runtime_ready{{deployment="detector",namespace="{namespace}"}}')
                           if s.value == 1], timeout=60, what="Prometheus scraping the runtime Pod it discovered")
         wait_for(lambda: len(traffic.answers) > 5, timeout=30, what="traffic answered by 1.0.0")
@@ -375,8 +225,7 @@ def test_a_failing_model_on_a_real_pod_fires_the_alert_and_the_previous_version_
     assert restored and restored[0]["spec"]["nodeName"] == real.node
 
     breach_to_good = traffic.first_good_after_error["1.0.0"] - traffic.first_error
-    received = dt.datetime.strptime(record["receivedAt"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-        tzinfo=dt.timezone.utc).timestamp()
+    received = _seconds(record["receivedAt"])
     real.figures["alert_to_restored"] = {
         "first_failed_request_to_first_good_answer_of_restored_version_s": round(breach_to_good, 2),
         "first_failed_request_to_alert_at_receiver_s": round(received - traffic.first_error, 2),

@@ -13,7 +13,6 @@ import uuid
 import pytest
 
 from tests.e2e.conftest import apply_sample_models, register_edge_cluster, runtime_configmaps, wait_for
-from tests.e2e.test_rollout import model_url  # noqa: F401  (a fixture)
 from tests.helpers.manifests import SAMPLE_DIGESTS
 
 

@@ -10,14 +10,7 @@ import uuid
 import pytest
 
 from tests.e2e.conftest import apply_sample_models, register_edge_cluster, runtime_configmaps, wait_for
-from tests.helpers.artifact_server import serve
-from tests.helpers.manifests import SAMPLE_DIGESTS, SAMPLE_MODELS, edge_deployment
-
-
-@pytest.fixture(scope="module")
-def model_url():
-    with serve(SAMPLE_MODELS) as url:
-        yield url
+from tests.helpers.manifests import SAMPLE_DIGESTS, edge_deployment
 
 
 @pytest.fixture

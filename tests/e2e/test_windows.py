@@ -17,20 +17,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.e2e.conftest import OPERATOR_NAMESPACE, ROOT, apply_sample_models, wait_for
-from tests.helpers.artifact_server import serve
-from tests.helpers.manifests import SAMPLE_MODELS, edge_cluster, edge_deployment, kubeconfig_secret
+from tests.helpers.manifests import edge_cluster, edge_deployment, kubeconfig_secret
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # The site's MES/PLC bridge: a ServiceAccount (the admin impersonates it, so the API server
 # authorizes the request as that identity).
 BRIDGE_SA = "plc-bridge-line-1"
 BRIDGE = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{BRIDGE_SA}"
-
-
-@pytest.fixture(scope="module")
-def model_url():
-    with serve(SAMPLE_MODELS) as url:
-        yield url
 
 
 @pytest.fixture
