@@ -29,7 +29,12 @@ def main() -> None:
     if sim:
         time_ax.plot([r["clusters"] for r in sim], [r["seconds_to_all_ready"] for r in sim], "o-",
                      label="Edgeline, stand-in members (simulation)")
-    runs = [r for r in real.get("runs", []) if "kubectl_loop_seconds" in r]
+    # The side by side (bench/fanout --members M): one EdgeCluster per real member cluster, kubectl loops of the same run.
+    side = load("side_by_side.json")
+    runs = [r for r in side.get("runs", []) + real.get("runs", []) if "kubectl_loop_seconds" in r]
+    if side.get("runs"):
+        time_ax.plot([r["clusters"] for r in side["runs"]], [r["seconds_to_all_ready"] for r in side["runs"]], "D",
+                     color="C3", label="Edgeline, one real API server per cluster")
     if real.get("runs"):
         time_ax.plot([r["clusters"] for r in real["runs"]], [r["seconds_to_all_ready"] for r in real["runs"]], "s-",
                      label="Edgeline, real API servers")
@@ -39,6 +44,8 @@ def main() -> None:
         time_ax.plot([r["clusters"] for r in runs], [r["kubectl_loop_seconds"]["parallel_16"] for r in runs], "x:",
                      label="kubectl loop, 16 at a time")
     earlier = (scale.get("earlier_run_1000") or {}).get("fanout")
+    if any(r["clusters"] == 1000 for r in sim):
+        earlier = None
     if earlier:
         time_ax.plot([earlier["clusters"]], [earlier["seconds_to_all_ready"]], "o", mfc="none", color="C0",
                      label="1,000, earlier build (see scale.json)")

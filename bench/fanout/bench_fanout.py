@@ -11,12 +11,18 @@ namespace, as many sites behind few API servers would. Measured per N:
   - side by side, same run, same clusters: what users do today, a `kubectl apply` of the same
     rendered objects per cluster (its kubeconfig, its namespace) followed by `kubectl wait` for
     the Deployment to be Available, sequentially and 16 clusters at a time
-Run: .venv/bin/python bench/fanout/bench_fanout.py [--sizes 10 50 200]; writes bench/results/fanout.json.
+`--members M` starts M real edge clusters (API server, etcd, controller-manager, kwok each;
+about 550 MB apiece) instead of the two of the dev environment; with `--sizes M` every
+EdgeCluster is a cluster of its own (one kubeconfig each), which is what the side by side
+with the `kubectl` loops needs to be honest.
+Run: .venv/bin/python bench/fanout/bench_fanout.py [--sizes 10 50 200] [--members 2];
+writes bench/results/fanout.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -34,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common.process import cpu_seconds, memory_mib, operator_requests  # noqa: E402
 from edgeline.api.edgedeployment import RevisionRef  # noqa: E402
 from edgeline.devenv.environment import DevEnvironment, free_port  # noqa: E402
+from edgeline.devenv.topology import EDGE_B, HUB  # noqa: E402
 from edgeline.render.runtime import Target, render  # noqa: E402
 from tests.helpers.artifact_server import serve  # noqa: E402
 
@@ -102,10 +109,16 @@ def wait(check, timeout, what):
     raise TimeoutError(what)
 
 
-def hub_with_edges() -> DevEnvironment:
-    """The local clusters up, the CRDs on the hub, the bench's namespace free of approval, and a
-    kubeconfig Secret for each edge (edge-a-kubeconfig, edge-b-kubeconfig)."""
-    env = DevEnvironment(STATE)
+def members_of(count: int) -> tuple[str, ...]:
+    return ("edge-a", "edge-b") if count == 2 else tuple(f"edge-{i:02d}" for i in range(count))
+
+
+def hub_with_edges(members: int = 2) -> DevEnvironment:
+    """The local clusters up (the hub and `members` edges), the CRDs on the hub, the bench's
+    namespace free of approval, and a kubeconfig Secret for each edge (<edge>-kubeconfig)."""
+    names = members_of(members)
+    env = DevEnvironment(STATE) if members == 2 else DevEnvironment(
+        STATE, clusters=(HUB, *(dataclasses.replace(EDGE_B, name=n) for n in names)), real_nodes=False)
     env.up(timeout_s=300)
     kubectl(env, "hub", "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl(env, "hub", "wait", "--for=condition=Established", "-f", str(ROOT / "crds"))
@@ -115,19 +128,22 @@ def hub_with_edges() -> DevEnvironment:
                  "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}},
                           "required": False}}])
     apply(env, [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{c}-kubeconfig", "namespace": "edgeline-system"},
-                 "stringData": {"kubeconfig": env.kubeconfig(c).read_text()}} for c in ("edge-a", "edge-b")])
+                 "stringData": {"kubeconfig": env.kubeconfig(c).read_text()}} for c in names])
     return env
 
 
-def run(sizes: list[int]) -> dict:
-    env = hub_with_edges()
+def run(sizes: list[int], members: int = 2) -> dict:
+    env = hub_with_edges(members)
     log = (STATE / "operator.log").open("ab")
     port = free_port()
-    operator = subprocess.Popen([sys.executable, "-m", "edgeline", "run"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    # Ports of its own (other environments on this machine hold the defaults).
+    operator = subprocess.Popen([sys.executable, "-m", "edgeline", "run", "--liveness",
+                                 f"http://127.0.0.1:{free_port()}/healthz"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")),
+                                     "EDGELINE_WEBHOOK_PORT": "0", "EDGELINE_ALERTS_PORT": "0",
                                      "EDGELINE_NAMESPACE": "edgeline-system", "EDGELINE_METRICS_PORT": str(port),
                                      "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32"})
-    results = {"machine": f"{os.cpu_count()} cores", "runs": []}
+    results = {"machine": f"{os.cpu_count()} cores", "member_api_servers": members, "runs": []}
     try:
         with serve(ROOT / "manifests/samples/models") as url:
             # The model server's port changes per run and an MLModel's spec is immutable.
@@ -139,7 +155,7 @@ def run(sizes: list[int]) -> dict:
                                   "artifact": {"uri": f"{url}/defect-detector-1.0.0.onnx", "sha256": DIGEST}}}])
             kubectl(env, "hub", "wait", "mlmodel/detector-1.0.0", "-n", NS, "--for=condition=Ready", "--timeout=120s")
             for n in sizes:
-                results["runs"].append(one_size(env, n, port, operator.pid))
+                results["runs"].append(one_size(env, n, port, operator.pid, names))
                 print(json.dumps(results["runs"][-1]), flush=True)
         results["operator_peak_rss_mib"] = memory_mib(operator.pid)["VmHWM"]
     finally:
@@ -150,18 +166,18 @@ def run(sizes: list[int]) -> dict:
     return results
 
 
-def one_size(env, n: int, port: int, pid: int) -> dict:
+def one_size(env, n: int, port: int, pid: int, edges: tuple[str, ...] = ("edge-a", "edge-b")) -> dict:
     names = [f"site-{n}-{i:03d}" for i in range(n)]
-    member = {name: ("edge-a" if i % 2 else "edge-b") for i, name in enumerate(names)}
+    member = {name: edges[i % len(edges)] for i, name in enumerate(names)}
     apply(env, [{"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
                  "metadata": {"name": name, "labels": {"bench": str(n)}},
-                 "spec": {"tier": "edge", "targetNamespace": name,
+                 "spec": {"tier": "edge", "targetNamespace": name, "tenancy": {"namespaces": [NS]},
                           "connection": {"kubeconfigSecretRef": {"name": f"{member[name]}-kubeconfig"}}}}
                 for name in names])
     wait(lambda: kubectl(env, "hub", "get", "edgeclusters", "-l", f"bench={n}", "-o",
                          "jsonpath={range .items[*]}{.status.phase}{'\\n'}{end}").split().count("Ready") == n,
          300, f"{n} EdgeClusters Ready")
-    before = {c: requests_total(env, c) for c in ("edge-a", "edge-b")}
+    before = {c: requests_total(env, c) for c in edges}
     ours_before = operator_requests(port)
     cpu_before = cpu_seconds(pid)
     deployment = {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
@@ -180,7 +196,7 @@ def one_size(env, n: int, port: int, pid: int) -> dict:
     wait(healthy, 600, f"fanout-{n} Healthy")
     seconds = time.monotonic() - start
     cpu = cpu_seconds(pid) - cpu_before
-    after = {c: requests_total(env, c) for c in ("edge-a", "edge-b")}
+    after = {c: requests_total(env, c) for c in edges}
     ours = {k: round((v - ours_before.get(k, 0)) / n, 1) for k, v in operator_requests(port).items()}
     requests = sum(after[c] - before[c] for c in after)
     revision = json.loads(kubectl(env, "hub", "get", "edgedeployment", f"fanout-{n}", "-n", NS, "-o", "json"))[
@@ -189,7 +205,7 @@ def one_size(env, n: int, port: int, pid: int) -> dict:
     parallel = kubectl_loop(env, member, revision, 16)
     kubectl(env, "hub", "delete", "edgedeployment", f"fanout-{n}", "-n", NS, "--timeout=300s")
     kubectl(env, "hub", "delete", "edgeclusters", "-l", f"bench={n}", "--wait=false")
-    return {"clusters": n, "seconds_to_all_ready": round(seconds, 1),
+    return {"clusters": n, "member_api_servers": len(edges), "seconds_to_all_ready": round(seconds, 1),
             "operator_cpu_s_per_cluster": round(cpu / n, 4),
             "kubectl_loop_seconds": {"sequential": round(sequential, 1), "parallel_16": round(parallel, 1)},
             "edgeline_speedup": {"vs_sequential": round(sequential / seconds, 1),
@@ -201,9 +217,10 @@ def one_size(env, n: int, port: int, pid: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
+    parser.add_argument("--members", type=int, default=2, help="real edge clusters to start (2: the dev environment's)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/fanout.json")
     args = parser.parse_args()
-    results = run(args.sizes)
+    results = run(args.sizes, args.members)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -145,8 +145,14 @@ def _matches(obj: dict, selector: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def _json(obj, status: int = 200) -> web.Response:
+    """JSON with the Content-Type a kube-apiserver sends (no charset): lightkube recognises
+    a Status error body only by that exact header."""
+    return web.Response(body=json.dumps(obj).encode(), status=status, headers={"Content-Type": "application/json"})
+
+
 def _status(code: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+    return _json({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
                               "reason": reason, "code": code}, status=code)
 
 
@@ -173,14 +179,14 @@ class StandIn:
         return app
 
     async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response({"requests": dict(self.requests), "clusters": len(self.clusters),
+        return _json({"requests": dict(self.requests), "clusters": len(self.clusters),
                                   "watches": self.watches})
 
     async def revision_stats(self, request: web.Request) -> web.Response:
         label, prefix = request.query["label"], request.query.get("prefix", "")
         times = [t for c in self.clusters.values() for name, (rev, t) in c.revision_at.items()
                  if rev == label and name.startswith(prefix)]
-        return web.json_response({"clusters": len(times), "first": min(times, default=None),
+        return _json({"clusters": len(times), "first": min(times, default=None),
                                   "last": max(times, default=None)})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -191,13 +197,13 @@ class StandIn:
                                                                                            request.method.lower())
         self.requests[verb] += 1
         if parts == ["version"]:
-            return web.json_response({"major": "1", "minor": "35", "gitVersion": "v1.35.0-standin"})
+            return _json({"major": "1", "minor": "35", "gitVersion": "v1.35.0-standin"})
         # /api/v1/... or /apis/<group>/<version>/...
         rest = parts[2:] if parts[:1] == ["api"] else parts[3:] if parts[:1] == ["apis"] else None
         if rest is None:
             return _status(404, "NotFound", "the stand-in serves only what Edgeline uses")
         if rest == ["nodes"]:
-            return web.json_response({"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": [NODE]})
+            return _json({"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": [NODE]})
         namespace = None
         if rest[:1] == ["namespaces"] and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
@@ -216,19 +222,19 @@ class StandIn:
                 body = json.loads(raw)
             except ValueError:
                 body = yaml.safe_load(raw)
-            return web.json_response(cluster.apply(plural, namespace or "", name, body))
+            return _json(cluster.apply(plural, namespace or "", name, body))
         if request.method == "DELETE" and name:
             gone = cluster.delete(plural, namespace or "", name)
-            return web.json_response(gone) if gone else _status(404, "NotFound", f"{plural} {name} not found")
+            return _json(gone) if gone else _status(404, "NotFound", f"{plural} {name} not found")
         if request.method == "GET" and name:
             obj = cluster.objects.get((plural, namespace or "", name))
-            return web.json_response(obj) if obj else _status(404, "NotFound", f'{plural} "{name}" not found')
+            return _json(obj) if obj else _status(404, "NotFound", f'{plural} "{name}" not found')
         if request.method == "GET" and watch:
             return await self._watch(request, cluster, plural, namespace)
         if request.method == "GET":
             api_version, kind = PLURALS[plural]
             items = cluster.listing(plural, namespace, _selector(request.query.get("labelSelector")))
-            return web.json_response({"kind": f"{kind}List", "apiVersion": api_version,
+            return _json({"kind": f"{kind}List", "apiVersion": api_version,
                                       "metadata": {"resourceVersion": str(cluster.version)}, "items": items})
         return _status(405, "MethodNotAllowed", request.method)
 
@@ -274,7 +280,13 @@ def main() -> None:
     parser.add_argument("--ready-delay", type=float, default=0.5)
     args = parser.parse_args()
     web.run_app(StandIn(args.ready_delay).app(), host="127.0.0.1", port=args.port, print=None,
-                access_log=None, backlog=4096)
+                access_log=None, backlog=4096,
+                # A member API server speaks HTTP/2 over TLS: the watch, the probe and the writes share one
+                # connection, which the watch keeps open. Over the stand-in's HTTP/1.1 every other request
+                # needs a connection of its own; aiohttp closes idle ones after 75 s, so a revert that came
+                # more than 75 s after the rollout opened a thousand new connections at once (SYN queue,
+                # ConnectTimeouts). Idle connections stay open as long as a client's (300 s).
+                keepalive_timeout=300)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import weakref
 from dataclasses import dataclass, field
 
 import httpx2 as httpx
@@ -45,11 +47,22 @@ async def probe(client: AsyncClient, timeout_s: float) -> ClusterFacts:
     return summarise(version, nodes)
 
 
+# The server's version changes only with an upgrade: asked again every VERSION_EVERY_S per
+# client, not on every probe (the node LIST, which the probe needs each time for readiness,
+# proves the cluster answers). Half the probe's requests: at a thousand clusters, 100 a second
+# fewer (docs/decisions.md, perf). A new client (a changed kubeconfig) asks at once.
+VERSION_EVERY_S = 300.0
+_versions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 async def _gather(client: AsyncClient):
-    MEMBER_REQUESTS.labels(purpose="probe").inc(2)
-    version = await server_version(client)
+    known = _versions.get(client)
+    if known is None or time.monotonic() - known[0] >= VERSION_EVERY_S:
+        MEMBER_REQUESTS.labels(purpose="probe").inc()
+        known = _versions[client] = (time.monotonic(), await server_version(client))
+    MEMBER_REQUESTS.labels(purpose="probe").inc()
     nodes = [n async for n in client.list(Node)]
-    return version, nodes
+    return known[1], nodes
 
 
 def summarise(version: dict, nodes: list[Node]) -> ClusterFacts:

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
-from lightkube.codecs import from_dict
 from lightkube.resources.apps_v1 import Deployment
 
-from edgeline import FIELD_MANAGER
+from edgeline.clusters import ssa
 from edgeline.clusters.connections import ConnectionProblem
 from edgeline.clusters.member_cache import APPLIED
 from edgeline.metrics import MEMBER_REQUESTS
@@ -51,7 +50,7 @@ async def write_one(client: AsyncClient, objects: list[dict],
     MEMBER_REQUESTS.labels(purpose="revert").inc(len(objects))
 
     async def one(obj: dict):
-        applied = await client.apply(from_dict(obj), field_manager=FIELD_MANAGER, force=True)
+        applied = await ssa.apply(client, obj)
         APPLIED.note(client, [obj])
         if remember is not None and isinstance(applied, Deployment):
             remember(applied)

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field, replace
 
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
-from lightkube.codecs import from_dict
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.core_v1 import ConfigMap, Pod, Service
 
-from edgeline import FIELD_MANAGER
+from edgeline.clusters import ssa
 from edgeline.clusters.member_cache import APPLIED
 from edgeline.domain.runtime_health import ContainerFacts, needs_log
 from edgeline.metrics import MEMBER_REQUESTS
@@ -35,6 +34,14 @@ _cleaned: set[tuple[int, str, str]] = set()
 _unready: dict[tuple[int, str, str], list] = {}
 PODS_AFTER_S = 3.0
 PODS_EVERY_S = 5.0
+# Clean-ups after a rollout (4-6 requests a cluster, all clusters turning ready within a second)
+# run at most this many clusters at a time: unbounded, a thousand of them filled the event loop
+# and the connection pools just when an alert's revert needed both (docs/decisions.md, perf).
+CLEANUP_CONCURRENCY = 8
+_cleanup_gate: asyncio.Semaphore | None = None
+# What an older version left under the legacy name is looked for once per cluster, namespace and
+# EdgeDeployment in a process's life (nothing writes legacy names any more), not after every rollout.
+_legacy_checked: set[tuple[int, str, str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -82,9 +89,12 @@ async def _existing(client: AsyncClient, kind, name: str, namespace: str):
 
 
 async def _check_owner(client: AsyncClient, kind, name: str, namespace: str, uid: str) -> None:
-    existing = await _existing(client, kind, name, namespace)
+    _refuse_foreign(kind.__name__, name, namespace, await _existing(client, kind, name, namespace), uid)
+
+
+def _refuse_foreign(kind: str, name: str, namespace: str, existing, uid: str) -> None:
     if existing is not None and _owner_of(existing) != uid:
-        raise OwnedByAnother(f"{kind.__name__} {namespace}/{name} exists and belongs to "
+        raise OwnedByAnother(f"{kind} {namespace}/{name} exists and belongs to "
                              f"{'owner uid ' + _owner_of(existing) if _owner_of(existing) else 'no Edgeline owner'}; "
                              f"it is left alone")
 
@@ -100,32 +110,35 @@ def _unreachable(exc: Exception) -> Unreachable:
 
 
 async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure_namespace: bool = True,
-                pod_security: str = "restricted") -> None:
+                pod_security: str = "restricted", view=None) -> None:
     """Namespace first (unless our objects already live there; labelled with the cluster's Pod
     Security level), then the objects in order. Raises OwnedByAnother, before writing anything,
     when the Deployment or Service of that name carries another owner uid than the objects.
-    Objects this process applied unchanged a moment ago are not sent again (APPLIED)."""
+    Objects this process applied unchanged a moment ago are not sent again (APPLIED). `view`: the
+    cluster's watched view; while it is fresh, the Deployment's owner is read from it, not asked."""
     requested, objects = objects, APPLIED.changed(client, objects)     # not what is there already
     MEMBER_REQUESTS.labels(purpose="apply").inc(int(ensure_namespace) + len(objects))
     try:
         for obj in objects:
             uid = (obj["metadata"].get("labels") or {}).get(LABEL_OWNER_UID)
-            if uid and obj["kind"] in ("Deployment", "Service"):
+            if uid and obj["kind"] == "Deployment" and view is not None \
+                    and (found := view.get(obj["metadata"]["name"])).fresh:
+                _refuse_foreign("Deployment", obj["metadata"]["name"], namespace, found.deployment, uid)
+            elif uid and obj["kind"] in ("Deployment", "Service"):
                 MEMBER_REQUESTS.labels(purpose="apply").inc()
                 await _check_owner(client, Deployment if obj["kind"] == "Deployment" else Service,
                                    obj["metadata"]["name"], namespace, uid)
         if ensure_namespace:
-            await client.apply(from_dict(namespace_object(namespace, pod_security)), field_manager=FIELD_MANAGER)
+            await ssa.apply(client, namespace_object(namespace, pod_security), force=False)
         # The ConfigMap goes before the Deployment whose Pods read it; the Service is independent.
         ordered = [o for o in objects if o["kind"] != "Service"]
         services = [o for o in objects if o["kind"] == "Service"]
 
         async def in_order():
             for obj in ordered:
-                await client.apply(from_dict(obj), field_manager=FIELD_MANAGER, force=True)
+                await ssa.apply(client, obj)
 
-        await asyncio.gather(in_order(), *(client.apply(from_dict(o), field_manager=FIELD_MANAGER, force=True)
-                                           for o in services))
+        await asyncio.gather(in_order(), *(ssa.apply(client, o) for o in services))
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
     APPLIED.note(client, objects)
@@ -192,13 +205,18 @@ async def _read_around(client: AsyncClient, namespace: str, name: str, deploymen
             return replace(state, containers=await _containers_now_and_then(client, namespace, deployment, key))
         _unready.pop(key, None)
         if key not in _cleaned:
-            # Rolled out: the ReplicaSets that will stay are known, so are the ConfigMaps they need.
-            if not complete:        # the watched view keeps no Pod spec; the clean-up needs it
-                MEMBER_REQUESTS.labels(purpose="cleanup").inc()
-                deployment = await client.get(Deployment, name, namespace=namespace)
-            await remove_unused_configs(client, namespace, deployment)
-            if owner is not None:
-                await remove_legacy(client, namespace, owner)
+            global _cleanup_gate
+            _cleanup_gate = _cleanup_gate or asyncio.Semaphore(CLEANUP_CONCURRENCY)
+            async with _cleanup_gate:
+                # Rolled out: the ReplicaSets that will stay are known, so are the ConfigMaps they need.
+                if not complete:        # the watched view keeps no Pod spec; the clean-up needs it
+                    MEMBER_REQUESTS.labels(purpose="cleanup").inc()
+                    deployment = await client.get(Deployment, name, namespace=namespace)
+                await remove_unused_configs(client, namespace, deployment)
+                legacy = (id(client), namespace, owner.namespace, owner.name) if owner is not None else None
+                if legacy is not None and legacy not in _legacy_checked:
+                    await remove_legacy(client, namespace, owner)
+                    _legacy_checked.add(legacy)
             _cleaned.add(key)
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None

@@ -76,9 +76,12 @@ def alert_annotations(payload: _Payload, received_at: float, target_of=target_of
     return out
 
 
-def _revert_at_once(namespace: str, name: str, annotations: dict[str, str]) -> None:
+def _revert_at_once(namespace: str, name: str, annotations: dict[str, str], written: dict | None = None) -> None:
+    """`written`: the object as the annotation patch left it (the API server's answer), which
+    spares the fast path a read of its own."""
     from edgeline.controllers.alert_receipts import receipts     # it imports this module
-    fast_revert.trigger(namespace, name, [(r.key, r.alert) for r in receipts({"annotations": annotations})])
+    fast_revert.trigger(namespace, name, [(r.key, r.alert) for r in receipts({"annotations": annotations})],
+                        written)
 
 
 def make_app(token: str) -> web.Application:
@@ -104,13 +107,13 @@ def make_app(token: str) -> web.Application:
         failed = []
         for (plural, namespace, name), annotations in routed.items():
             try:
-                await hub_client().patch(RESOURCES[plural], name,
-                                         {"metadata": {"annotations": annotations}}, namespace=namespace,
-                                         patch_type=PatchType.MERGE)
+                written = await hub_client().patch(RESOURCES[plural], name,
+                                                   {"metadata": {"annotations": annotations}}, namespace=namespace,
+                                                   patch_type=PatchType.MERGE)
                 metrics.ALERTS_RECEIVED.labels(result="routed").inc(len(annotations))
                 if plural == "edgedeployments":
                     # The revert is written now, not on the deployment's next tick (fast_revert).
-                    _revert_at_once(namespace, name, annotations)
+                    _revert_at_once(namespace, name, annotations, written.to_dict())
                 # The watch would wake the loop too, a little later.
                 loop.wake(plural, namespace, name)
             except ApiError as exc:

@@ -70,12 +70,13 @@ async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
     namespace, name = body.metadata["namespace"], body.metadata["name"]
     fast = fast_revert.path(namespace, name)
 
-    async def revert_at_once(alerts) -> None:
+    async def revert_at_once(alerts, written=None) -> None:
         """The receiver's fast path: the alert's revert, written now (controllers.fast_revert)."""
         started = time.time()
         async with fast.lock:
             locked = time.time()
-            snapshot = await loop.fresh_snapshot(PLURAL, EdgeDeployment.KIND, body)
+            snapshot = fast_revert.snapshot_of(written, EdgeDeployment.KIND) if written else \
+                await loop.fresh_snapshot(PLURAL, EdgeDeployment.KIND, body)
             if snapshot is not None:
                 read = time.time()
                 written = await fast_revert.revert_now(
@@ -277,7 +278,8 @@ async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], acti
                                  ed.spec.placement.requirements, variant=action.variant, owner_uid=owner.uid)
                 seen = observations.get(action.cluster)
                 await workloads.apply(client, entry.namespace, objects, ensure_namespace=not (seen and seen.exists),
-                                      pod_security=effective_level(entry.facts.tenancy))
+                                      pod_security=effective_level(entry.facts.tenancy),
+                                      view=members.views.peek(action.cluster))
             else:
                 left = await workloads.remove(client, entry.namespace, object_name(namespace, name), owner)
                 if left:

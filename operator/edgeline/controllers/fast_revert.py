@@ -39,7 +39,7 @@ class FastPath:
     outcomes: dict[str, ActOutcome] = field(default_factory=dict)
     handled: set[str] = field(default_factory=set)               # receipt keys (alert_receipts.Receipt.key)
     task: asyncio.Task | None = None
-    runner: Callable[[list[Alert]], Awaitable[None]] | None = None
+    runner: Callable[[list[Alert], dict | None], Awaitable[None]] | None = None
 
 
 _paths: dict[tuple[str, str], FastPath] = {}
@@ -53,9 +53,11 @@ def forget(namespace: str, name: str) -> None:
     _paths.pop((namespace, name), None)
 
 
-def trigger(namespace: str, name: str, alerts: list[tuple[str, Alert]]) -> bool:
+def trigger(namespace: str, name: str, alerts: list[tuple[str, Alert]], written: dict | None = None) -> bool:
     """Called by the receiver once the alerts are on the object: starts the fast path now.
-    `alerts`: (receipt key, alert). False when this deployment has no loop in this process."""
+    `alerts`: (receipt key, alert); `written`: the object as the receiver's write left it (the
+    API server's answer to it, as fresh as a read), or None to read it. False when this
+    deployment has no loop in this process."""
     fast = _paths.get((namespace, name))
     if fast is None or fast.runner is None:
         return False
@@ -65,9 +67,17 @@ def trigger(namespace: str, name: str, alerts: list[tuple[str, Alert]]) -> bool:
     async def run() -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
-        await fast.runner([alert for _, alert in alerts])
+        await fast.runner([alert for _, alert in alerts], written)
     fast.task = asyncio.get_running_loop().create_task(run(), name=f"fast-revert-{namespace}/{name}")
     return True
+
+
+def snapshot_of(obj: dict, kind: str) -> dict | None:
+    """An object the API server answered with, as loop.fresh_snapshot gives it (None when it is going)."""
+    if obj["metadata"].get("deletionTimestamp"):
+        return None
+    return {"apiVersion": obj.get("apiVersion"), "kind": kind, "metadata": obj["metadata"],
+            "spec": obj.get("spec") or {}, "status": obj.get("status") or {}}
 
 
 async def settled(fast: FastPath) -> None:

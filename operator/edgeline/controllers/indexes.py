@@ -4,6 +4,7 @@ one way from an entry to a client for that cluster."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -105,5 +106,10 @@ def known_clusters(index: kopf.Index) -> dict[str, ClusterEntry]:
 
 
 async def client_for(members: MemberClusters, cluster: str, entry: ClusterEntry) -> AsyncClient:
+    """The cluster's shared client. Deployments and pipelines never read the kubeconfig Secret
+    for a client that exists: the cluster's probe reads it again (at most every 30 s) and
+    replaces the client when it changed, so a rotated Secret reaches them through the probe. A
+    read here put a hub GET per cluster in front of a revert whenever the last read was older
+    than 30 s (a quarter of the time), which was the long tail of the revert at 100 clusters."""
     ref = SecretRef(get_settings().namespace, entry.secret.name, entry.secret.key)
-    return await members.client_for(cluster, ref, entry.namespace)
+    return await members.client_for(cluster, ref, entry.namespace, max_age_s=math.inf)

@@ -15,7 +15,7 @@ from lightkube import ApiError
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.types import PatchType
 
-from edgeline.clusters.connections import hub_client
+from edgeline.clusters.connections import lease_client
 from edgeline.domain import leases
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class Elector:
 
     async def try_once(self) -> bool:
         """One attempt to take or renew the Lease; True when we hold it now."""
-        client = hub_client()
+        client = lease_client()
         try:
             async with asyncio.timeout(max(1.0, self.renew_deadline_s / 2)):
                 try:
@@ -95,7 +95,7 @@ class Elector:
         None when it does not exist or cannot be read."""
         try:
             async with asyncio.timeout(max(1.0, self.renew_deadline_s / 2)):
-                lease = (await hub_client().get(Lease, self.name, namespace=self.namespace)).to_dict()
+                lease = (await lease_client().get(Lease, self.name, namespace=self.namespace)).to_dict()
         except ApiError as exc:
             if exc.status.code != 404:
                 log.warning("Lease %s/%s: %s", self.namespace, self.name, exc.status.message)
@@ -111,7 +111,7 @@ class Elector:
         """Writes one annotation on the Lease (a merge patch: it never touches the holder's spec)."""
         try:
             async with asyncio.timeout(max(1.0, self.renew_deadline_s / 2)):
-                await hub_client().patch(Lease, self.name, {"metadata": {"annotations": {key: value}}},
+                await lease_client().patch(Lease, self.name, {"metadata": {"annotations": {key: value}}},
                                          namespace=self.namespace, patch_type=PatchType.MERGE)
         except (ApiError, TimeoutError, httpx.HTTPError, OSError) as exc:
             log.warning("could not annotate the Lease %s/%s: %s", self.namespace, self.name, exc)
@@ -148,12 +148,12 @@ class Elector:
         self.report(0)
         try:
             async with asyncio.timeout(5):
-                lease = (await hub_client().get(Lease, self.name, namespace=self.namespace)).to_dict()
+                lease = (await lease_client().get(Lease, self.name, namespace=self.namespace)).to_dict()
                 record = leases.LeaseRecord.from_spec(lease.get("spec"))
                 if record.holder != self.me:
                     return
                 spec = leases.released(record, dt.datetime.now(dt.timezone.utc))
-                await hub_client().replace(Lease.from_dict({**lease, "spec": spec}), namespace=self.namespace)
+                await lease_client().replace(Lease.from_dict({**lease, "spec": spec}), namespace=self.namespace)
                 log.info("%s released the Lease %s/%s", self.me, self.namespace, self.name)
         except (ApiError, TimeoutError, httpx.HTTPError, OSError) as exc:
             log.warning("could not release the Lease (the next leader waits for it to expire): %s", exc)

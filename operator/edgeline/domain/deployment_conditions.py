@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from edgeline.api.conditions import get_condition, set_condition
 from edgeline.api.edgedeployment import EdgeDeploymentStatus
 from edgeline.domain.approval_status import REVERTED
+from edgeline.domain.names import some
 from edgeline.timestamps import parse
 
 # Progressing=False reason -> phase; RolloutComplete is Healthy or Degraded by the Ready condition.
@@ -51,10 +52,10 @@ def progressing(status: EdgeDeploymentStatus, paused: bool, now: dt.datetime) ->
     unsettled = [r for r in status.rollbacks if r.mode in REVERTED and not r.applied_at and r.to_revision in restored]
     if unsettled:
         # RolledBack only once the restored revision runs where it was sent (then the revert has a latency).
-        return Verdict(True, "RollingBack", f"reverting {', '.join(unsettled[0].clusters) or 'every cluster'} to "
+        return Verdict(True, "RollingBack", f"reverting {some(unsettled[0].clusters, none='every cluster')} to "
                                             f"revision {unsettled[0].to_revision}")
     if status.pinned:
-        where = ", ".join(p.cluster for p in status.pinned)
+        where = some(p.cluster for p in status.pinned)
         return Verdict(False, "RolledBack", f"{where} rolled back to {status.pinned[0].revision.revision}; the "
                                             f"rollout of {progress.revision} is halted until a new revision")
     if progress.failed_message:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from edgeline.api.edgedeployment import EdgeDeploymentStatus, RevisionRef, RollbackPolicy, RollbackRecord
+from edgeline.domain.names import some
 from edgeline.timestamps import format_ms, parse
 
 LABEL_DEPLOYMENT = "edgeline_deployment"
@@ -124,7 +125,7 @@ def scope_refusal(status: EdgeDeploymentStatus, alert: Alert) -> RollbackDecisio
         if cluster not in clusters:
             return RollbackDecision("refuse", "AlertForOtherCluster",
                                     f"{alert.name} names cluster {cluster!r}, which this deployment does not run on "
-                                    f"(its clusters: {', '.join(sorted(clusters)) or 'none'})")
+                                    f"(its clusters: {some(sorted(clusters))})")
     deployed = deployed_on(status, cluster)
     revision = alert.labels.get(LABEL_REVISION)
     if revision is not None and revision not in {ref.revision for ref in deployed}:

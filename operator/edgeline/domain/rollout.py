@@ -29,6 +29,7 @@ from edgeline.domain import analysis, deployment_conditions, windows
 from edgeline.domain.approval_policy import EffectivePolicy
 from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_state
 from edgeline.domain.deployment_conditions import Verdict
+from edgeline.domain.names import some
 from edgeline.domain.placement import ClusterFacts, Exclusion
 from edgeline.domain.rollback import AutoRollback, alert_verdicts
 from edgeline.domain.runtime_health import RuntimeProblem
@@ -248,7 +249,7 @@ def _choose_goal(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutPro
                                                   received_at=request.received_at, mode="Automatic"))
         del status.rollbacks[20:]
         decision.events.append(("Warning", "RolledBack", f"{request.alert}: rolling back "
-                                f"{'on ' + ', '.join(clusters) if request.clusters else 'everywhere'} "
+                                f"{'on ' + some(clusters) if request.clusters else 'everywhere'} "
                                 f"from {bad} to {request.target.revision}"))
         if request.clusters:
             pinned = {p.cluster for p in status.pinned}

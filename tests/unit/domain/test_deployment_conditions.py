@@ -114,3 +114,18 @@ def test_a_revert_is_rolling_back_until_the_restored_revision_runs_where_it_was_
     assert (moving["status"], moving["reason"]) == ("True", "RollingBack") and "a, b" in moving["message"]
     status.rollbacks[0].applied_at = "2026-11-25T10:00:00.120Z"
     assert phase_of(conditions([], status, _facts())) == "RolledBack"
+
+
+def test_a_revert_of_a_thousand_clusters_names_a_few_and_counts_the_rest():
+    """A condition message holds 4096 characters: naming every cluster broke the tick at 1,000."""
+    status = _status(completedAt="2026-11-25T09:00:00Z", reason="Rollback")
+    clusters = [f"site-{i:04d}" for i in range(1000)]
+    status.rollbacks = [RollbackRecord(from_revision="bad", to_revision=REV.revision, clusters=clusters,
+                                       mode="Automatic")]
+    moving = get_condition(conditions([], status, _facts()), "Progressing")
+    assert moving["message"] == (f"reverting site-0000, site-0001, site-0002, site-0003, site-0004 and 995 more "
+                                 f"to revision {REV.revision}")
+    status.pinned = [PinnedCluster(cluster=c, revision=REV) for c in clusters]
+    status.rollbacks[0].applied_at = "2026-11-25T10:00:00.120Z"
+    halted = get_condition(conditions([], status, _facts()), "Progressing")
+    assert halted["message"].startswith("site-0000, site-0001, site-0002, site-0003, site-0004 and 995 more rolled back")
