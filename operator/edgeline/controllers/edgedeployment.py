@@ -60,9 +60,9 @@ def wake(memo: kopf.Memo, **_) -> None:
 async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
                       cluster_index: kopf.Index, model_index: kopf.Index, check_template_index: kopf.Index,
                       namespace_index: kopf.Index, approval_policy_index: kopf.Index,
-                      namespace_label_index: kopf.Index, approval_index: kopf.Index, **_) -> None:
+                      approval_index: kopf.Index, **_) -> None:
     settings = get_settings()
-    approvals = ApprovalInputs(approval_policy_index, namespace_label_index, approval_index)
+    approvals = ApprovalInputs(approval_policy_index, namespace_index, approval_index)
     # What the last tick's actions came to: the next tick's observation (in memory; after a
     # restart the clusters are simply observed and the actions repeated where needed).
     outcomes: dict[str, ActOutcome] = {}
@@ -223,7 +223,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
 
 @dataclass(frozen=True)
 class ApprovalInputs:
-    """The kopf indexes of controllers.approvals that the gate reads."""
+    """The kopf indexes that the gate reads (namespaces: controllers.indexes.namespace_index)."""
 
     policies: kopf.Index | dict
     namespaces: kopf.Index | dict
