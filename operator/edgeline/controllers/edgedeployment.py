@@ -164,6 +164,11 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     written_by = spec_authors.parse(annotations.get(spec_authors.AUTHORS))
     # Everyone who changed the spec since the revision last approved was rolled out.
     authors = spec_authors.authors_since(written_by, old_status.rollout.generation if old_status.rollout else None)
+    # A newer MLModel that LatestReady follows is a change by whoever created (or promoted) it.
+    authors = spec_authors.with_model_authors(
+        authors, ed.spec.model_ref.follow == "LatestReady", choice.model.name if choice.model else None,
+        choice.model.made_by if choice.model else (),
+        old_status.rollout.target.mlmodel if old_status.rollout and old_status.rollout.target else None)
     author = spec_authors.last_author(written_by)
     records = counted_records(records_for(list(approvals.objects.get((namespace, name), [])), meta.get("uid", "")),
                               old_status.rollbacks)
