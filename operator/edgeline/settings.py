@@ -109,6 +109,9 @@ class Settings(BaseSettings):
         "operator", description="operator: the operator issues and renews its serving certificates; secret: "
                                 "it only reads them from their Secrets (cert-manager keeps them renewed)")
     tls_check_interval_s: float = Field(3600.0, description="How often each replica checks its certificates")
+    tls_certificate_validity_s: int = Field(90 * 86400, ge=30, description="Lifetime of the serving certificates "
+                                                                          "the operator issues; renewed when a third "
+                                                                          "is left")
 
     # Leader election (controllers.leadership): only the holder of the Lease runs the controllers.
     leader_election: bool = Field(True, description="Run the controllers only while holding the Lease; every "

@@ -154,9 +154,18 @@ def approval_policies_enforced(hub: Cluster) -> None:
              "spec": {"modelRef": {"name": "none"}, "placement": {"clusterSelector": {"matchLabels": {"x": "y"}}},
                       "approval": {"required": False}}}
 
+    model = {"apiVersion": "edgeline.io/v1alpha1", "kind": "MLModel",
+             "metadata": {"name": "policy-probe", "namespace": OPERATOR_NAMESPACE},
+             "spec": {"model": "probe", "version": "0.0.0",
+                      "artifact": {"uri": "https://example.com/m.onnx", "sha256": "sha256:" + "0" * 64}}}
+
+    def stamped(manifest: dict, annotation: str) -> bool:
+        out = hub.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(manifest),
+                          check=False)
+        return out.returncode == 0 and annotation in out.stdout
+
     def enforced():
-        out = hub.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe), check=False)
-        return out.returncode == 0 and "edgeline.io/authors" in out.stdout
+        return stamped(probe, "edgeline.io/authors") and stamped(model, "edgeline.io/created-by")
     wait_for(enforced, timeout=60, what="the approval admission policies to be enforced")
 
 

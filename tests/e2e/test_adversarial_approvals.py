@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from tests.e2e.conftest import register_edge_cluster, wait_for
+from tests.helpers.manifests import mlmodel
 from tests.e2e.test_approvals import (APPROVERS, acted_on_spec, approve, deployment, governed, line,  # noqa: F401
                                       on_edge, pending, people, status_of)
 
@@ -224,6 +225,54 @@ def test_an_approver_cannot_approve_their_own_change_nor_hide_it_behind_a_second
     other = approve(hub, namespace, "approver-b")
     assert other.returncode == 0, other.stderr
     wait_for(lambda: status_of(hub, namespace).get("phase") == "Healthy", timeout=90, what="approver-b's approval")
+
+
+def test_whoever_creates_the_model_a_latest_ready_deployment_follows_cannot_approve_it(
+        hub, edge_a, namespace, line, governed):  # noqa: F811
+    """With follow: LatestReady a new MLModel changes what runs without touching the deployment:
+    its creator, recorded by the API server, is one of the authors of that change."""
+    hub.kubectl("patch", "approvalpolicy", governed, "--type=merge", "-p", '{"spec": {"minApprovers": 1}}')
+    _bind(hub, namespace, "edgeline-editor", {"kind": "User", "name": "approver-a",
+                                              "apiGroup": "rbac.authorization.k8s.io"})
+    follow = deployment(namespace, line)
+    follow["spec"]["modelRef"] = {"follow": "LatestReady", "model": "defect-detector"}
+    hub.apply(follow, user="editor")
+    first = pending(hub, namespace)
+    assert first["pendingApproval"]["revision"]["mlmodel"] == "detector-2.0.0"
+    assert approve(hub, namespace, "approver-b").returncode == 0
+    wait_for(lambda: status_of(hub, namespace).get("phase") == "Healthy", timeout=90, what="the first approval")
+    running = on_edge(edge_a, line)[0]["metadata"]["name"]       # the approved revision's ConfigMap
+
+    # approver-a publishes a newer version (another artifact), claiming the editor made it.
+    artifact = hub.get("mlmodel", "detector-1.0.0", "-n", namespace)["spec"]["artifact"]
+    newer = mlmodel(namespace, "2.0.1", artifact["uri"], artifact["sha256"])
+    newer["metadata"]["annotations"] = {"edgeline.io/created-by": "editor"}
+    created = _create(hub, newer, "approver-a")
+    assert created.returncode == 0, created.stderr
+    made = hub.get("mlmodel", "detector-2.0.1", "-n", namespace)
+    assert made["metadata"]["annotations"]["edgeline.io/created-by"] == "approver-a"   # the API server's word
+    # Nobody rewrites it afterwards, the cluster admin included.
+    _refused(hub.kubectl("annotate", "--overwrite", "mlmodel", "detector-2.0.1", "-n", namespace,
+                         "edgeline.io/created-by=editor", check=False),
+             "edgeline.io/created-by records who created this MLModel; only the API server writes it")
+    hub.kubectl("wait", "mlmodel/detector-2.0.1", "-n", namespace, "--for=condition=Ready", "--timeout=60s")
+
+    # The deployment spec did not change, yet the new version waits, with approver-a among its authors.
+    status = pending(hub, namespace, not_revision=first["pendingApproval"]["revision"]["revision"])
+    assert status["pendingApproval"]["revision"]["mlmodel"] == "detector-2.0.1"
+    assert "approver-a" in status["pendingApproval"]["authors"]
+    assert "editor" not in status["pendingApproval"]["authors"]       # the editor changed nothing since
+    own = approve(hub, namespace, "approver-a")
+    _refused(own, "approver-a changed this deployment since its last approved revision",
+             f"ApprovalPolicy {governed} forbids approving one's own change")
+    assert acted_on_spec(hub, namespace)["currentRevision"]["mlmodel"] == "detector-2.0.0"
+    assert on_edge(edge_a, line)[0]["metadata"]["name"] == running   # the line keeps the approved version
+
+    # Someone who made nothing of it approves: the line moves to the new version.
+    other = approve(hub, namespace, "approver-b")
+    assert other.returncode == 0, other.stderr
+    wait_for(lambda: (s := status_of(hub, namespace)).get("phase") == "Healthy"
+             and s["currentRevision"]["mlmodel"] == "detector-2.0.1", timeout=90, what="approver-b's approval")
 
 
 # --- outsiders and the cluster admin ----------------------------------------------------------------

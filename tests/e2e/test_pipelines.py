@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from edgeline import timestamps
+from edgeline.domain.pipeline import job_name
 
 from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, wait_for
 
@@ -82,6 +83,10 @@ def jobs_of(cluster, namespace: str, pipeline_name: str = "retrain") -> dict[str
     return {j["metadata"]["name"]: j for j in found}
 
 
+def job(namespace: str, step: str, attempt: int, run: int = 1, pipeline_name: str = "retrain") -> str:
+    return job_name(namespace, pipeline_name, run, step, attempt)
+
+
 def reasons(hub, namespace, name="retrain") -> list[str]:
     return [e["reason"] for e in hub.events(name, namespace)]
 
@@ -120,13 +125,13 @@ def test_a_run_collects_on_the_edge_trains_on_the_hub_and_its_candidate_model_be
 
     # Collection ran on the edge cluster, preparation and training on the hub, with the outputs filled in.
     edge_jobs = jobs_of(edge_a, f"ns-{line}")
-    assert list(edge_jobs) == ["retrain-1-collect-1"]
+    assert list(edge_jobs) == [job(namespace, "collect", 1)]
     hub_jobs = jobs_of(hub, namespace)
-    assert sorted(hub_jobs) == ["retrain-1-prepare-1", "retrain-1-train-1"]
-    prepare = hub_jobs["retrain-1-prepare-1"]["spec"]
+    assert sorted(hub_jobs) == [job(namespace, "prepare", 1), job(namespace, "train", 1)]
+    prepare = hub_jobs[job(namespace, "prepare", 1)]["spec"]
     assert prepare["template"]["spec"]["containers"][0]["args"] == ["--input=s3://lake/line-1/2026-11-25"]
     assert prepare["backoffLimit"] == 0 and prepare["activeDeadlineSeconds"] == 3600
-    train = hub_jobs["retrain-1-train-1"]["spec"]["template"]["spec"]["containers"][0]
+    train = hub_jobs[job(namespace, "train", 1)]["spec"]["template"]["spec"]["containers"][0]
     assert train["env"] == [{"name": "DATASET", "value": "s3://lake/prepared/2026-11-25"}]
 
     # The candidate MLModel is validated by the MLModel controller like any other.
@@ -159,11 +164,11 @@ def test_a_failing_step_is_retried_and_then_stops_the_run_with_its_reason(hub, n
     status = wait_status(hub, namespace, lambda s: s.get("phase") == "Failed", "the run to fail")
     run = status["runs"][0]
     extract, train = run["steps"]
-    assert extract["phase"] == "Failed" and extract["attempts"] == 2 and extract["job"] == "retrain-1-extract-2"
+    assert extract["phase"] == "Failed" and extract["attempts"] == 2 and extract["job"] == job(namespace, "extract", 2)
     assert run["reason"] == "JobFailed"
     assert run["message"] == "step extract: exit code 3: disk full after 2 attempts"
     assert train["phase"] == "Skipped" and not train.get("attempts")
-    assert sorted(jobs_of(hub, namespace)) == ["retrain-1-extract-1", "retrain-1-extract-2"]
+    assert sorted(jobs_of(hub, namespace)) == [job(namespace, "extract", 1), job(namespace, "extract", 2)]
     running = condition(status, "Running")
     assert running["status"] == "False" and running["reason"] == "RunFailed"
     assert {"StepRetrying", "StepFailed", "RunFailed"} <= set(reasons(hub, namespace))
@@ -256,8 +261,9 @@ def test_jobs_of_runs_that_leave_the_history_are_deleted(hub, edge_a, line, name
                     f"run {n} to succeed")
     status = wait_status(hub, namespace, lambda s: not s.get("cleanup"), "the cleanup to finish")
     assert [r["name"] for r in status["runs"]] == ["retrain-2"]
-    assert sorted(jobs_of(edge_a, f"ns-{line}")) == ["retrain-2-collect-1"]
-    wait_for(lambda: sorted(jobs_of(hub, namespace)) == ["retrain-2-prepare-1"], what="run 1's hub Job gone")
+    assert sorted(jobs_of(edge_a, f"ns-{line}")) == [job(namespace, "collect", 1, run=2)]
+    wait_for(lambda: sorted(jobs_of(hub, namespace)) == [job(namespace, "prepare", 1, run=2)],
+             what="run 1's hub Job gone")
     # Deleting the pipeline deletes its Jobs on the edge too (on the hub it owns them).
     hub.kubectl("delete", "datapipeline", "retrain", "-n", namespace, "--timeout=30s")
     wait_for(lambda: not jobs_of(edge_a, f"ns-{line}"), what="the edge Jobs to be deleted with the pipeline")
@@ -280,11 +286,11 @@ def test_an_operator_killed_mid_run_loses_nothing_and_creates_no_job_twice(hub, 
     collect, flaky = run["steps"]
     assert status["runCounter"] == 1 and len(status["runs"]) == 1
     assert collect["attempts"] == 1 and flaky["attempts"] == 2
-    assert list(jobs_of(edge_a, f"ns-{line}")) == ["retrain-1-collect-1"]
-    assert sorted(jobs_of(hub, namespace)) == ["retrain-1-flaky-1", "retrain-1-flaky-2"]
+    assert list(jobs_of(edge_a, f"ns-{line}")) == [job(namespace, "collect", 1)]
+    assert sorted(jobs_of(hub, namespace)) == [job(namespace, "flaky", 1), job(namespace, "flaky", 2)]
     # The retry kept its backoff across the restart.
-    second = jobs_of(hub, namespace)["retrain-1-flaky-2"]["metadata"]["creationTimestamp"]
-    first = jobs_of(hub, namespace)["retrain-1-flaky-1"]["metadata"]["creationTimestamp"]
+    second = jobs_of(hub, namespace)[job(namespace, "flaky", 2)]["metadata"]["creationTimestamp"]
+    first = jobs_of(hub, namespace)[job(namespace, "flaky", 1)]["metadata"]["creationTimestamp"]
     assert _seconds(second) - _seconds(first) >= 6
 
 

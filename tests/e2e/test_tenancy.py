@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from edgeline.domain.pipeline import job_name
 from edgeline.render.runtime import legacy_object_name, object_name
 from tests.e2e.conftest import apply_sample_models, register_edge_cluster, wait_for
 from tests.helpers.artifact_server import serve
@@ -136,6 +137,46 @@ def test_a_name_collision_no_longer_overwrites_and_another_owners_object_is_left
     finally:
         for space in (first_ns, second_ns):
             hub.kubectl("delete", "edgedeployments", "--all", "-n", space, "--timeout=60s", check=False)
+        hub.kubectl("delete", "edgecluster", cluster, "--wait=false", check=False)
+
+
+def test_two_tenants_run_the_same_pipeline_name_on_one_cluster_and_each_sees_only_its_own_jobs(
+        hub, edge_a, two_tenants, operator):
+    base, spaces = two_tenants
+    cluster = f"{base}-shared"
+    register_edge_cluster(hub, cluster, edge_a, {"edgeline.io/fleet": base},
+                          tenancy={"namespaceSelector": {"matchLabels": {"edgeline.io/tenant-test": base}}})
+    ns = f"ns-{cluster}"
+    try:
+        hub.kubectl("wait", f"edgecluster/{cluster}", "--for=condition=Ready", "--timeout=60s")
+        hub.apply([_pipeline(space, "collect", cluster) for space in spaces])
+        for space in spaces:
+            hub.kubectl("annotate", "--overwrite", "datapipeline", "collect", "-n", space, "edgeline.io/run-now=1")
+        uids = {space: hub.get("datapipeline", "collect", "-n", space)["metadata"]["uid"] for space in spaces}
+        for space in spaces:
+            status = _wait_status(hub, "datapipeline", "collect", space, lambda s: s.get("phase") == "Succeeded",
+                                  f"{space}/collect's run to succeed")
+            [step] = status["runs"][0]["steps"]
+            assert step["job"] == job_name(space, "collect", 1, "collect", 1) and step["attempts"] == 1
+        assert job_name(spaces[0], "collect", 1, "collect", 1) != job_name(spaces[1], "collect", 1, "collect", 1)
+        for space in spaces:
+            # What each tenant's pipeline reads and deletes: Jobs with its own uid label, and only its own.
+            [job] = edge_a.get("jobs", "-n", ns, "-l", f"edgeline.io/pipeline-uid={uids[space]}")["items"]
+            assert job["metadata"]["name"] == job_name(space, "collect", 1, "collect", 1)
+            assert job["metadata"]["labels"]["edgeline.io/pipeline-namespace"] == space
+            assert job["status"].get("succeeded") == 1
+        assert not [e for space in spaces for e in hub.events("collect", space)
+                    if e["reason"] in ("OwnedByAnother", "JobNameConflict")]
+
+        # Deleting one tenant's pipeline removes its Jobs on the line; the other's stay.
+        hub.kubectl("delete", "datapipeline", "collect", "-n", spaces[0], "--timeout=60s")
+        wait_for(lambda: not edge_a.get("jobs", "-n", ns, "-l", f"edgeline.io/pipeline-uid={uids[spaces[0]]}")["items"],
+                 timeout=60, what=f"{spaces[0]}'s Job removed from the line")
+        [kept] = edge_a.get("jobs", "-n", ns, "-l", "edgeline.io/pipeline=collect")["items"]
+        assert kept["metadata"]["name"] == job_name(spaces[1], "collect", 1, "collect", 1)
+    finally:
+        for space in spaces:
+            hub.kubectl("delete", "datapipelines", "--all", "-n", space, "--timeout=60s", check=False)
         hub.kubectl("delete", "edgecluster", cluster, "--wait=false", check=False)
 
 

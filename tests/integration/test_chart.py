@@ -173,7 +173,9 @@ def test_the_admission_policies_and_the_platform_s_approval_policies_are_rendere
     assert {("MutatingAdmissionPolicy", "edgeline-spec-authors"),
             ("ValidatingAdmissionPolicy", "edgeline-edgedeployment-authors"),
             ("ValidatingAdmissionPolicy", "edgeline-approval-identity"),
-            ("ValidatingAdmissionPolicy", "edgeline-approval-pending")} <= kinds
+            ("ValidatingAdmissionPolicy", "edgeline-approval-pending"),
+            ("MutatingAdmissionPolicy", "edgeline-mlmodel-creator"),
+            ("ValidatingAdmissionPolicy", "edgeline-mlmodel-creator")} <= kinds
     for policy in (o for o in objects if o["kind"].endswith("AdmissionPolicy")):
         assert policy["spec"]["failurePolicy"] == "Fail"
         binding = one(objects, policy["kind"] + "Binding", policy["metadata"]["name"])

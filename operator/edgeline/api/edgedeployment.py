@@ -245,7 +245,9 @@ class PendingApproval(ApiModel):
     runtime_change: str | None = Field(None, description="What changes in the runtime, for people")
     requested_by: str | None = Field(None, description="Who made the change")
     authors: list[str] = Field([], description="Everyone who changed the spec since the last approved revision, as "
-                                               "the API server recorded them (edgeline.io/authors)")
+                                               "the API server recorded them (edgeline.io/authors), and, under "
+                                               "LatestReady, the creator of a newly followed MLModel "
+                                               "(edgeline.io/created-by)")
     refused: list[str] = Field([], description="Why approvals given for this revision do not count")
     requested_at: str | None = Field(None, description="Since when it waits")
     approvals: list[ApprovalRecord] = Field([], description="Approvals for this revision so far")

@@ -1,6 +1,7 @@
 """What the EdgeDeployment loop needs to know about approvals, kept current by kopf's watches
-(docs/approvals.md): the platform team's ApprovalPolicies, the hub's namespace labels (which
-policies select), and the Approval objects of each deployment.
+(docs/approvals.md): the platform team's ApprovalPolicies and the Approval objects of each
+deployment. The hub's namespace labels (which policies select) come from the one namespace
+index that tenancy reads too (controllers.indexes.namespace_index).
 
 Nothing here admits or signs anything: the API server checks who creates an Approval and
 who changes a spec (ValidatingAdmissionPolicy / MutatingAdmissionPolicy from the chart). The
@@ -31,11 +32,6 @@ def approval_policy_index(name: str, spec: kopf.Spec, logger: logging.Logger, **
     except ValueError as exc:       # the CRD schema makes this rare; a bad policy must not hide the others
         logger.error("ApprovalPolicy %s cannot be read and is not applied: %s", name, exc)
         return {}
-
-
-@kopf.index("", "v1", "namespaces")
-def namespace_label_index(name: str, meta: kopf.Meta, **_) -> dict[str, dict[str, str]]:
-    return {name: dict(meta.get("labels") or {})}
 
 
 @kopf.index(GROUP, VERSION, "approvals")

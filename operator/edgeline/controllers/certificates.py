@@ -2,8 +2,8 @@
 receiver), kept valid while the operator runs.
 
 By default the operator is its own small CA: the CA (10 years) lives in Secret edgeline-ca,
-each endpoint's certificate (90 days) in its own Secret, reissued when a third of its life is
-left, when its names change or when it was issued by another CA. Every replica checks its
+each endpoint's certificate (90 days, `tls_certificate_validity_s`) in its own Secret, reissued
+when a third of its life is left, when its names change or when it was issued by another CA. Every replica checks its
 Secret every `tls_check_interval_s` and loads what it finds into the running server's SSL
 context (new connections get the new certificate; nothing restarts). Two replicas renewing at
 once: the first write wins (resourceVersion), the other loads the winner's pair.
@@ -35,7 +35,7 @@ from edgeline.settings import get_settings
 log = logging.getLogger(__name__)
 CA_SECRET = "edgeline-ca"
 CA_VALIDITY = dt.timedelta(days=3650)
-SERVING_VALIDITY = dt.timedelta(days=90)
+SERVING_VALIDITY = dt.timedelta(days=90)          # the default of settings.tls_certificate_validity_s
 KEYS = ("ca.crt", "tls.crt", "tls.key")
 
 
@@ -88,10 +88,11 @@ async def serving_pair(secret: str, names: tuple[str, ...], now: dt.datetime | N
         return found
     ca = await _ca()
     found = await read_secret(secret)
-    reason = renewal_reason(found, names, ca.cert_pem, now)
+    validity = dt.timedelta(seconds=get_settings().tls_certificate_validity_s)
+    reason = renewal_reason(found, names, ca.cert_pem, now, validity)
     if reason is None:
         return found
-    cert, key = ca.issue(names[0], server_names=names, validity=SERVING_VALIDITY)
+    cert, key = ca.issue(names[0], server_names=names, validity=validity)
     data = {"ca.crt": ca.cert_pem, "tls.crt": cert, "tls.key": key, "names": ",".join(names).encode()}
     log.info("issuing the certificate in Secret %s: %s", secret, reason)
     if found is None:

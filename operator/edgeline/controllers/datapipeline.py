@@ -205,7 +205,10 @@ async def _execute(decision, targets: dict[str, _Target], owner: Owner, logger, 
         try:
             if not await jobs.create(target.client, target.namespace, job, owner.uid,
                                      target.view.pod_security or "restricted"):
-                logger.warning("Job %s exists on %s but is not ours", action.job, action.cluster or "the hub")
+                # Left alone; the next tick reads it as foreign and fails the step (JobNameConflict).
+                decision.events.append(("Warning", "OwnedByAnother",
+                                        f"Job {action.job} on {action.cluster or 'the hub'} exists and belongs to "
+                                        f"another owner; it is left alone"))
         except jobs.Rejected as exc:
             refused.jobs[action.job] = str(exc)     # the next tick fails the step (domain.pipeline)
         except jobs.Unreachable as exc:

@@ -61,9 +61,9 @@ def wake(memo: kopf.Memo, **_) -> None:
 async def run_rollout(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
                       cluster_index: kopf.Index, model_index: kopf.Index, check_template_index: kopf.Index,
                       namespace_index: kopf.Index, approval_policy_index: kopf.Index,
-                      namespace_label_index: kopf.Index, approval_index: kopf.Index, **_) -> None:
+                      approval_index: kopf.Index, **_) -> None:
     settings = get_settings()
-    approvals = ApprovalInputs(approval_policy_index, namespace_label_index, approval_index)
+    approvals = ApprovalInputs(approval_policy_index, namespace_index, approval_index)
     # What the last tick's actions came to: the next tick's observation (in memory; after a
     # restart the clusters are simply observed and the actions repeated where needed).
     outcomes: dict[str, ActOutcome] = {}
@@ -169,6 +169,11 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     written_by = spec_authors.parse(annotations.get(spec_authors.AUTHORS))
     # Everyone who changed the spec since the revision last approved was rolled out.
     authors = spec_authors.authors_since(written_by, old_status.rollout.generation if old_status.rollout else None)
+    # A newer MLModel that LatestReady follows is a change by whoever created (or promoted) it.
+    authors = spec_authors.with_model_authors(
+        authors, ed.spec.model_ref.follow == "LatestReady", choice.model.name if choice.model else None,
+        choice.model.made_by if choice.model else (),
+        old_status.rollout.target.mlmodel if old_status.rollout and old_status.rollout.target else None)
     author = spec_authors.last_author(written_by)
     records = counted_records(records_for(list(approvals.objects.get((namespace, name), [])), meta.get("uid", "")),
                               old_status.rollbacks)
@@ -235,7 +240,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
 
 @dataclass(frozen=True)
 class ApprovalInputs:
-    """The kopf indexes of controllers.approvals that the gate reads."""
+    """The kopf indexes that the gate reads (namespaces: controllers.indexes.namespace_index)."""
 
     policies: kopf.Index | dict
     namespaces: kopf.Index | dict

@@ -14,9 +14,10 @@ from lightkube import AsyncClient
 from edgeline import GROUP, VERSION
 from edgeline.clusters.connections import MemberClusters, SecretRef
 from edgeline.controllers.loop import first
+from edgeline.domain.authors import CREATED_BY
 from edgeline.domain.model_choice import ModelSummary
 from edgeline.domain.placement import ClusterFacts
-from edgeline.domain.stages import effective_stage
+from edgeline.domain.stages import PROMOTED_BY, effective_stage
 from edgeline.domain.tenancy import HubNamespace, TenancyFacts
 from edgeline.domain.used_by import entry, uses
 from edgeline.domain.variants import variants_of
@@ -67,7 +68,9 @@ def model_index(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, sta
         stage=effective_stage(spec.get("stage"), dict(meta.get("annotations") or {})).stage,
         variants=variants_of(dict(spec), dict(status)), has_variants=bool(spec.get("variants")),
         variants_digest=status.get("variantsDigest"),
-        metrics=tuple(sorted((str(k), float(v)) for k, v in (spec.get("metrics") or {}).items())))}
+        metrics=tuple(sorted((str(k), float(v)) for k, v in (spec.get("metrics") or {}).items())),
+        made_by=tuple(str(made) for key in (CREATED_BY, PROMOTED_BY)
+                      if (made := (meta.get("annotations") or {}).get(key))))}
 
 
 @kopf.index(GROUP, VERSION, "edgedeployments")

@@ -25,6 +25,7 @@ class ModelSummary:
     has_variants: bool = False                       # spec.variants is not empty
     variants_digest: str | None = None               # status.variantsDigest
     metrics: tuple[tuple[str, float], ...] = ()      # spec.metrics, for approvers
+    made_by: tuple[str, ...] = ()                    # creator and promoter, as the API server recorded (domain.authors)
 
 
 @dataclass(frozen=True)

@@ -117,18 +117,20 @@ def cluster_key(step: Step) -> str:
     return step.cluster or HUB
 
 
-def job_name(pipeline: str, run_number: int, step: str, attempt: int) -> str:
-    """<pipeline>-<run>-<step>-<attempt>, at most 63 characters (the job-name label on
-    its Pods must fit); a long name keeps its end and gets a hash of the whole."""
-    full = f"{pipeline}-{run_number}-{step}-{attempt}"
-    if len(full) <= 63:
-        return full
-    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-    suffix = f"-{run_number}-{step}-{attempt}"
-    room = 63 - len(suffix) - len(digest) - 1
+def job_name(namespace: str, pipeline: str, run_number: int, step: str, attempt: int) -> str:
+    """`<pipeline>-<hash>-<run>-<step>-<attempt>`, the hash being 10 hex of sha256 of
+    `namespace/pipeline` (as runtime object names): the same pipeline name in two hub
+    namespaces never gives the same Job name on a shared cluster. At most 63 characters (the
+    job-name label on its Pods must fit): a long pipeline name is cut first, then the step name
+    (which then carries a hash of itself). Deterministic, so a restarted operator finds its Job."""
+    digest = hashlib.sha256(f"{namespace}/{pipeline}".encode()).hexdigest()[:10]
+    head, tail = f"-{digest}-{run_number}-", f"-{attempt}"
+    room = 63 - len(head) - len(tail) - len(step)
     if room >= 1:
-        return f"{pipeline[:room].rstrip('-')}-{digest}{suffix}"
-    return f"{full[:54].rstrip('-')}-{digest}"
+        return f"{pipeline[:room].rstrip('-') or 'p'}{head}{step}{tail}"
+    short = f"{step[:12].rstrip('-')}-{hashlib.sha256(step.encode()).hexdigest()[:6]}"
+    room = 63 - len(head) - len(tail) - len(short)
+    return f"{pipeline[:max(room, 1)].rstrip('-') or 'p'}{head}{short}{tail}"[:63]
 
 
 def backoff_seconds(step: Step, failed_attempts: int) -> int:
@@ -414,7 +416,7 @@ def _start_attempt(inp: Inputs, d: Decision, run: Run, state: StepState, step: S
         _step_failed(d, run, state, "MissingOutput",
                      f"{', '.join(missing)} not reported by the step(s) before it")
         return
-    name = job_name(inp.name, run.number, step.name, attempt)
+    name = job_name(inp.namespace, inp.name, run.number, step.name, attempt)
     first = attempt != state.attempts
     state.phase, state.attempts, state.job = "Running", attempt, name
     state.started_at = state.started_at or iso(inp.now)

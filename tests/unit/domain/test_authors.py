@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgeline.domain.authors import authors_since, last_author, parse
+from edgeline.domain.authors import authors_since, last_author, parse, with_model_authors
 
 ANNOTATION = "1 editor\n2 approver-a\n3 system:serviceaccount:factory:ci\n4 approver-a\nnot a line\n5"
 
@@ -23,3 +23,19 @@ def test_lines_are_generation_and_user():
 ])
 def test_authors_since_the_last_approved_generation(case, since, expected):
     assert authors_since(parse(ANNOTATION), since) == expected, case
+
+
+
+@pytest.mark.parametrize("case, follows_latest, model, made_by, approved, expected", [
+    ("a new version followed: its creator is an author", True, "d-2", ("approver-a",), "d-1",
+     ["editor", "approver-a"]),
+    ("and whoever promoted it", True, "d-2", ("ci", "approver-b"), "d-1", ["editor", "ci", "approver-b"]),
+    ("nothing approved yet: the creator counts", True, "d-2", ("approver-a",), None, ["editor", "approver-a"]),
+    ("the approved model itself: nothing new", True, "d-1", ("approver-a",), "d-1", ["editor"]),
+    ("already an author: listed once", True, "d-2", ("editor", "editor"), "d-1", ["editor"]),
+    ("created before creators were recorded", True, "d-2", (), "d-1", ["editor"]),
+    ("Pinned: the spec change that names it is the change", False, "d-2", ("approver-a",), "d-1", ["editor"]),
+    ("no model chosen", True, None, (), "d-1", ["editor"]),
+])
+def test_who_made_a_followed_model_is_an_author(case, follows_latest, model, made_by, approved, expected):
+    assert with_model_authors(["editor"], follows_latest, model, made_by, approved) == expected, case

@@ -17,6 +17,11 @@ T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
 DIGEST = "sha256:" + "e" * 64
 
 
+def J(step: str, attempt: int, run: int = 1) -> str:
+    """The Job name of pipeline ns/p."""
+    return job_name("ns", "p", run, step, attempt)
+
+
 def spec(**extra) -> DataPipelineSpec:
     body = {"steps": [
         {"name": "collect", "cluster": "line-1", "image": "c", "retries": 2, "backoffSeconds": 10},
@@ -107,8 +112,9 @@ class World:
                 if action.cluster in self.down:
                     continue
                 self.deleted.append((action.cluster, action.run, action.jobs))
+                run = int(action.run.split('-')[-1])
                 for name, job in self.jobs.items():
-                    if name.startswith(f"p-{action.run.split('-')[-1]}-") and (not action.jobs or name in action.jobs):
+                    if (name.startswith(J("", 0, run)[:-2]) and (not action.jobs or name in action.jobs)):
                         job["deleted"] = True
 
 
@@ -145,7 +151,7 @@ def test_a_manual_run_goes_through_the_steps_in_order_and_produces_the_candidate
     world, status = World(GOOD), DataPipelineStatus()
     status, d = tick(world, status, T0, run_now="1")
     assert status.phase == "Running" and status.run_counter == 1 and status.last_run_request == "1"
-    assert [a.job for a in d.actions if isinstance(a, StartJob)] == ["p-1-collect-1"]
+    assert [a.job for a in d.actions if isinstance(a, StartJob)] == [J("collect", 1)]
     assert ("Normal", "RunStarted", "run p-1 started by edgeline.io/run-now") in d.events
     status, _ = run_until(world, status, T0 + dt.timedelta(seconds=1), lambda s: s.phase != "Running",
                           run_now="1")
@@ -194,7 +200,7 @@ def test_a_failing_step_is_retried_with_doubling_backoff_then_fails_the_run_with
     assert status.phase == "Failed" and run.reason == "Error"
     assert run.message == "step collect: exit code 1: disk full after 3 attempts"
     assert run.steps[0].attempts == 3 and [s.phase for s in run.steps] == ["Failed", "Skipped", "Skipped"]
-    assert [a.job for a in world.started] == ["p-1-collect-1", "p-1-collect-2", "p-1-collect-3"]
+    assert [a.job for a in world.started] == [J("collect", 1), J("collect", 2), J("collect", 3)]
     assert not world.models
     assert {c.type: c.reason for c in status.conditions}["Running"] == "RunFailed"
 
@@ -234,7 +240,7 @@ def test_replace_stops_the_running_run_and_deletes_its_jobs():
     old, new = status.runs[1], status.runs[0]
     assert old.phase == "Cancelled" and old.reason == "Replaced" and old.steps[0].phase == "Cancelled"
     assert new.phase == "Running" and new.name == "p-2"
-    assert ("line-1", "p-1", ()) in world.deleted and world.jobs["p-1-collect-1"]["deleted"]
+    assert ("line-1", "p-1", ()) in world.deleted and world.jobs[J("collect", 1)]["deleted"]
     assert not status.cleanup
 
 
@@ -363,10 +369,24 @@ def test_a_restart_between_creating_a_job_and_writing_status_creates_no_duplicat
 def test_a_job_deleted_behind_the_operators_back_is_created_again_with_the_same_name():
     world, status = World(GOOD), DataPipelineStatus()
     status, _ = tick(world, status, T0, run_now="1")
-    world.jobs["p-1-collect-1"]["deleted"] = True
+    world.jobs[J("collect", 1)]["deleted"] = True
     status, d = tick(world, status, T0 + dt.timedelta(seconds=1))
-    assert [a.job for a in d.actions if isinstance(a, StartJob)] == ["p-1-collect-1"]
+    assert [a.job for a in d.actions if isinstance(a, StartJob)] == [J("collect", 1)]
     assert "was missing" in status.runs[0].steps[0].message and status.runs[0].steps[0].attempts == 1
+
+
+def test_a_run_started_before_the_upgrade_goes_on_with_the_job_name_its_status_recorded():
+    """Versions before per-namespace Job names named Jobs `<pipeline>-<run>-<step>-<attempt>`;
+    the name is in status, so the upgraded operator reads (and later deletes) that Job."""
+    world, status = World(GOOD), DataPipelineStatus()
+    status, _ = tick(world, status, T0, run_now="1")
+    old_name = "p-1-collect-1"
+    world.jobs[old_name] = world.jobs.pop(J("collect", 1))
+    status = DataPipelineStatus.model_validate(json.loads(json.dumps(status.dump())))
+    status.runs[0].steps[0].job = old_name
+    status, _ = run_until(world, status, T0 + dt.timedelta(seconds=1), lambda s: s.phase != "Running")
+    assert status.phase == "Succeeded" and status.runs[0].steps[0].job == old_name
+    assert [a.job for a in world.started if a.step.name == "collect"] == [J("collect", 1)]    # not started again
 
 
 def test_a_job_of_that_name_that_is_not_ours_fails_the_step():
@@ -374,7 +394,7 @@ def test_a_job_of_that_name_that_is_not_ours_fails_the_step():
                            clusters=World().clusters(), run_now="1")).status
     status = decide(Inputs(name="p", namespace="ns", generation=1, spec=spec(), status=status, now=T0,
                            clusters=World().clusters(),
-                           jobs={"p-1-collect-1": JobObservation(exists=True, foreign=True)})).status
+                           jobs={J("collect", 1): JobObservation(exists=True, foreign=True)})).status
     assert status.phase == "Failed" and status.runs[0].reason == "JobNameConflict"
 
 
@@ -416,12 +436,12 @@ def test_a_failure_stops_the_other_running_steps_of_the_run():
     status = DataPipelineStatus()
     the_spec = DataPipelineSpec.model_validate(body)
     status, _ = tick(world, status, T0, the_spec, run_now="1")
-    world_b_slow.jobs["p-1-b-1"]["ticks"] = -5          # b takes longer
+    world_b_slow.jobs[J("b", 1)]["ticks"] = -5          # b takes longer
     status, _ = tick(world, status, T0 + dt.timedelta(seconds=1), the_spec)
     status, _ = tick(world, status, T0 + dt.timedelta(seconds=2), the_spec)
     run = status.runs[0]
     assert [s.phase for s in run.steps] == ["Failed", "Cancelled", "Skipped"]
-    assert (HUB, "p-1", ("p-1-b-1",)) in world.deleted
+    assert (HUB, "p-1", (J("b", 1),)) in world.deleted
 
 
 def test_outputs_without_uri_and_sha256_fail_a_run_that_produces_a_model():
@@ -550,7 +570,7 @@ def test_a_job_the_cluster_refuses_fails_its_step_on_the_next_tick():
     status, d = tick(world, status, T0 + dt.timedelta(seconds=1))
     step, run = status.runs[0].steps[0], status.runs[0]
     assert (step.phase, step.reason) == ("Failed", "JobRejected")
-    assert step.message == "cluster line-1 refused Job p-1-collect-1: jobs.batch is forbidden"
+    assert step.message == f"cluster line-1 refused Job {J('collect', 1)}: jobs.batch is forbidden"
     assert run.phase == "Failed" and run.reason == "JobRejected" and len(world.started) == 1
 
 
@@ -564,14 +584,23 @@ def test_removing_produces_while_a_run_waits_for_its_candidate_lets_it_succeed_w
 
 # --- the small pure pieces -------------------------------------------------------------------
 
-def test_job_names_are_deterministic_and_fit_63_characters():
-    assert job_name("retrain", 12, "collect", 1) == "retrain-12-collect-1"
-    long = job_name("a" * 60, 123, "s" * 40, 10)
-    assert len(long) <= 63 and long == job_name("a" * 60, 123, "s" * 40, 10)
-    assert long != job_name("a" * 60, 123, "s" * 40, 11)
-    medium = job_name("p" * 55, 7, "train", 2)
+def test_job_names_are_deterministic_differ_per_namespace_and_fit_63_characters():
+    name = job_name("team-a", "retrain", 12, "collect", 1)
+    assert name.startswith("retrain-") and name.endswith("-12-collect-1")
+    assert len(name) == len("retrain-12-collect-1") + 11
+    assert name == job_name("team-a", "retrain", 12, "collect", 1)
+    # Two tenants with the same pipeline name on one cluster, and the old `a-b/c` vs `a/b-c` shape.
+    assert name != job_name("team-b", "retrain", 12, "collect", 1)
+    assert job_name("a-b", "c", 1, "s", 1) != job_name("a", "b-c", 1, "s", 1)
+    long = job_name("ns", "a" * 60, 123, "s" * 40, 10)
+    assert len(long) <= 63 and long == job_name("ns", "a" * 60, 123, "s" * 40, 10)
+    assert long != job_name("ns", "a" * 60, 123, "s" * 40, 11)
+    assert long != job_name("ns", "a" * 60, 123, "s" * 39 + "t", 10)
+    medium = job_name("ns", "p" * 55, 7, "train", 2)
     assert len(medium) == 63 and medium.endswith("-7-train-2")
-    assert medium != job_name("p" * 54 + "q", 7, "train", 2)
+    assert medium != job_name("ns", "p" * 54 + "q", 7, "train", 2)
+    huge_run = job_name("ns", "p", 10 ** 12, "s" * 40, 99)
+    assert len(huge_run) <= 63 and huge_run.endswith("-99")
 
 
 def test_backoff_doubles_per_failure():
