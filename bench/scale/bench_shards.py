@@ -33,8 +33,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_scale as rig  # noqa: E402
-from bench_scale import NS, ROOT, SYSTEM, TOKEN, Bench, apply, cpu_seconds, healthy, kubectl, wait  # noqa: E402
+from bench_scale import NS, ROOT, SYSTEM, Bench, apply, healthy, kubectl, wait  # noqa: E402
 
+from bench.common.alerts import TOKEN  # noqa: E402
+from bench.common.process import cpu_seconds  # noqa: E402
 from edgeline.devenv.environment import DevEnvironment, free_port  # noqa: E402
 from edgeline.devenv.topology import HUB  # noqa: E402
 from tests.helpers import onnx_models, runtime_models  # noqa: E402
@@ -63,7 +65,9 @@ def start_operator(env, index: int, shards: int) -> tuple[subprocess.Popen, int]
              "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32", "EDGELINE_SHARDS": str(shards),
              # The stand-in EdgeClusters carry no spec.tenancy: every namespace may use them.
              "EDGELINE_TENANCY_OPEN_WITHOUT_SECTION": "true",
-             "EDGELINE_LEADER_IDENTITY": f"bench-{shards}-{index}"})
+             "EDGELINE_LEADER_IDENTITY": f"bench-{shards}-{index}",
+             # As bench_scale.py: this machine's load can keep the hub from answering a renewal for 10 s.
+             "EDGELINE_LEADER_LEASE_DURATION_S": "60", "EDGELINE_LEADER_RENEW_DEADLINE_S": "45"})
     return proc, metrics_port
 
 
@@ -129,7 +133,7 @@ def main() -> int:
                 if replicas > 1:
                     wait(lambda: balanced(env, replicas), 120, "one shard per replica", every=1.0)
                 kubectl(env, "wait", "mlmodel/detector-1.0.0", "-n", NS, "--for=condition=Ready", "--timeout=180s")
-                bench = Bench(env, standin_port, procs[0][1], 0, procs[0][0].pid)
+                bench = Bench(env, standin_port, procs[0][1], None, procs[0][0].pid)  # only register(): no alerts
                 for n in args.sizes:
                     bench.register(n)
                     name = f"fanout-{n}"
