@@ -57,8 +57,9 @@ def writes(port: int) -> int:
 def start_operator(env, index: int, shards: int) -> tuple[subprocess.Popen, int]:
     metrics_port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeline", "run"], stdout=(STATE / f"operator-{index}.log").open("ab"),
-        stderr=subprocess.STDOUT, cwd=ROOT,
+        # A liveness port of its own: kopf's default (8081) is taken by the other replica or another session.
+        [sys.executable, "-m", "edgeline", "run", "--liveness", f"http://127.0.0.1:{free_port()}/healthz"],
+        stdout=(STATE / f"operator-{index}.log").open("ab"), stderr=subprocess.STDOUT, cwd=ROOT,
         env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")), "EDGELINE_NAMESPACE": SYSTEM,
              "EDGELINE_METRICS_PORT": str(metrics_port), "EDGELINE_ALERTS_PORT": str(free_port()),
              "EDGELINE_ALERTS_LISTEN": "127.0.0.1", "EDGELINE_ALERTS_TOKEN": TOKEN,
@@ -143,6 +144,8 @@ def main() -> int:
                     apply(env, [rig.deployment(name, {"sim": str(n)}, "1.0.0", 0)])
                     wait(lambda: healthy(env, name, n), 1800, f"{name} Healthy", every=0.25)
                     seconds = time.monotonic() - start
+                    if any(p.poll() is not None for p, _ in procs):
+                        raise RuntimeError(f"an operator replica exited (see {STATE}/operator-*.log)")
                     row = {"replicas": replicas, "shards": replicas, "clusters": n,
                            "seconds_to_all_ready": round(seconds, 2),
                            "operator_cpu_s_per_replica": [round(cpu_seconds(p.pid) - c, 2)
