@@ -33,8 +33,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_scale as rig  # noqa: E402
-from bench_scale import NS, ROOT, SYSTEM, TOKEN, Bench, apply, cpu_seconds, healthy, kubectl, wait  # noqa: E402
+from bench_scale import NS, ROOT, SYSTEM, Bench, apply, healthy, kubectl, wait  # noqa: E402
 
+from bench.common.alerts import TOKEN  # noqa: E402
+from bench.common.process import cpu_seconds  # noqa: E402
 from edgeline.devenv.environment import DevEnvironment, free_port  # noqa: E402
 from edgeline.devenv.topology import HUB  # noqa: E402
 from tests.helpers import onnx_models, runtime_models  # noqa: E402
@@ -55,15 +57,18 @@ def writes(port: int) -> int:
 def start_operator(env, index: int, shards: int) -> tuple[subprocess.Popen, int]:
     metrics_port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeline", "run"], stdout=(STATE / f"operator-{index}.log").open("ab"),
-        stderr=subprocess.STDOUT, cwd=ROOT,
+        # A liveness port of its own: kopf's default (8081) is taken by the other replica or another session.
+        [sys.executable, "-m", "edgeline", "run", "--liveness", f"http://127.0.0.1:{free_port()}/healthz"],
+        stdout=(STATE / f"operator-{index}.log").open("ab"), stderr=subprocess.STDOUT, cwd=ROOT,
         env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")), "EDGELINE_NAMESPACE": SYSTEM,
              "EDGELINE_METRICS_PORT": str(metrics_port), "EDGELINE_ALERTS_PORT": str(free_port()),
              "EDGELINE_ALERTS_LISTEN": "127.0.0.1", "EDGELINE_ALERTS_TOKEN": TOKEN,
              "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32", "EDGELINE_SHARDS": str(shards),
              # The stand-in EdgeClusters carry no spec.tenancy: every namespace may use them.
              "EDGELINE_TENANCY_OPEN_WITHOUT_SECTION": "true",
-             "EDGELINE_LEADER_IDENTITY": f"bench-{shards}-{index}"})
+             "EDGELINE_LEADER_IDENTITY": f"bench-{shards}-{index}",
+             # As bench_scale.py: this machine's load can keep the hub from answering a renewal for 10 s.
+             "EDGELINE_LEADER_LEASE_DURATION_S": "60", "EDGELINE_LEADER_RENEW_DEADLINE_S": "45"})
     return proc, metrics_port
 
 
@@ -129,7 +134,7 @@ def main() -> int:
                 if replicas > 1:
                     wait(lambda: balanced(env, replicas), 120, "one shard per replica", every=1.0)
                 kubectl(env, "wait", "mlmodel/detector-1.0.0", "-n", NS, "--for=condition=Ready", "--timeout=180s")
-                bench = Bench(env, standin_port, procs[0][1], 0, procs[0][0].pid)
+                bench = Bench(env, standin_port, procs[0][1], None, procs[0][0].pid)  # only register(): no alerts
                 for n in args.sizes:
                     bench.register(n)
                     name = f"fanout-{n}"
@@ -139,6 +144,8 @@ def main() -> int:
                     apply(env, [rig.deployment(name, {"sim": str(n)}, "1.0.0", 0)])
                     wait(lambda: healthy(env, name, n), 1800, f"{name} Healthy", every=0.25)
                     seconds = time.monotonic() - start
+                    if any(p.poll() is not None for p, _ in procs):
+                        raise RuntimeError(f"an operator replica exited (see {STATE}/operator-*.log)")
                     row = {"replicas": replicas, "shards": replicas, "clusters": n,
                            "seconds_to_all_ready": round(seconds, 2),
                            "operator_cpu_s_per_replica": [round(cpu_seconds(p.pid) - c, 2)
