@@ -24,7 +24,7 @@ from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, Re
 from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters
 from edgeline.clusters.resources import merge_patch, patch_status
-from edgeline.controllers import alert_receipts, approval_key, loop
+from edgeline.controllers import alert_receipts, approval_key, loop, pull_sites
 from edgeline.controllers.indexes import ClusterEntry, client_for, known_clusters
 from edgeline.domain import admission
 from edgeline.domain.approval_status import counted_records, gate
@@ -100,9 +100,11 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     author = admission.author(key, snapshot) if key else None
     approval = gate(ed.spec.approval, records, desired, old_status.bad_revisions, now, author)
     to_observe = set(placement.selected) | {c.name for c in old_status.clusters}
+    site_reports: dict = {}     # pull clusters' reports (clusters.pull), by cluster
     observations = dict(await asyncio.gather(*(
-        _observe(members, known.get(c), c, namespace, name) for c in sorted(to_observe))))
+        _observe(members, known.get(c), c, namespace, name, site_reports) for c in sorted(to_observe))))
     receipts = alert_receipts.receipts(meta)
+    site_alerts = pull_sites.site_alerts(site_reports, old_status)
 
     # --- decide
     decision = decide(Inputs(
@@ -110,13 +112,14 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         observations=observations, stale_after={c: entry.stale_after for c, entry in known.items()},
         approved=approval.approved, approvals=records, reapproved=approval.reapproved,
         paused=annotations.get(PAUSE, "").lower() == "true", rollback_to=annotations.get(ROLLBACK_TO), now=now,
-        alerts=[r.alert for r in receipts], outcomes=dict(outcomes), author=author, forged_approvals=forged,
+        alerts=[r.alert for r in receipts] + site_alerts, outcomes=dict(outcomes), author=author, forged_approvals=forged,
         model=Verdict(choice.model is not None, choice.reason, choice.message), generation=meta.get("generation"),
         stale={e.name: e.message for e in placement.stale}))
 
     # --- act
     outcomes.clear()
-    outcomes.update(await _execute(members, known, decision.actions, namespace, name, ed, observations))
+    outcomes.update(await _execute(members, known, decision.actions, namespace, name, ed, observations,
+                                   decision.status.last_known_good, site_reports))
 
     # --- say what happened (Events first: whoever sees the new status finds its Events), write status once
     for event_type, reason, message in decision.events:
@@ -132,13 +135,16 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         await patch_status(PLURAL, name, namespace, patch)
     # Only after status holds the outcome: a crash in between repeats an idempotent decision.
     await alert_receipts.remove(PLURAL, name, namespace, [r.annotation for r in receipts])
+    await pull_sites.acknowledge(site_reports, namespace, name)
     return decision.status.phase
 
 
 async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster: str, namespace: str,
-                   name: str) -> tuple[str, Observation]:
+                   name: str, site_reports: dict) -> tuple[str, Observation]:
     if entry is None:
         return cluster, Observation(cluster, reachable=False, message=f"EdgeCluster {cluster} does not exist")
+    if pull_sites.is_pull(entry):
+        return cluster, await pull_sites.observe(entry, cluster, namespace, name, site_reports)
     try:
         client = await client_for(members, cluster, entry)
         state = await workloads.observe(client, entry.namespace, object_name(namespace, name))
@@ -152,13 +158,19 @@ async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster:
 
 
 async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], actions, namespace: str, name: str,
-                   ed: EdgeDeployment, observations: dict[str, Observation]) -> dict[str, ActOutcome]:
+                   ed: EdgeDeployment, observations: dict[str, Observation], last_known_good: RevisionRef | None = None,
+                   site_reports: dict | None = None) -> dict[str, ActOutcome]:
     async def one(action: Apply | Remove) -> ActOutcome:
         revision = action.revision.revision if isinstance(action, Apply) else None
         entry = known.get(action.cluster)
         if entry is None:
             return ActOutcome(action.cluster, revision, time.time(),
                               None if isinstance(action, Remove) else "EdgeCluster does not exist")
+        if pull_sites.is_pull(entry):
+            if isinstance(action, Apply):
+                return await pull_sites.apply(entry, action.cluster, namespace, name, ed, action.revision,
+                                              last_known_good, site_reports or {})
+            return await pull_sites.remove(action.cluster, namespace, name)
         try:
             client = await client_for(members, action.cluster, entry)
             if isinstance(action, Apply):
@@ -192,6 +204,11 @@ async def clean_up(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, 
             await events.warning(body, "RuntimeLeftBehind",
                                  f"EdgeCluster {state.name} no longer exists; the runtime objects "
                                  f"{object_name(namespace, name)} stay on that cluster")
+            continue
+        if pull_sites.is_pull(entry):
+            outcome = await pull_sites.remove(state.name, namespace, name)
+            if outcome.error:
+                pending.append((state.name, outcome.error))
             continue
         try:
             client = await client_for(memo.member_clusters, state.name, entry)

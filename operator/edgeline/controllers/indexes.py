@@ -30,6 +30,7 @@ class ClusterEntry:
     secret: KubeconfigRef
     namespace: str          # where Edgeline's objects go on that cluster
     stale_after: int        # seconds without a sighting before its state counts as stale
+    mode: str = "push"      # push: the hub calls the cluster; pull: its agent dials out (clusters.pull)
 
 
 @kopf.index(GROUP, VERSION, "edgeclusters")
@@ -44,7 +45,8 @@ def cluster_index(name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Stat
             stale=bool(status.get("stale")), probed=bool(status.get("kubernetesVersion"))),
         secret=KubeconfigRef(secret.get("name"), secret.get("key", "kubeconfig")),
         namespace=spec.get("targetNamespace", "edgeline-workloads"),
-        stale_after=int(spec.get("staleAfterSeconds", 300)))}
+        stale_after=int(spec.get("staleAfterSeconds", 300)),
+        mode=(spec.get("connection") or {}).get("mode", "push"))}
 
 
 @kopf.index(GROUP, VERSION, "mlmodels")

@@ -1,0 +1,70 @@
+"""The EdgeDeployment loop's side of pull clusters (clusters.pull): observe through the site's
+report and Lease, apply by publishing an assignment, remove by withdrawing it, and turn the
+rollbacks a site did by itself into the alerts the rollout decision records.
+
+The loop calls these instead of the push calls when a cluster's connection.mode is pull; the
+decision gets the same Observation and ActOutcome either way."""
+
+from __future__ import annotations
+
+import time
+
+from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, RevisionRef
+from edgeline.clusters import pull
+from edgeline.clusters.connections import hub_client
+from edgeline.controllers.indexes import ClusterEntry
+from edgeline.domain.rollback import Alert
+from edgeline.domain.rollout import ActOutcome, Observation
+from edgeline.domain.site_reports import WorkloadReport, unrecorded_alerts
+from edgeline.render.runtime import object_name
+
+
+def is_pull(entry: ClusterEntry | None) -> bool:
+    return entry is not None and entry.mode == "pull"
+
+
+async def observe(entry: ClusterEntry, cluster: str, namespace: str, name: str,
+                  reports: dict[str, WorkloadReport]) -> Observation:
+    observation, report = await pull.observe(hub_client(), cluster, object_name(namespace, name), entry.stale_after)
+    if report is not None:
+        reports[cluster] = report
+    return observation
+
+
+async def apply(entry: ClusterEntry, cluster: str, namespace: str, name: str, ed: EdgeDeployment,
+                revision: RevisionRef, last_known_good: RevisionRef | None,
+                reports: dict[str, WorkloadReport]) -> ActOutcome:
+    assignment = pull.Assignment(
+        deployment_namespace=namespace, deployment=name, object_name=object_name(namespace, name),
+        target_namespace=entry.namespace, revision=revision,
+        last_known_good=last_known_good if last_known_good and last_known_good.revision != revision.revision
+        else None,
+        requirements=ed.spec.placement.requirements, rollback=ed.spec.rollback)
+    try:
+        await pull.publish(hub_client(), cluster, assignment)
+    except pull.PullProblem as exc:
+        return ActOutcome(cluster, revision.revision, time.time(), str(exc))
+    return ActOutcome(cluster, revision.revision, pull.reached_at(reports.get(cluster), revision.revision))
+
+
+async def remove(cluster: str, namespace: str, name: str) -> ActOutcome:
+    try:
+        await pull.withdraw(hub_client(), cluster, object_name(namespace, name))
+    except pull.PullProblem as exc:
+        return ActOutcome(cluster, None, time.time(), str(exc))
+    return ActOutcome(cluster, None, time.time())
+
+
+def site_alerts(reports: dict[str, WorkloadReport], status: EdgeDeploymentStatus) -> list[Alert]:
+    """Rollbacks sites did on their own that status does not record yet, oldest first."""
+    recorded = {r.received_at for r in status.rollbacks if r.received_at}
+    alerts = [a for cluster, report in sorted(reports.items()) for a in unrecorded_alerts(cluster, report, recorded)]
+    return sorted(alerts, key=lambda a: a.received_at)
+
+
+async def acknowledge(reports: dict[str, WorkloadReport], namespace: str, name: str) -> None:
+    """After status holds what the sites' rollbacks led to: they need not be reported again."""
+    for cluster, report in reports.items():
+        if report.rollbacks:
+            await pull.acknowledge(hub_client(), cluster, object_name(namespace, name),
+                                   [r.key for r in report.rollbacks])
