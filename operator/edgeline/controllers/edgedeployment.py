@@ -104,7 +104,6 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     observations = dict(await asyncio.gather(*(
         _observe(members, known.get(c), c, namespace, name, site_reports) for c in sorted(to_observe))))
     receipts = alert_receipts.receipts(meta)
-    site_alerts = pull_sites.site_alerts(site_reports, old_status)
 
     # --- decide
     decision = decide(Inputs(
@@ -112,9 +111,9 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         observations=observations, stale_after={c: entry.stale_after for c, entry in known.items()},
         approved=approval.approved, approvals=records, reapproved=approval.reapproved,
         paused=annotations.get(PAUSE, "").lower() == "true", rollback_to=annotations.get(ROLLBACK_TO), now=now,
-        alerts=[r.alert for r in receipts] + site_alerts, outcomes=dict(outcomes), author=author, forged_approvals=forged,
+        alerts=[r.alert for r in receipts], outcomes=dict(outcomes), author=author, forged_approvals=forged,
         model=Verdict(choice.model is not None, choice.reason, choice.message), generation=meta.get("generation"),
-        stale={e.name: e.message for e in placement.stale}))
+        stale={e.name: e.message for e in placement.stale}, site_rollbacks=pull_sites.site_rollbacks(site_reports)))
 
     # --- act
     outcomes.clear()

@@ -1,6 +1,6 @@
 """The EdgeDeployment loop's side of pull clusters (clusters.pull): observe through the site's
 report and Lease, apply by publishing an assignment, remove by withdrawing it, and turn the
-rollbacks a site did by itself into the alerts the rollout decision records.
+rollbacks a site did by itself into inputs of the rollout decision.
 
 The loop calls these instead of the push calls when a cluster's connection.mode is pull; the
 decision gets the same Observation and ActOutcome either way."""
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import time
 
-from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, RevisionRef
+from edgeline.api.edgedeployment import EdgeDeployment, RevisionRef
 from edgeline.clusters import pull
 from edgeline.clusters.connections import hub_client
 from edgeline.controllers.indexes import ClusterEntry
-from edgeline.domain.rollback import Alert
 from edgeline.domain.rollout import ActOutcome, Observation
-from edgeline.domain.site_reports import WorkloadReport, unrecorded_alerts
+from edgeline.domain.site_reports import SiteRevert, WorkloadReport
 from edgeline.render.runtime import object_name
 
 
@@ -55,11 +54,9 @@ async def remove(cluster: str, namespace: str, name: str) -> ActOutcome:
     return ActOutcome(cluster, None, time.time())
 
 
-def site_alerts(reports: dict[str, WorkloadReport], status: EdgeDeploymentStatus) -> list[Alert]:
-    """Rollbacks sites did on their own that status does not record yet, oldest first."""
-    recorded = {r.received_at for r in status.rollbacks if r.received_at}
-    alerts = [a for cluster, report in sorted(reports.items()) for a in unrecorded_alerts(cluster, report, recorded)]
-    return sorted(alerts, key=lambda a: a.received_at)
+def site_rollbacks(reports: dict[str, WorkloadReport]) -> list[SiteRevert]:
+    """Rollbacks the sites did on their own and still report (the decision skips recorded ones)."""
+    return [SiteRevert(cluster, r) for cluster, report in sorted(reports.items()) for r in report.rollbacks]
 
 
 async def acknowledge(reports: dict[str, WorkloadReport], namespace: str, name: str) -> None:

@@ -30,6 +30,7 @@ from edgeline.domain.deployment_conditions import Verdict
 from edgeline.domain.placement import Exclusion
 from edgeline.domain.rollback import AutoRollback, alert_verdicts
 from edgeline.domain.runtime_health import RuntimeProblem
+from edgeline.domain.site_reports import site_verdicts
 from edgeline.domain.waves import WavePlan
 from edgeline.timestamps import format as iso
 from edgeline.timestamps import format_ms, parse
@@ -97,6 +98,7 @@ class Inputs:
     model: Verdict = Verdict(True, "ModelReady", "")     # how the modelRef resolved (domain.model_choice)
     generation: int | None = None
     stale: dict[str, str] = field(default_factory=dict)   # cluster -> why: its EdgeCluster is Stale (placement)
+    site_rollbacks: list = field(default_factory=list)    # domain.site_reports.SiteRevert: pull sites' own reverts
 
 
 @dataclass
@@ -123,8 +125,15 @@ def decide(inp: Inputs) -> Decision:
     if verdicts.proposals:
         status.rollbacks[:0] = verdicts.proposals
         del status.rollbacks[20:]
+    site = site_verdicts(inp.site_rollbacks, inp.status, inp.spec.rollback)
+    if site.records:
+        status.rollbacks[:0] = reversed(site.records)
+        del status.rollbacks[20:]
+        status.bad_revisions += site.bad
+    decision.events.extend(site.events)
 
-    goal, reason = _choose_goal(inp, status, progress, decision, [*inp.auto_rollbacks, *verdicts.automatic])
+    goal, reason = _choose_goal(inp, status, progress, decision,
+                                [*inp.auto_rollbacks, *verdicts.automatic, *site.automatic])
     if goal is not None and goal.revision != progress.revision:
         # A rollback reverts every affected cluster at once; an update goes wave by wave.
         progress = RolloutProgress(revision=goal.revision, target=goal,

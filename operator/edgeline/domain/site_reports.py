@@ -4,8 +4,9 @@ A pull site's agent writes one report per EdgeDeployment it runs (in the report 
 its hub namespace) and renews a Lease. The hub never calls the site: it judges the site by
 the Lease (heard from within staleAfterSeconds, or not) and reads the workload's state from
 the report. Rollbacks the site did on its own travel in the report until the hub recorded
-them; the hub feeds each one to the rollout decision as the alert that caused it, with its
-original time, so that the revision is marked bad exactly as if the hub had reverted it.
+them; the rollout decision takes each one as the rollback the hub would have done on that alert,
+dated when the site received it, so that the revision is marked bad exactly as if the hub had
+reverted it (`site_verdicts`).
 
 Pure: no clients, only data in and data out.
 """
@@ -16,7 +17,8 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
 
-from edgeline.domain.rollback import LABEL_CLUSTER, LABEL_REVISION, Alert, received
+from edgeline.api.edgedeployment import EdgeDeploymentStatus, RevisionRef, RollbackPolicy, RollbackRecord
+from edgeline.domain.rollback import AutoRollback, received
 
 KEEP_ROLLBACKS = 20          # per deployment in a report; the hub keeps as many records in status
 
@@ -84,18 +86,59 @@ def add_rollback(rollbacks: tuple[SiteRollback, ...], new: SiteRollback) -> tupl
     return (*rollbacks, new)[-KEEP_ROLLBACKS:]
 
 
-def unrecorded_alerts(cluster: str, report: WorkloadReport | None, recorded_received_at: set[str]
-                      ) -> list[Alert]:
-    """The site's own rollbacks the hub has not recorded yet, as the alerts that caused them
-    (received at the site's time; labelled with the cluster and the reverted revision, so the
-    decision scopes them to that cluster and refuses one about a revision no longer deployed)."""
-    if report is None:
-        return []
-    alerts = []
-    for rollback in report.rollbacks:
-        if received(rollback.received_at) in recorded_received_at:
+@dataclass(frozen=True)
+class SiteRevert:
+    """One rollback a pull site did by itself, as the rollout decision receives it."""
+
+    cluster: str
+    rollback: SiteRollback
+
+
+@dataclass
+class SiteVerdicts:
+    automatic: list[AutoRollback] = field(default_factory=list)     # the hub follows, as on its own alert
+    records: list[RollbackRecord] = field(default_factory=list)     # the hub had moved on: recorded only
+    bad: list[str] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def recorded(status: EdgeDeploymentStatus, revert: SiteRevert) -> bool:
+    at = received(revert.rollback.received_at)
+    return any(r.received_at == at and r.alert == revert.rollback.alert for r in status.rollbacks)
+
+
+def site_verdicts(reverts: list[SiteRevert], status: EdgeDeploymentStatus, policy: RollbackPolicy
+                  ) -> SiteVerdicts:
+    """What the hub makes of rollbacks its pull sites did while it could not be asked (oldest
+    first): when the hub still rolls out the reverted revision, the same rollback it would have
+    done on that alert (scope and all), dated when the site received the alert; when it has moved
+    on since (a newer change, a rollback of its own), the record alone, and the revision marked bad.
+    A rollback status already records is not taken again."""
+    out = SiteVerdicts()
+    progress = status.rollout
+    for revert in sorted(reverts, key=lambda r: r.rollback.received_at):
+        if recorded(status, revert):
             continue
-        labels = {**rollback.labels, LABEL_CLUSTER: cluster, LABEL_REVISION: rollback.from_revision}
-        alerts.append(Alert(name=rollback.alert, labels=labels, fingerprint=rollback.fingerprint,
-                            starts_at=rollback.starts_at, received_at=rollback.received_at))
-    return alerts
+        site = revert.rollback
+        out.events.append(("Warning", "SiteRolledBack",
+                           f"{site.alert}: cluster {revert.cluster} rolled back by itself from {site.from_revision} "
+                           f"to {site.to_revision} at {received(site.reverted_at)}"))
+        if progress is not None and progress.revision == site.from_revision and progress.reason != "Rollback":
+            target = _revision(status, site.to_revision)
+            clusters = (revert.cluster,) if policy.scope == "Cluster" else None
+            out.automatic.append(AutoRollback(site.alert, target, clusters, received(site.received_at)))
+            continue
+        if site.from_revision not in status.bad_revisions and site.from_revision not in out.bad:
+            out.bad.append(site.from_revision)
+        out.records.append(RollbackRecord(
+            alert=site.alert, from_revision=site.from_revision, to_revision=site.to_revision,
+            clusters=[revert.cluster], received_at=received(site.received_at),
+            applied_at=received(site.reverted_at), latency_ms=int((site.reverted_at - site.received_at) * 1000),
+            mode="Automatic"))
+    return out
+
+
+def _revision(status: EdgeDeploymentStatus, revision: str) -> RevisionRef:
+    refs = [status.current_revision, status.last_known_good, status.desired_revision,
+            *(h.revision for h in status.history), *(p.revision for p in status.pinned)]
+    return next((r for r in refs if r is not None and r.revision == revision), RevisionRef(revision=revision))

@@ -2,9 +2,13 @@
 
 import datetime as dt
 
+import pytest
+
+from edgeline.api.edgedeployment import (EdgeDeploymentStatus, HistoryEntry, RevisionRef, RollbackPolicy,
+                                         RollbackRecord, RolloutProgress)
 from edgeline.domain.rollback import received
-from edgeline.domain.site_reports import (KEEP_ROLLBACKS, SiteRollback, WorkloadReport, add_rollback, lease_fresh,
-                                          unheard_message, unrecorded_alerts)
+from edgeline.domain.site_reports import (KEEP_ROLLBACKS, SiteRevert, SiteRollback, WorkloadReport, add_rollback,
+                                          lease_fresh, site_verdicts, unheard_message)
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -43,14 +47,36 @@ def test_the_same_delivery_is_recorded_once_and_only_the_newest_are_kept():
     assert len(many) == KEEP_ROLLBACKS and many[-1].fingerprint == f"f{KEEP_ROLLBACKS + 4}"
 
 
-def test_site_rollbacks_reach_the_decision_as_alerts_with_their_original_time():
-    report = WorkloadReport(revision="good", rollbacks=(rollback(),))
-    [alert] = unrecorded_alerts("line-7", report, set())
-    assert alert.received_at == rollback().received_at
-    assert alert.labels["cluster"] == "line-7" and alert.labels["revision"] == "bad"
+GOOD = RevisionRef(revision="good", version="1.0")
+BAD = RevisionRef(revision="bad", version="1.1")
 
 
-def test_a_rollback_already_recorded_is_not_fed_again():
-    report = WorkloadReport(revision="good", rollbacks=(rollback(),))
-    assert unrecorded_alerts("line-7", report, {received(rollback().received_at)}) == []
-    assert unrecorded_alerts("line-7", None, set()) == []
+def _status(target=BAD, reason="Update", rollbacks=()):
+    return EdgeDeploymentStatus(rollout=RolloutProgress(revision=target.revision, target=target, reason=reason),
+                                last_known_good=GOOD, history=[HistoryEntry(revision=GOOD, outcome="KnownGood")],
+                                rollbacks=list(rollbacks))
+
+
+@pytest.mark.parametrize("scope, clusters", [("Cluster", ("line-7",)), ("Deployment", None)])
+def test_while_the_hub_still_rolls_out_the_bad_revision_it_follows_the_site_as_on_its_own_alert(scope, clusters):
+    verdicts = site_verdicts([SiteRevert("line-7", rollback())], _status(), RollbackPolicy(scope=scope))
+    [auto] = verdicts.automatic
+    assert auto.target == GOOD and auto.clusters == clusters
+    assert auto.received_at == received(rollback().received_at)          # the site's time, not the hub's
+    assert verdicts.records == [] and verdicts.events[0][1] == "SiteRolledBack"
+
+
+def test_when_the_hub_has_moved_on_the_rollback_is_recorded_and_the_revision_marked_bad():
+    newer = RevisionRef(revision="newer", version="1.2")
+    verdicts = site_verdicts([SiteRevert("line-7", rollback())], _status(target=newer), RollbackPolicy())
+    assert verdicts.automatic == [] and verdicts.bad == ["bad"]
+    [record] = verdicts.records
+    assert record.clusters == ["line-7"] and record.latency_ms == 500 and record.mode == "Automatic"
+    assert record.received_at == received(rollback().received_at)
+
+
+def test_a_rollback_already_in_status_is_not_taken_twice():
+    done = RollbackRecord(alert="Drift", from_revision="bad", to_revision="good",
+                          received_at=received(rollback().received_at))
+    verdicts = site_verdicts([SiteRevert("line-7", rollback())], _status(rollbacks=[done]), RollbackPolicy())
+    assert verdicts.automatic == [] and verdicts.records == [] and verdicts.events == []
