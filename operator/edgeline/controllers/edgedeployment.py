@@ -118,7 +118,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     # --- act
     outcomes.clear()
     outcomes.update(await _execute(members, known, decision.actions, namespace, name, ed, observations,
-                                   decision.status.last_known_good, site_reports))
+                                   decision.status, site_reports))
 
     # --- say what happened (Events first: whoever sees the new status finds its Events), write status once
     for event_type, reason, message in decision.events:
@@ -157,7 +157,7 @@ async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster:
 
 
 async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], actions, namespace: str, name: str,
-                   ed: EdgeDeployment, observations: dict[str, Observation], last_known_good: RevisionRef | None = None,
+                   ed: EdgeDeployment, observations: dict[str, Observation], status: EdgeDeploymentStatus | None = None,
                    site_reports: dict | None = None) -> dict[str, ActOutcome]:
     async def one(action: Apply | Remove) -> ActOutcome:
         revision = action.revision.revision if isinstance(action, Apply) else None
@@ -168,7 +168,7 @@ async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], acti
         if pull_sites.is_pull(entry):
             if isinstance(action, Apply):
                 return await pull_sites.apply(entry, action.cluster, namespace, name, ed, action.revision,
-                                              last_known_good, site_reports or {})
+                                              status, site_reports or {})
             return await pull_sites.remove(action.cluster, namespace, name)
         try:
             client = await client_for(members, action.cluster, entry)

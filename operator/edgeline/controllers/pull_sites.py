@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 
-from edgeline.api.edgedeployment import EdgeDeployment, RevisionRef
+from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, RevisionRef
 from edgeline.clusters import pull
 from edgeline.clusters.connections import hub_client
 from edgeline.controllers.indexes import ClusterEntry
+from edgeline.domain.rollback import known_good
 from edgeline.domain.rollout import ActOutcome, Observation
 from edgeline.domain.site_reports import SiteRevert, WorkloadReport
 from edgeline.render.runtime import object_name
@@ -31,13 +32,13 @@ async def observe(entry: ClusterEntry, cluster: str, namespace: str, name: str,
 
 
 async def apply(entry: ClusterEntry, cluster: str, namespace: str, name: str, ed: EdgeDeployment,
-                revision: RevisionRef, last_known_good: RevisionRef | None,
+                revision: RevisionRef, status: EdgeDeploymentStatus | None,
                 reports: dict[str, WorkloadReport]) -> ActOutcome:
+    # What the site falls back on by itself: the hub's own choice for a rollback of this revision.
+    fallback = known_good(status, revision.revision) if status is not None else None
     assignment = pull.Assignment(
         deployment_namespace=namespace, deployment=name, object_name=object_name(namespace, name),
-        target_namespace=entry.namespace, revision=revision,
-        last_known_good=last_known_good if last_known_good and last_known_good.revision != revision.revision
-        else None,
+        target_namespace=entry.namespace, revision=revision, last_known_good=fallback,
         requirements=ed.spec.placement.requirements, rollback=ed.spec.rollback)
     try:
         await pull.publish(hub_client(), cluster, assignment)
