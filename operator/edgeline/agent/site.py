@@ -36,6 +36,7 @@ from edgeline.render.runtime import Target
 
 log = logging.getLogger("edgeline.agent")
 FACTS_EVERY = 6         # cycles between two probes of the site's own cluster
+STATS_EVERY_S = 60.0
 HUB_ERRORS = (ApiError, httpx.HTTPError, OSError, asyncio.TimeoutError)
 
 
@@ -64,6 +65,8 @@ class Agent:
         self.facts: str | None = None
         self.cycles = 0
         self.drifted: set[str] = set()          # runtimes found missing or changed on the site: applied again
+        self.hub_calls = 0                      # requests sent to the hub, for the log line and bench/agent
+        self._stats_at = (time.monotonic(), 0)
         self.identity = f"{config.cluster}/{socket.gethostname()}"
 
     # --- the loop
@@ -82,12 +85,16 @@ class Agent:
 
     async def cycle(self) -> None:
         self.cycles += 1
+        self._log_stats()
         acked, assignments = await self._from_hub()
         async with self.lock:
             if acked is not None:
                 self._forget_acknowledged(acked)
             if assignments is not None:
                 self.state.assignments = assignments
+        # Fetching may wait on the WAN: never while holding the lock a site alert needs.
+        await self._prefetch()
+        async with self.lock:
             await self._converge(remove_unassigned=assignments is not None)
             self._save()
         reports = await self._observe()
@@ -98,6 +105,7 @@ class Agent:
 
     async def _from_hub(self) -> tuple[dict[str, list[str]] | None, dict[str, str] | None]:
         try:
+            self.hub_calls += 3
             await asyncio.wait_for(self._renew_lease(), self.config.hub_timeout_s)
             listed = await asyncio.wait_for(self._list_assignments(), self.config.hub_timeout_s)
             report = await asyncio.wait_for(self.hub.get(ConfigMap, pull.REPORT, namespace=self.namespace),
@@ -141,6 +149,7 @@ class Agent:
         if not changed:
             return
         try:
+            self.hub_calls += 1
             await asyncio.wait_for(self.hub.patch(ConfigMap, pull.REPORT, {"data": changed}, namespace=self.namespace,
                                                   patch_type=PatchType.MERGE), self.config.hub_timeout_s)
         except HUB_ERRORS as exc:
@@ -149,6 +158,14 @@ class Agent:
         self.written.update({k: v for k, v in changed.items() if v is not None})
         for key in [k for k, v in changed.items() if v is None]:
             self.written.pop(key, None)
+
+    def _log_stats(self) -> None:
+        started, calls = self._stats_at
+        elapsed = time.monotonic() - started
+        if elapsed >= STATS_EVERY_S:
+            log.info("hub requests: %d in %.0f s (%.3f/s)", self.hub_calls - calls, elapsed,
+                     (self.hub_calls - calls) / elapsed)
+            self._stats_at = (time.monotonic(), self.hub_calls)
 
     def _hub_state(self, ok: bool, exc: Exception | None = None) -> None:
         if ok != self.hub_ok:
@@ -188,8 +205,6 @@ class Agent:
             running = self.state.running.get(assignment.object_name)
             if running is None or running.revision.revision != want.revision or assignment.object_name in self.drifted:
                 await self._run(assignment, want)
-            if assignment.last_known_good is not None:
-                await self._cache(assignment.last_known_good)      # kept for a rollback without the WAN
         if remove_unassigned:
             for obj in [o for o in self.state.running if o not in self.state.assignments]:
                 running = self.state.running[obj]
@@ -203,20 +218,30 @@ class Agent:
             keep |= {r.revision.digest for r in self.state.running.values() if r.revision.digest}
             await asyncio.to_thread(cache.prune, self.config.cache_dir / "models", keep)
 
-    async def _cache(self, revision: RevisionRef) -> str | None:
-        """The model's path below the cache folder, or None (the reason is logged)."""
+    async def _prefetch(self) -> None:
+        """Every model the assignments name (to run, and to fall back on) into the cache."""
         root = self.config.cache_dir / "models"
-        try:
-            path = await asyncio.to_thread(cache.ensure, root, revision)
-        except cache.CacheMiss as exc:
-            log.warning("%s", exc)
-            return None
-        return str(path.relative_to(root))
+        wanted = {}
+        for assignment, assigned in self._assigned():
+            for revision in (assignment.revision, assignment.last_known_good):
+                if revision is not None and revision.digest and cache.cached(root, revision) is None:
+                    wanted[revision.digest] = revision
+        for revision in wanted.values():
+            try:
+                await asyncio.to_thread(cache.ensure, root, revision)
+                log.info("cached %s (revision %s)", revision.digest, revision.revision)
+            except cache.CacheMiss as exc:
+                log.warning("%s", exc)
 
     async def _run(self, assignment: pull.Assignment, revision: RevisionRef) -> bool:
-        relative = await self._cache(revision)
-        if relative is None:
+        """Applies a cached revision on the site (never fetches: a rollback must not wait on the WAN)."""
+        root = self.config.cache_dir / "models"
+        found = cache.cached(root, revision)
+        if found is None:
+            log.warning("%s cannot run revision %s yet: its model is not in the site's cache",
+                        assignment.object_name, revision.revision)
             return False
+        relative = str(found.relative_to(root))
         objects = site_objects(assignment.deployment_namespace, assignment.deployment, revision,
                                Target(self.config.cluster, assignment.target_namespace), assignment.requirements,
                                f"{self.config.cache_host_dir}/models", relative)
