@@ -15,7 +15,9 @@ import secrets
 import sys
 from pathlib import Path
 
-DEFAULT_IMAGE = "localhost/edgeline-agent:dev"
+from edgeline import __version__
+
+DEFAULT_IMAGE = f"ghcr.io/edgeline/agent:{__version__}"     # built by dev/build-images.sh (images/agent)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
