@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
 from lightkube.codecs import from_dict
-from lightkube.models.authentication_v1 import TokenRequest, TokenRequestSpec
+from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import ConfigMap, ServiceAccount
 from lightkube.types import PatchType
@@ -154,8 +154,8 @@ async def ensure_site(hub: AsyncClient, cluster: str) -> None:
 
 async def agent_token(hub: AsyncClient, cluster: str, seconds: int) -> str:
     """A token for the site's ServiceAccount (TokenRequest: bound, expiring, nothing stored)."""
-    result = await hub.create(ServiceAccount.Token, AGENT, namespace=site_namespace(cluster),
-                              obj=TokenRequest(spec=TokenRequestSpec(audiences=[], expirationSeconds=seconds)))
+    result = await hub.create(ServiceAccount.Token(spec=TokenRequestSpec(audiences=[], expirationSeconds=seconds)),
+                              AGENT, namespace=site_namespace(cluster))
     return result.status.token
 
 
@@ -198,6 +198,8 @@ async def lease_renewed(hub: AsyncClient, cluster: str) -> tuple[dt.datetime | N
     renewed = spec.renewTime if spec else None
     if isinstance(renewed, str):
         renewed = timestamps.parse(renewed)
+    elif isinstance(renewed, dt.datetime) and renewed.tzinfo is None:
+        renewed = renewed.replace(tzinfo=dt.timezone.utc)       # MicroTime is UTC
     return renewed, spec.holderIdentity if spec else None
 
 
