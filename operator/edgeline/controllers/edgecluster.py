@@ -93,7 +93,13 @@ async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf
         if changed or previous is None or (now - previous).total_seconds() >= settings.cluster_heartbeat_write_s:
             new["lastHeartbeat"] = timestamps.format(now)
     if heard is not None and cluster.spec.connection.mode == "pull":
-        new["lastHeartbeat"] = timestamps.format(heard)     # the site's own renewal, not the hub's look
+        # The site's own renewal, not the hub's look; written as seldom as a push cluster's heartbeat.
+        previous = timestamps.parse(status.get("lastHeartbeat"))
+        changed = any(status.get(k) != v for k, v in new.items() if k != "lastHeartbeat")
+        if changed or previous is None or (heard - previous).total_seconds() >= settings.cluster_heartbeat_write_s:
+            new["lastHeartbeat"] = timestamps.format(heard)
+        else:
+            new.pop("lastHeartbeat", None)
 
     conditions = list(status.get("conditions") or [])
     generation = body.metadata.get("generation")
