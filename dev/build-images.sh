@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds Edgeline's images, the operator, the edge runtime and the pull site's agent (images/*/Containerfile), with
+# Builds Edgeline's two images, the operator and the edge runtime (images/*/Containerfile), with
 # podman on a base made here from Debian packages (no image registry is reachable on this kind
 # of machine), and writes what others need to find them:
 #
@@ -178,11 +178,6 @@ if [ "$arch" = "$host_arch" ]; then
 fi
 build_image edge-runtime "$base" "$build_base"
 runtime_ref=$IMAGE_REF runtime_archive=$IMAGE_ARCHIVE
-if [ "$arch" = "$host_arch" ]; then
-  # The pull site's agent (images/agent, docs/edge-autonomy.md).
-  build_image agent "$base" "$build_base"
-  agent_ref=$IMAGE_REF agent_archive=$IMAGE_ARCHIVE
-fi
 
 if [ "$arch" = "$host_arch" ]; then
   env_file=.edgeline/images.env
@@ -196,13 +191,9 @@ OPERATOR_IMAGE_SIZE_BYTES=$(podman image inspect --format '{{.Size}}' "$operator
 RUNTIME_IMAGE=$runtime_ref
 RUNTIME_IMAGE_ARCHIVE=$runtime_archive
 RUNTIME_IMAGE_SIZE_BYTES=$(podman image inspect --format '{{.Size}}' "$runtime_ref")
-AGENT_IMAGE=$agent_ref
-AGENT_IMAGE_ARCHIVE=$agent_archive
-AGENT_IMAGE_SIZE_BYTES=$(podman image inspect --format '{{.Size}}' "$agent_ref")
 EOF
   mv "$env_file.tmp" "$env_file"
-  log "operator $(size_of "$operator_ref"), edge-runtime $(size_of "$runtime_ref"), agent $(size_of "$agent_ref");" \
-      "$((SECONDS - started_all)) s in all"
+  log "operator $(size_of "$operator_ref"), edge-runtime $(size_of "$runtime_ref"); $((SECONDS - started_all)) s in all"
   log "wrote $env_file"
 else
   echo "RUNTIME_IMAGE_$arch=$runtime_ref" >".edgeline/images-$arch.env"
@@ -224,7 +215,6 @@ if [ -n "$push" ]; then
     copy "$operator_archive" "$push/edgeline/operator:$version"
     copy "$operator_archive" "$push/edgeline/operator:${operator_ref##*:}"
     copy "$runtime_archive" "$push/edgeline/edge-runtime:$version"
-    copy "$agent_archive" "$push/edgeline/agent:$version"
   fi
   copy "$runtime_archive" "$push/edgeline/edge-runtime:${runtime_ref##*:}"
 fi
