@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edgeline import __version__
 
-DEFAULT_IMAGE = f"ghcr.io/edgeline/agent:{__version__}"     # built by dev/build-images.sh (images/agent)
+DEFAULT_IMAGE = f"ghcr.io/edgeline/agent:{__version__}"     # images/agent/Containerfile (not yet built by dev/build-images.sh)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
