@@ -78,11 +78,15 @@ argocd: setup
 argocd-check: setup
 	$(PY) manifests/argocd/render_cm.py --check
 
+# Long (about an hour on 2 cores); not part of `make test`.
 bench: setup tools
+	$(VENV)/bin/pip install --quiet -e '.[bench]'
 	$(PY) bench/artifacts/bench_fetch.py
 	$(PY) bench/fanout/bench_fanout.py
 	$(PY) bench/rollback/bench_rollback.py
+	$(PY) bench/scale/bench_scale.py
 	$(PY) bench/runtime/bench_infer.py
+	$(PY) bench/plot.py
 
 lint: setup
 	$(VENV)/bin/lint-imports

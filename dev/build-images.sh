@@ -153,7 +153,8 @@ build_image() {  # name base build_base -> sets IMAGE_REF IMAGE_ARCHIVE
   rm -rf "$build_context"
   # Older archives of this image go, except the newest few: other checkouts (worktrees) of the
   # repository share this cache and may still point at theirs.
-  ls -t "$out/$name-$version"-*.oci.tar 2>/dev/null | tail -n +4 | xargs -r rm -f
+  # (On a new machine there is none yet: ls fails, and pipefail must not end the build.)
+  { ls -t "$out/$name-$version"-*.oci.tar 2>/dev/null || true; } | tail -n +4 | xargs -r rm -f
   podman save --quiet --format oci-archive -o "$IMAGE_ARCHIVE.tmp" "$IMAGE_REF"
   mv "$IMAGE_ARCHIVE.tmp" "$IMAGE_ARCHIVE"
   log "$name: built in $((SECONDS - started)) s, $(size_of "$IMAGE_REF")"

@@ -125,12 +125,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def start_operator(model_host: str) -> subprocess.Popen:
     log = (STATE / "operator.log").open("ab")
-    webhook = free_port()
     env = {**os.environ, "KUBECONFIG": str(STATE / "hub.kubeconfig"), "EDGELINE_NAMESPACE": OPERATOR_NAMESPACE,
            "EDGELINE_METRICS_PORT": "0",
-           # The local hub API server calls the approval webhook on loopback.
-           "EDGELINE_WEBHOOK_PORT": str(webhook), "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",
-           "EDGELINE_WEBHOOK_URL": f"https://127.0.0.1:{webhook}",
            "EDGELINE_ALERTS_PORT": str(free_port()), "EDGELINE_ALERTS_LISTEN": "127.0.0.1",
            # The sample models are served on the host's bridge address (Pods fetch them too), which the
            # fetch policy refuses unless allowed: exactly that address.
@@ -244,6 +240,8 @@ def up() -> int:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
     kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    # The approval admission policies (the chart's): the API server records who changed each spec.
+    kubectl("apply", "-f", str(ROOT / "manifests" / "policies" / "approvals.yaml"))
     print("3/5 connecting the sample EdgeClusters to the local clusters ...")
     create_kubeconfig_secrets(env)
     host = env.pod_visible_host
@@ -251,15 +249,9 @@ def up() -> int:
     server = serve_models(host)
     stop_operator()
     operator = start_operator(host)
-    # The approval webhook must see the samples being created: it records who made each change.
-    for _ in range(60):
-        if kubectl("get", "mutatingwebhookconfiguration", "edgeline-approvals", check=False).returncode == 0:
-            break
-        time.sleep(1)
     print("5/5 applying the user roles and manifests/samples ...")
     grant_roles()
-    # Deployments left from an earlier demo were made before the webhook could record their author,
-    # and re-applying an unchanged spec records nothing: start them afresh.
+    # Deployments left from an earlier demo start afresh, each with a revision waiting for approval.
     kubectl("delete", "edgedeployments", "--all", "-n", "factory", "--ignore-not-found", "--timeout=60s",
             check=False)
     kubectl("delete", "edgedeployment", LIVE, "-n", "factory", "--ignore-not-found", "--timeout=60s", check=False)

@@ -5,6 +5,8 @@ Helm reads only files inside the chart, so the sources of truth are copied in:
   crds/*.yaml                               -> helm/edgeline/crds/            (installed before the templates)
   manifests/monitoring/prometheusrule.yaml  -> helm/edgeline/files/         (template prometheusrule.yaml)
   manifests/rbac/user-roles.yaml            -> helm/edgeline/files/         (template user-roles.yaml)
+  manifests/policies/promotions.yaml        -> helm/edgeline/files/         (template promotions.yaml)
+  manifests/policies/approvals.yaml         -> helm/edgeline/files/         (template approvals.yaml)
 
     python helm/sync-crds.py           # copy
     python helm/sync-crds.py --check   # exit 1 and name the files that differ (tests/integration/test_chart.py runs this)
@@ -26,7 +28,9 @@ def copies() -> dict[Path, str]:
     out: dict[Path, str] = {}
     for crd in sorted((ROOT / "crds").glob("*.yaml")):
         out[CHART / "crds" / crd.name] = HEADER.format(source=f"crds/{crd.name}") + crd.read_text()
-    for source in ("manifests/monitoring/prometheusrule.yaml", "manifests/rbac/user-roles.yaml"):
+    for source in ("manifests/monitoring/prometheusrule.yaml", "manifests/rbac/user-roles.yaml",
+                   "manifests/policies/promotions.yaml",
+                   "manifests/policies/approvals.yaml"):
         path = ROOT / source
         out[CHART / "files" / path.name] = HEADER.format(source=source) + path.read_text()
     return out

@@ -207,6 +207,10 @@ def main() -> int:
     kubectl(env, "hub", "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl(env, "hub", "wait", "--for=condition=Established", "-f", str(ROOT / "crds"))
     apply(env, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in ("edgeline-system", NS)])
+    # The bench measures rollouts, not approvals: the platform's policy for its namespace needs none.
+    apply(env, [{"apiVersion": "edgeline.io/v1alpha1", "kind": "ApprovalPolicy", "metadata": {"name": "bench"},
+                 "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}},
+                          "required": False}}])
     apply(env, [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{c}-kubeconfig", "namespace": "edgeline-system"},
                  "stringData": {"kubeconfig": env.kubeconfig(c).read_text()}} for c in ("edge-a", "edge-b")])
     alerts_port = free_port()
@@ -214,7 +218,8 @@ def main() -> int:
     operator = subprocess.Popen([sys.executable, "-m", "edgeline", "run"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")),
                                      "EDGELINE_NAMESPACE": "edgeline-system", "EDGELINE_METRICS_PORT": str(free_port()),
-                                     "EDGELINE_WEBHOOK_PORT": "0", "EDGELINE_ALERTS_PORT": str(alerts_port),
+                                     "EDGELINE_ALERTS_PORT": str(alerts_port),
+                                     "EDGELINE_ARTIFACT_ALLOWED_CIDRS": "127.0.0.1/32",
                                      "EDGELINE_ALERTS_LISTEN": "127.0.0.1", "EDGELINE_ALERTS_TOKEN": TOKEN})
     results = {"machine": f"{os.cpu_count()} cores", "sizes": []}
     root = Path(tempfile.mkdtemp(prefix="edgeline-rollback-models-"))

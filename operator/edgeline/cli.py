@@ -20,6 +20,7 @@ COMMAND_GROUPS = {
     "model": ("work with model artifacts", "operator"),
     "models": ("list MLModels with phase, version, opset and size", "operator"),
     "approve": ("approve the revision an EdgeDeployment waits for", "operator"),
+    "promote": ("promote an MLModel to staging or production (recorded)", "operator"),
     "status": ("show an EdgeDeployment as a tree of waves and clusters", "operator"),
     "history": ("list an EdgeDeployment's revisions, approvals and outcomes", "operator"),
     "rollback": ("roll an EdgeDeployment back to an earlier revision", "operator"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 _served = False
 
@@ -57,3 +57,5 @@ PIPELINE_RUN_SECONDS = Histogram(
     "edgeline_pipeline_run_duration_seconds", "From the start of a DataPipeline run to its end",
     buckets=(1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
 )
+
+LEADER = Gauge("edgeline_leader", "1 while this replica holds the leader Lease and runs the controllers, else 0")

@@ -49,7 +49,7 @@ class CertificateAuthority:
     key: ec.EllipticCurvePrivateKey
 
     @classmethod
-    def create(cls, common_name: str) -> "CertificateAuthority":
+    def create(cls, common_name: str, validity: dt.timedelta = VALIDITY) -> "CertificateAuthority":
         key = _key()
         now = dt.datetime.now(dt.timezone.utc)
         name = _name(common_name)
@@ -60,7 +60,7 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + VALIDITY)
+            .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -81,6 +81,7 @@ class CertificateAuthority:
         organizations: tuple[str, ...] = (),
         server_names: tuple[str, ...] = (),
         client: bool = False,
+        validity: dt.timedelta = VALIDITY,
     ) -> tuple[bytes, bytes]:
         """Returns (certificate PEM, key PEM) signed by this CA."""
         key = _key()
@@ -93,7 +94,7 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + VALIDITY)
+            .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         )
         if server_names:
@@ -112,6 +113,14 @@ class CertificateAuthority:
     @property
     def cert_pem(self) -> bytes:
         return _pem_cert(self.cert)
+
+    @property
+    def key_pem(self) -> bytes:
+        return _pem_key(self.key)
+
+    @classmethod
+    def load(cls, cert_pem: bytes, key_pem: bytes) -> "CertificateAuthority":
+        return cls(x509.load_pem_x509_certificate(cert_pem), serialization.load_pem_private_key(key_pem, None))
 
 
 def write_service_account_keys(private_path: Path, public_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,30 +75,61 @@ class Settings(BaseSettings):
         30.0, description="lastHeartbeat is rewritten at most this often when nothing else changed"
     )
 
+    # Tenancy (docs/security.md): an EdgeCluster without spec.tenancy admits no namespace, unless this is on.
+    tenancy_open_without_section: bool = Field(
+        False, description="Upgrade aid: EdgeClusters without spec.tenancy admit every hub namespace (at Pod "
+                           "Security restricted), as before tenancy existed; turn off once each has its section")
+    tenancy_manage_policy: bool = Field(True, description="Keep the ValidatingAdmissionPolicy that refuses "
+                                                          "DataPipeline steps on clusters that do not admit them")
+
     # EdgeDeployment rollouts: how often the loop looks while a rollout moves and when quiet.
     rollout_active_interval_s: float = Field(1.0, description="Tick of a moving rollout")
     rollout_idle_interval_s: float = Field(5.0, description="Tick of a settled deployment (watching for drift)")
-
-    # The approval webhook (docs/approvals.md).
-    webhook_port: int = Field(9443, description="Port of the admission webhook; 0 disables it (no approvals)")
-    webhook_listen: str = Field("0.0.0.0", description="Address the webhook listens on")
-    webhook_service: str = Field("edgeline-webhook", description="Service in front of the webhook (in a cluster)")
-    webhook_url: str | None = Field(None, description="Base URL the API server calls instead of the Service, "
-                                                      "e.g. https://127.0.0.1:9443 for a local API server")
-    webhook_manage_configuration: bool = Field(True, description="Keep the MutatingWebhookConfiguration current")
-
-    def webhook_dns_names(self) -> list[str]:
-        if self.webhook_url:
-            from urllib.parse import urlparse
-            return [urlparse(self.webhook_url).hostname or "127.0.0.1"]
-        service = f"{self.webhook_service}.{self.namespace}"
-        return [f"{service}.svc", service, f"{service}.svc.cluster.local"]
+    revert_concurrency: int = Field(64, ge=1, description="Member clusters an alert's revert writes to at once")
 
     # The Alertmanager webhook receiver (docs/rollback.md).
     alerts_port: int = Field(8082, description="Port of the alert receiver (POST /alerts); 0 disables it")
     alerts_listen: str = Field("0.0.0.0", description="Address the alert receiver listens on")
     alerts_token: str | None = Field(None, description="Bearer token Alertmanager must send; default: the "
                                                        "token in Secret edgeline-alerts (created on first start)")
+    alerts_tls: bool = Field(True, description="Serve the alert receiver over HTTPS (certificate in Secret "
+                                               "edgeline-alerts-tls, CA in its ca.crt); false: plain HTTP")
+    alerts_service: str = Field("edgeline-alerts", description="Service in front of the alert receiver (its "
+                                                               "certificate's names)")
+
+    def alerts_dns_names(self) -> list[str]:
+        service = f"{self.alerts_service}.{self.namespace}"
+        names = [f"{service}.svc", service, f"{service}.svc.cluster.local"]
+        if self.alerts_listen not in ("0.0.0.0", "::"):
+            names.append(self.alerts_listen)
+        return names
+
+    # Serving certificates (controllers.certificates).
+    tls_source: Literal["operator", "secret"] = Field(
+        "operator", description="operator: the operator issues and renews its serving certificates; secret: "
+                                "it only reads them from their Secrets (cert-manager keeps them renewed)")
+    tls_check_interval_s: float = Field(3600.0, description="How often each replica checks its certificates")
+
+    # Leader election (controllers.leadership): only the holder of the Lease runs the controllers.
+    leader_election: bool = Field(True, description="Run the controllers only while holding the Lease; every "
+                                                    "replica serves the webhook and the alert receiver")
+    leader_lease_name: str = Field("edgeline-operator-leader", description="Lease in the operator's namespace")
+    leader_identity: str | None = Field(None, description="This replica's name in the Lease; default: the Pod "
+                                                          "name (or host name) and a random suffix")
+    leader_lease_duration_s: int = Field(15, ge=2, description="How long a Lease that is not renewed keeps a "
+                                                               "follower waiting")
+    leader_renew_deadline_s: float = Field(10.0, description="A leader that cannot renew for this long stops")
+    leader_retry_period_s: float = Field(2.0, description="How often the Lease is renewed or tried")
+
+    # Metric checks of EdgeDeployment waves (docs/analysis.md): the Prometheus-compatible API asked when an
+    # EdgeCluster names none of its own (spec.monitoring.prometheusUrl).
+    prometheus_url: str | None = Field(None, description="Base URL of the Prometheus (Thanos, VictoriaMetrics) HTTP "
+                                                         "API the checks query, e.g. http://prometheus:9090")
+    prometheus_timeout_s: float = Field(5.0, description="Deadline of one check's query; a late answer is "
+                                                         "missing data")
+    prometheus_bearer_token_file: Path | None = Field(None, description="File with a bearer token sent to "
+                                                                        "Prometheus (read at each query)")
+    prometheus_ca_file: Path | None = Field(None, description="CA bundle for an https Prometheus URL")
 
     # Metrics and health endpoints.
     metrics_port: int = Field(8080, description="Port of /metrics")

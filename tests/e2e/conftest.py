@@ -8,10 +8,12 @@ does not start fails the run with the reason.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import uuid
@@ -22,7 +24,7 @@ import pytest
 import yaml
 
 from edgeline.devenv.environment import DevEnvError, DevEnvironment, user_kubeconfig
-from tests.helpers.manifests import edge_cluster, kubeconfig_secret, sample_mlmodel
+from tests.helpers.manifests import ADMIT_ALL, edge_cluster, kubeconfig_secret, sample_mlmodel
 from tests.helpers.waiting import wait_for  # noqa: F401  (e2e modules import it from here)
 
 # Every test under tests/e2e is marked `e2e` by tests/conftest.py (a pytestmark here would mark nothing).
@@ -115,6 +117,46 @@ def crds_installed(hub) -> None:
     hub.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     hub.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
     hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
+    install_approval_policies(hub)
+
+
+# The API server's admission policies for approvals (installed by the chart; docs/approvals.md).
+APPROVAL_ADMISSION = ROOT / "manifests" / "policies" / "approvals.yaml"
+# Namespaces with this label get the approval floor their test sets up; all others are the test
+# hub's sandbox, where the platform team does not require approval (an ApprovalPolicy says so).
+APPROVALS_LABEL = "edgeline-test/approvals"
+SANDBOX_POLICY = {"apiVersion": "edgeline.io/v1alpha1", "kind": "ApprovalPolicy", "metadata": {"name": "e2e-sandbox"},
+                  "spec": {"namespaceSelector": {"matchExpressions": [{"key": APPROVALS_LABEL,
+                                                                        "operator": "DoesNotExist"}]},
+                           "required": False, "allowSelfApproval": True}}
+
+
+def remove_approval_policies(hub: Cluster) -> None:
+    """Before a chart install: the chart brings the same policies and Helm's server-side apply
+    would conflict with kubectl's field ownership of them."""
+    hub.kubectl("delete", "-f", str(APPROVAL_ADMISSION), "--ignore-not-found")
+
+
+def install_approval_policies(hub: Cluster) -> None:
+    """The chart's admission policies and the sandbox ApprovalPolicy, once the API server enforces
+    them (its policy informers take a moment): a server-side dry run shows the author stamped."""
+    hub.kubectl("apply", "-f", str(APPROVAL_ADMISSION))
+    hub.apply(SANDBOX_POLICY)
+    approval_policies_enforced(hub)
+
+
+def approval_policies_enforced(hub: Cluster) -> None:
+    """Waits until the API server enforces the approval admission policies (installed by kubectl
+    or by the chart)."""
+    probe = {"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeDeployment",
+             "metadata": {"name": "policy-probe", "namespace": OPERATOR_NAMESPACE},
+             "spec": {"modelRef": {"name": "none"}, "placement": {"clusterSelector": {"matchLabels": {"x": "y"}}},
+                      "approval": {"required": False}}}
+
+    def enforced():
+        out = hub.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe), check=False)
+        return out.returncode == 0 and "edgeline.io/authors" in out.stdout
+    wait_for(enforced, timeout=60, what="the approval admission policies to be enforced")
 
 
 @pytest.fixture
@@ -135,12 +177,13 @@ ALERTS_TOKEN = "alertmanager-test-token"
 
 
 def register_edge_cluster(hub: Cluster, name: str, member: Cluster, labels: dict[str, str],
-                          stale_after: int | None = 300, secret_namespace: str = OPERATOR_NAMESPACE) -> None:
+                          stale_after: int | None = 300, secret_namespace: str = OPERATOR_NAMESPACE,
+                          tenancy: dict | None = ADMIT_ALL) -> None:
     """An EdgeCluster `name` that reaches `member` through a kubeconfig Secret (in the operator's
     namespace), with its workloads in the namespace ns-<name> (several EdgeClusters may share one
     API server)."""
     hub.apply(kubeconfig_secret(f"{name}-kubeconfig", secret_namespace, member.kubeconfig.read_text()))
-    hub.apply(edge_cluster(name, labels, f"{name}-kubeconfig", stale_after=stale_after))
+    hub.apply(edge_cluster(name, labels, f"{name}-kubeconfig", stale_after=stale_after, tenancy=tenancy))
 
 
 def apply_sample_models(hub: Cluster, namespace: str, url: str, versions=("1.0.0", "2.0.0"),
@@ -155,18 +198,31 @@ def apply_sample_models(hub: Cluster, namespace: str, url: str, versions=("1.0.0
 class OperatorProcess:
     """`edgeline run` as a real process against the hub, as it runs in a cluster."""
 
-    def __init__(self, kubeconfig: Path, log: Path):
+    def __init__(self, kubeconfig: Path, log: Path, extra_env: dict[str, str] | None = None):
         self.kubeconfig = kubeconfig
         self.log = log
+        self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen | None = None
         self.metrics_port = _free_port()
         self.health_port = _free_port()
-        self.webhook_port = _free_port()
         self.alerts_port = _free_port()
 
     @property
     def alerts_url(self) -> str:
-        return f"http://127.0.0.1:{self.alerts_port}/alerts"
+        return f"https://127.0.0.1:{self.alerts_port}/alerts"
+
+    def alerts_ca_file(self) -> str:
+        """The CA of the alert receiver's certificate (Secret edgeline-alerts-tls), as a file for
+        Alertmanager's tls_config.ca_file and for tests that post alerts themselves."""
+        path = self.log.parent / "alerts-ca.crt"
+        secret = json.loads(subprocess.run(
+            [kubectl_binary(), "--kubeconfig", str(self.kubeconfig), "get", "secret", "edgeline-alerts-tls",
+             "-n", OPERATOR_NAMESPACE, "-o", "json"], capture_output=True, text=True, check=True).stdout)
+        path.write_bytes(base64.b64decode(secret["data"]["ca.crt"]))
+        return str(path)
+
+    def alerts_ssl(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.alerts_ca_file())
 
     @property
     def metrics_url(self) -> str:
@@ -191,14 +247,15 @@ class OperatorProcess:
             "EDGELINE_ARTIFACT_FILE_ROOTS": str(FILE_ARTIFACTS),
             # Low enough that the memory-bomb model of test_model_validation exhausts it, ample for real ones.
             "EDGELINE_VALIDATION_MEMORY_BYTES": str(512 * 2**20),
-            # The hub API server reaches the approval webhook on loopback.
-            "EDGELINE_WEBHOOK_PORT": str(self.webhook_port),
-            "EDGELINE_WEBHOOK_LISTEN": "127.0.0.1",
-            "EDGELINE_WEBHOOK_URL": f"https://127.0.0.1:{self.webhook_port}",
             # Alertmanager (or a test) posts alerts here with this token.
             "EDGELINE_ALERTS_PORT": str(self.alerts_port),
             "EDGELINE_ALERTS_LISTEN": "127.0.0.1",
             "EDGELINE_ALERTS_TOKEN": ALERTS_TOKEN,
+            # Leader election with a short Lease: a killed operator is replaced within seconds.
+            "EDGELINE_LEADER_LEASE_DURATION_S": "8",
+            "EDGELINE_LEADER_RENEW_DEADLINE_S": "6",
+            "EDGELINE_LEADER_RETRY_PERIOD_S": "1",
+            **self.extra_env,
         }
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")

@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from edgeline.domain.quantities import format_bytes
-from tests.e2e.conftest import (STATE_DIR, OperatorProcess, apply_sample_models, kubectl_binary,
-                                register_edge_cluster, wait_for)
+from tests.e2e.conftest import (STATE_DIR, OperatorProcess, apply_sample_models, approval_policies_enforced,
+                                install_approval_policies, kubectl_binary, register_edge_cluster,
+                                remove_approval_policies, wait_for)
 from tests.helpers.artifact_server import serve
 from tests.helpers.chart import CHART, ROOT, env_of, helm_runner
 from tests.helpers.kubeconfig import token_kubeconfig
@@ -49,8 +50,8 @@ def test_install_yaml_is_accepted_by_a_real_api_server(hub):
 
 @pytest.fixture(scope="module")
 def hub_to_ourselves(operator):
-    """The session's operator (admin kubeconfig) would reconcile the same objects and own the
-    webhook configuration: it pauses while this module runs the chart's operator."""
+    """The session's operator (admin kubeconfig) would reconcile the same objects: it pauses while
+    this module runs the chart's operator."""
     operator.stop()
     yield
     operator.start()
@@ -59,29 +60,32 @@ def hub_to_ourselves(operator):
 @pytest.fixture(scope="module")
 def release(helm, hub, hub_to_ourselves):
     roles_before = hub.kubectl("get", "clusterrole", "edgeline-viewer", check=False).returncode == 0
+    remove_approval_policies(hub)
     install = helm("install", "edgeline", str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
                    # The user roles may already be there (test_approvals applies manifests/rbac/user-roles.yaml).
                    "--take-ownership", kubeconfig=hub.kubeconfig)
-    assert "STATUS: deployed" in install.stdout and "kubectl get mutatingwebhookconfiguration" in install.stdout
+    assert "STATUS: deployed" in install.stdout and "kubectl get validatingadmissionpolicies" in install.stdout
+    approval_policies_enforced(hub)     # now the chart's
     yield RELEASE_NAMESPACE
     helm("uninstall", "edgeline", "--namespace", RELEASE_NAMESPACE, kubeconfig=hub.kubeconfig, check=False)
-    hub.kubectl("delete", "mutatingwebhookconfiguration", "edgeline-approvals", "--ignore-not-found", check=False)
     if roles_before:   # the uninstall took the adopted user roles along; leave the hub as it was
         hub.kubectl("apply", "-f", str(ROOT / "manifests" / "rbac" / "user-roles.yaml"))
+    install_approval_policies(hub)      # and the adopted admission policies
 
 
-def _operator_pod_ready(hub):
+def _operator_pods_ready(hub, replicas: int = 2):
+    """The operator's Pods once exactly the chart's replicaCount (2) of them run."""
     pods = hub.get("pods", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"]
     running = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
-    return running[0] if len(running) == 1 else None
+    return running if len(running) == replicas else None
 
 
 def test_helm_install_then_upgrade_changes_the_running_deployment(helm, hub, release):
     hub.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/edgedeployments.edgeline.io")
     deployment = hub.get("deployment", "edgeline-operator", "-n", release)
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].startswith("ghcr.io/edgeline/operator:")
-    wait_for(lambda: _operator_pod_ready(hub), timeout=90, what="the operator Pod Running (kwok)")
-    for name in ("edgeline-webhook", "edgeline-alerts", "edgeline-metrics"):
+    wait_for(lambda: _operator_pods_ready(hub), timeout=90, what="both operator Pods Running (kwok)")
+    for name in ("edgeline-alerts", "edgeline-metrics"):
         hub.get("service", name, "-n", release)
     assert hub.kubectl("auth", "can-i", "patch", "edgedeployments.edgeline.io/status",
                        f"--as=system:serviceaccount:{release}:edgeline-operator", check=False).stdout.strip() == "yes"
@@ -98,8 +102,9 @@ def test_helm_install_then_upgrade_changes_the_running_deployment(helm, hub, rel
     assert upgraded["metadata"]["generation"] > deployment["metadata"]["generation"]
     history = json.loads(helm("history", "edgeline", "-n", release, "-o", "json", kubeconfig=hub.kubeconfig).stdout)
     assert [h["revision"] for h in history] == [1, 2] and history[-1]["status"] == "deployed"
-    wait_for(lambda: (p := _operator_pod_ready(hub)) and
-             p["spec"]["containers"][0]["image"].endswith(":0.1.1"), timeout=90, what="the upgraded operator Pod")
+    wait_for(lambda: (pods := _operator_pods_ready(hub)) and
+             all(p["spec"]["containers"][0]["image"].endswith(":0.1.1") for p in pods), timeout=90,
+             what="the upgraded operator Pods")
 
 
 # --- the operator, with exactly the chart's permissions ------------------------------------------------
@@ -134,9 +139,9 @@ def chart_operator(hub, release, tmp_path_factory):
     log.unlink(missing_ok=True)
     # What the operator creates on its first start must be created by this ServiceAccount, not found
     # left over from an earlier run or from the session's operator.
-    hub.kubectl("delete", "mutatingwebhookconfiguration", "edgeline-approvals", "--ignore-not-found")
-    hub.kubectl("delete", "secret", "-n", release, "--ignore-not-found", "edgeline-approval-key",
-                "edgeline-webhook-tls", "edgeline-alerts")
+    hub.kubectl("delete", "secret", "-n", release, "--ignore-not-found", "edgeline-alerts", "edgeline-alerts-tls",
+                "edgeline-ca")
+    hub.kubectl("delete", "lease", "-n", release, "--ignore-not-found", "edgeline-operator-leader")
     op = ChartOperator(kubeconfig, log, release)
     op.start()
     yield op
@@ -194,10 +199,10 @@ def test_the_operator_does_its_work_with_only_the_charts_permissions(hub, edge_a
     status = hub.get("edgedeployment", "detector", "-n", namespace)["status"]
     assert status["ready"] == "1/1" and status["clusters"][0]["name"] == cluster
     assert edge_a.get("deployments", "-n", f"ns-{cluster}", "-l", "edgeline.io/deployment=detector")["items"]
-    config = hub.get("mutatingwebhookconfiguration", "edgeline-approvals")
-    assert config["webhooks"][0]["clientConfig"]["url"].startswith("https://127.0.0.1:")
-    for secret in ("edgeline-approval-key", "edgeline-webhook-tls"):
-        assert hub.get("secret", secret, "-n", release)["metadata"]["labels"]["app.kubernetes.io/part-of"] == "edgeline"
+    # Approvals are the chart's admission policies' business: the operator registers no webhook.
+    assert hub.kubectl("get", "mutatingwebhookconfiguration", "edgeline-approvals", check=False).returncode != 0
+    assert hub.get("validatingadmissionpolicy", "edgeline-approval-identity")["metadata"]["labels"][
+        "app.kubernetes.io/instance"] == "edgeline"
     # Events were posted (cluster-scoped objects' go to default).
     assert hub.get("events", "-n", namespace, "--field-selector", "involvedObject.name=detector")["items"]
     assert not _forbidden(chart_operator.log, hub, namespace), "\n".join(_forbidden(chart_operator.log, hub, namespace))

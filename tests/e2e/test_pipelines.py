@@ -46,7 +46,7 @@ def lost_line(hub, operator):
     """An EdgeCluster whose kubeconfig Secret does not exist."""
     name = "lost-" + uuid.uuid4().hex[:6]
     hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster", "metadata": {"name": name},
-               "spec": {"tier": "edge", "targetNamespace": f"ns-{name}",
+               "spec": {"tier": "edge", "targetNamespace": f"ns-{name}", "tenancy": {"namespaceSelector": {}},
                         "connection": {"kubeconfigSecretRef": {"name": f"{name}-kubeconfig"}}}})
     yield name
     hub.kubectl("delete", "edgecluster", name, "--wait=false", check=False)
@@ -235,7 +235,7 @@ def test_an_alert_named_in_triggers_starts_a_run(hub, namespace, operator):
     request = urllib.request.Request(operator.alerts_url, data=json.dumps(payload).encode(), method="POST",
                                      headers={"Content-Type": "application/json",
                                               "Authorization": f"Bearer {ALERTS_TOKEN}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=10, context=operator.alerts_ssl()) as response:
         assert response.status == 200
     status = wait_status(hub, namespace, lambda s: s.get("phase") == "Succeeded", "the alert's run")
     assert status["runs"][0]["trigger"] == "Alert" and status["runCounter"] == 1

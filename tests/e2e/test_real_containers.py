@@ -350,7 +350,8 @@ def test_a_failing_model_on_a_real_pod_fires_the_alert_and_the_previous_version_
     good = _wait(hub, namespace, lambda s: s.get("phase") == "Healthy", "1.0.0 Ready")["currentRevision"]
     with PodDiscovery(edge_a.kubeconfig, namespaces=[f"ns-{line}"]) as discovery, \
             Monitoring(tmp_path / "monitoring", discovered=[HttpDiscovery("edge-a-pods", discovery.url)],
-                       rule_files=[RULES], webhook=Webhook(operator.alerts_url, bearer_token=ALERTS_TOKEN)) as mon, \
+                       rule_files=[RULES], webhook=Webhook(operator.alerts_url, bearer_token=ALERTS_TOKEN,
+                                       ca_file=operator.alerts_ca_file())) as mon, \
             Traffic(edge_a, line) as traffic:
         wait_for(lambda: [s for s in mon.query(f'edgeline_runtime_ready{{deployment="detector",namespace="{namespace}"}}')
                           if s.value == 1], timeout=60, what="Prometheus scraping the runtime Pod it discovered")

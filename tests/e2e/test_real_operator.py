@@ -1,10 +1,10 @@
 """`helm install` of the chart on the hub, with the operator image from the local registry: the
 operator runs as a real Pod on the hub's real node, validates a model it fetches over the Pod
-network, and answers the approval webhook that the hub's API server calls (through the
-edgeline-webhook Service): a real approval, and a real refusal, go through it.
+network, and counts an approval that the hub's API server admitted (the chart's admission
+policies): a real approval, and a real refusal, go through them.
 
 While this module runs, the session's operator (a host process) is paused: two operators
-would reconcile the same objects and fight over the webhook configuration.
+would reconcile the same objects.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import ROOT, wait_for
-from tests.e2e.test_approvals import people  # noqa: F401  (a fixture: groups bound to Edgeline's roles)
+from tests.e2e.conftest import (ROOT, approval_policies_enforced, install_approval_policies, remove_approval_policies,
+                                wait_for)
+from tests.e2e.test_approvals import approve, governed, people  # noqa: F401  (fixtures: roles, a policy)
 from tests.helpers.chart import CHART, helm_runner
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
@@ -48,12 +49,11 @@ def session_operator_paused(operator):
 @pytest.fixture(scope="module")
 def release(helm, hub, dev_env, operator_image, session_operator_paused, people):
     roles_before = hub.kubectl("get", "clusterrole", "edgeline-viewer", check=False).returncode == 0
-    # The session's operator registered the webhook at its own host address: the Pod registers its Service.
-    hub.kubectl("delete", "mutatingwebhookconfiguration", "edgeline-approvals", "--ignore-not-found")
     # A release an interrupted run left behind goes first.
     helm("uninstall", "edgeline", "--namespace", RELEASE, kubeconfig=hub.kubeconfig, check=False)
     repository, tag = operator_image.rsplit(":", 1)
     toleration = {"key": REAL_NODE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+    remove_approval_policies(hub)
     helm("install", "edgeline", str(CHART), "--namespace", RELEASE, "--create-namespace", "--take-ownership",
          "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
          "--set-json", f"nodeSelector={json.dumps({REAL_NODE_LABEL: 'true'})}",
@@ -61,12 +61,13 @@ def release(helm, hub, dev_env, operator_image, session_operator_paused, people)
          # The test's model server is on the host's bridge address: not public, so it must be allowed.
          "--set", f"settings.artifact_allowed_cidrs={dev_env.pod_visible_host}/32",
          kubeconfig=hub.kubeconfig)
+    approval_policies_enforced(hub)     # now the chart's
     yield RELEASE
     helm("uninstall", "edgeline", "--namespace", RELEASE, kubeconfig=hub.kubeconfig, check=False)
-    hub.kubectl("delete", "mutatingwebhookconfiguration", "edgeline-approvals", "--ignore-not-found", check=False)
     hub.kubectl("delete", "namespace", RELEASE, "--wait=false", check=False)
     if roles_before:
         hub.kubectl("apply", "-f", str(ROOT / "manifests" / "rbac" / "user-roles.yaml"))
+    install_approval_policies(hub)      # the uninstall took the adopted admission policies along
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +96,17 @@ def _pod_states(hub) -> str:
                         "containers": p["status"].get("containerStatuses")} for p in pods])[:3000]
 
 
-def test_the_operator_runs_as_a_pod_and_its_webhook_answers_the_hub(hub, dev_env, release, operator_image,
-                                                                    model_url, namespace):
+def test_the_operator_runs_as_a_pod_and_counts_what_the_hub_s_admission_policies_admit(
+        hub, dev_env, release, operator_image, model_url, namespace, governed):  # noqa: F811
     pod = wait_for(lambda: _operator_pod(hub), timeout=240,
                    what=lambda: f"the operator Pod Ready on the hub's real node (last: {_pod_states(hub)})")
     assert pod["spec"]["nodeName"] == dev_env.real_node("hub")
     assert pod["spec"]["containers"][0]["image"] == operator_image
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
-    config = wait_for(lambda: hub.kubectl("get", "mutatingwebhookconfiguration", "edgeline-approvals", "-o", "json",
-                                          check=False).stdout or None, timeout=60,
-                      what="the webhook configuration the operator Pod registers")
-    client = json.loads(config)["webhooks"][0]["clientConfig"]
-    assert client["service"] == {"namespace": RELEASE, "name": "edgeline-webhook", "port": 9443, "path": "/approvals"}
+    # The chart installed the admission policies; no webhook sends the API server's requests to the Pod.
+    assert hub.get("validatingadmissionpolicy", "edgeline-approval-identity")["metadata"]["labels"][
+        "app.kubernetes.io/instance"] == "edgeline"
+    assert hub.kubectl("get", "mutatingwebhookconfiguration", "edgeline-approvals", check=False).returncode != 0
 
     # The operator in the Pod fetches and validates a model over the Pod network.
     uri, digest = model_url
@@ -123,22 +123,21 @@ def test_the_operator_runs_as_a_pod_and_its_webhook_answers_the_hub(hub, dev_env
                "metadata": {"name": "detector", "namespace": namespace},
                "spec": {"modelRef": {"name": "detector-1"},
                         "placement": {"clusterSelector": {"matchLabels": {"edgeline.io/line": "u" + uuid.uuid4().hex}}},
-                        "approval": {"required": True, "approverGroups": ["factory:approvers"], "minApprovers": 1}}},
+                        "approval": {"required": True, "approverGroups": ["factory:approvers"], "minApprovers": 2}}},
               user="editor")
     status = wait_for(lambda: (s := hub.get("edgedeployment", "detector", "-n", namespace).get("status") or {})
                       .get("phase") == "AwaitingApproval" and s, timeout=90, what="AwaitingApproval")
     revision = status["pendingApproval"]["revision"]["revision"]
     assert status["pendingApproval"]["requestedBy"] == "editor"
 
-    def approve(user):
-        return hub.kubectl("annotate", "edgedeployment", "detector", "-n", namespace, "--overwrite",
-                           f"edgeline.io/approve={revision}", user=user, check=False)
+    assert status["approvalPolicy"]["sources"] == [governed]
 
-    # The hub's API server asks the webhook in the Pod: its answers are the operator's own words.
-    refused = approve("editor")
-    assert refused.returncode != 0 and "editor is not in an approver group" in refused.stderr
-    accepted = approve("approver-a")
-    assert accepted.returncode == 0, accepted.stderr
+    # The hub's API server refuses the editor; the operator in the Pod counts the approvers.
+    refused = approve(hub, namespace, "editor", revision)
+    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower()
+    for user in ("approver-a", "approver-b"):
+        accepted = approve(hub, namespace, user, revision)
+        assert accepted.returncode == 0, accepted.stderr
     status = wait_for(lambda: (s := hub.get("edgedeployment", "detector", "-n", namespace).get("status") or {})
-                      .get("approval") == "Approved" and s, timeout=90, what="the approval recorded")
-    assert [a["user"] for a in status["rollout"]["approvals"]] == ["approver-a"]
+                      .get("approval") == "Approved" and s, timeout=90, what="the approvals counted")
+    assert sorted(a["user"] for a in status["rollout"]["approvals"]) == ["approver-a", "approver-b"]

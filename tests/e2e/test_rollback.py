@@ -135,7 +135,8 @@ def test_an_alert_from_prometheus_rolls_the_line_back_to_the_known_good_model(hu
         assert all(r.infer(runtime_models.infer_body(runtime_models.images(1)))[0] == 500 for r in runtimes.values())
         targets = [ScrapeTarget(r.url.removeprefix("http://")) for r in runtimes.values()]
         with Monitoring(tmp_path / "monitoring", targets=targets, rule_files=[RULES],
-                        webhook=Webhook(operator.alerts_url, bearer_token=ALERTS_TOKEN)):
+                        webhook=Webhook(operator.alerts_url, bearer_token=ALERTS_TOKEN,
+                                        ca_file=operator.alerts_ca_file())):
             status = _wait(hub, namespace, lambda s: s.get("phase") == "RolledBack", "the automatic rollback",
                            timeout=120)
     finally:
@@ -182,7 +183,7 @@ def _post(operator, payload, token=ALERTS_TOKEN):
     request = urllib.request.Request(operator.alerts_url, data=json.dumps(payload).encode(), method="POST",
                                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=operator.alerts_ssl()) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code

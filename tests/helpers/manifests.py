@@ -48,11 +48,17 @@ def kubeconfig_secret(name: str, namespace: str, kubeconfig_text: str) -> dict:
             "stringData": {"kubeconfig": kubeconfig_text}}
 
 
+ADMIT_ALL = {"namespaceSelector": {}}
+
+
 def edge_cluster(name: str, labels: dict[str, str], secret: str, *, stale_after: int | None = None,
-                 tier: str = "edge") -> dict:
+                 tier: str = "edge", tenancy: dict | None = ADMIT_ALL) -> dict:
     """An EdgeCluster whose workloads go to the namespace ns-<name> (several EdgeClusters may share
-    one API server), reached through the kubeconfig Secret `secret`."""
+    one API server), reached through the kubeconfig Secret `secret`. Tests make their own
+    namespaces, so by default the cluster admits every one (tenancy=None: no section, none)."""
     spec = {"tier": tier, "targetNamespace": f"ns-{name}", "connection": {"kubeconfigSecretRef": {"name": secret}}}
+    if tenancy is not None:
+        spec["tenancy"] = tenancy
     if stale_after is not None:
         spec["staleAfterSeconds"] = stale_after
     return {"apiVersion": API, "kind": "EdgeCluster", "metadata": {"name": name, "labels": dict(labels)},

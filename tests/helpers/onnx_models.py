@@ -27,6 +27,42 @@ def gemm_relu(opset: int = 17, hidden: int = 4) -> onnx.ModelProto:
                              producer_version="1.0", ir_version=8 if opset <= 17 else 10)
 
 
+def gemm_relu_int8(opset: int = 17, hidden: int = 4) -> onnx.ModelProto:
+    """The same signature as gemm_relu (x (batch, 3) -> y (batch, hidden)), with int8 weights that
+    DequantizeLinear turns back into floats: what a weight-quantized build for a small gateway is."""
+    w = numpy_helper.from_array(np.ones((3, hidden), np.int8) * 64, "W_q")
+    scale = numpy_helper.from_array(np.array(1 / 64, np.float32), "W_scale")
+    zero = numpy_helper.from_array(np.array(0, np.int8), "W_zero")
+    b = numpy_helper.from_array(np.zeros(hidden, np.float32), "B")
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["W_q", "W_scale", "W_zero"], ["W"]),
+         helper.make_node("Gemm", ["x", "W", "B"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+        "gemm_relu_int8",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", hidden])],
+        initializer=[w, scale, zero, b],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="edgeline-tests",
+                             producer_version="1.0", ir_version=8 if opset <= 17 else 10)
+
+
+def gemm_relu_fp16(opset: int = 17, hidden: int = 4) -> onnx.ModelProto:
+    """The same signature as gemm_relu, computed in float16 between two Casts: what a GPU build is."""
+    w = numpy_helper.from_array(np.ones((3, hidden), np.float16), "W")
+    b = numpy_helper.from_array(np.zeros(hidden, np.float16), "B")
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT16),
+         helper.make_node("Gemm", ["x16", "W", "B"], ["h"]), helper.make_node("Relu", ["h"], ["y16"]),
+         helper.make_node("Cast", ["y16"], ["y"], to=TensorProto.FLOAT)],
+        "gemm_relu_fp16",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", hidden])],
+        initializer=[w, b],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="edgeline-tests",
+                             producer_version="1.0", ir_version=8 if opset <= 17 else 10)
+
+
 def write(model: onnx.ModelProto, path: Path) -> Path:
     path.write_bytes(model.SerializeToString())
     return path

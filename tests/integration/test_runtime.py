@@ -272,6 +272,20 @@ def test_a_model_that_fails_its_golden_sample_never_becomes_ready(start_runtime,
         assert runtime.infer(infer_body(images()))[0] == 503
 
 
+def test_a_golden_sample_named_by_uri_and_digest_is_fetched_proven_and_checked(start_runtime, artifacts):
+    server, root = artifacts
+    golden = root / "golden-1.0.0.json"
+    by_uri = {"EDGELINE_GOLDEN_SAMPLE_URI": f"{server.url}/golden-1.0.0.json",
+              "EDGELINE_GOLDEN_SAMPLE_SHA256": onnx_models.file_digest(golden)}
+    wait_ready(start_runtime("1.0.0", extra_env=by_uri))
+    failure = wait_not_ready(start_runtime("2.0.0", extra_env=by_uri))
+    assert failure["reason"] == "GoldenSampleFailed" and "differs from the golden sample" in failure["message"]
+    # A golden sample whose bytes are not the ones named is not used: the runtime stays unready.
+    forged = wait_not_ready(start_runtime("1.0.0", extra_env={**by_uri,
+                                                               "EDGELINE_GOLDEN_SAMPLE_SHA256": "sha256:" + "0" * 64}))
+    assert forged["reason"] == "GoldenSampleInvalid" and "golden sample" in forged["message"], forged
+
+
 def test_sigterm_stops_it_cleanly_and_invalid_configuration_is_refused(start_runtime, artifacts, tmp_path):
     runtime = start_runtime("1.0.0")
     wait_ready(runtime)

@@ -26,7 +26,7 @@ from lightkube.types import PatchType
 from edgeline import timestamps
 from edgeline.agent import cache, plan
 from edgeline.agent import state as site_state
-from edgeline.agent.workload import site_objects
+from edgeline.agent.workload import artifact_of, site_objects
 from edgeline.api.edgedeployment import RevisionRef
 from edgeline.clusters import pull, workloads
 from edgeline.clusters.probe import probe
@@ -201,15 +201,19 @@ class Agent:
         keep: set[str] = set()
         for assignment, assigned in self._assigned():
             want = plan.to_run(assigned, self.state.reverted.get(assignment.object_name, {}))
-            keep |= {r.digest for r in (want, assignment.last_known_good) if r is not None and r.digest}
+            keep |= {artifact_of(r, assignment.variant_of(r)).digest for r in (want, assignment.last_known_good)
+                     if r is not None and artifact_of(r, assignment.variant_of(r)).digest}
             running = self.state.running.get(assignment.object_name)
             if running is None or running.revision.revision != want.revision or assignment.object_name in self.drifted:
                 await self._run(assignment, want)
         if remove_unassigned:
             for obj in [o for o in self.state.running if o not in self.state.assignments]:
                 running = self.state.running[obj]
+                owner = workloads.RuntimeOwner(*running.owner) if running.owner[2] else None
                 try:
-                    await workloads.remove(self.site, running.namespace, obj)
+                    left = await workloads.remove(self.site, running.namespace, obj, owner)
+                    if left:
+                        log.warning("%s: %s belong to another owner; left alone", obj, ", ".join(left))
                 except workloads.Unreachable as exc:
                     log.warning("cannot remove %s: %s", obj, exc)
                     continue
@@ -224,8 +228,11 @@ class Agent:
         wanted = {}
         for assignment, assigned in self._assigned():
             for revision in (assignment.revision, assignment.last_known_good):
-                if revision is not None and revision.digest and cache.cached(root, revision) is None:
-                    wanted[revision.digest] = revision
+                if revision is None:
+                    continue
+                artifact = artifact_of(revision, assignment.variant_of(revision))
+                if artifact.digest and cache.cached(root, artifact) is None:
+                    wanted[artifact.digest] = artifact
         for revision in wanted.values():
             try:
                 await asyncio.to_thread(cache.ensure, root, revision)
@@ -236,7 +243,8 @@ class Agent:
     async def _run(self, assignment: pull.Assignment, revision: RevisionRef) -> bool:
         """Applies a cached revision on the site (never fetches: a rollback must not wait on the WAN)."""
         root = self.config.cache_dir / "models"
-        found = cache.cached(root, revision)
+        variant = assignment.variant_of(revision)
+        found = cache.cached(root, artifact_of(revision, variant))
         if found is None:
             log.warning("%s cannot run revision %s yet: its model is not in the site's cache",
                         assignment.object_name, revision.revision)
@@ -244,14 +252,18 @@ class Agent:
         relative = str(found.relative_to(root))
         objects = site_objects(assignment.deployment_namespace, assignment.deployment, revision,
                                Target(self.config.cluster, assignment.target_namespace), assignment.requirements,
-                               f"{self.config.cache_host_dir}/models", relative)
+                               f"{self.config.cache_host_dir}/models", relative, variant=variant,
+                               owner_uid=assignment.owner_uid)
         try:
-            await workloads.apply(self.site, assignment.target_namespace, objects)
-        except workloads.Unreachable as exc:
+            await workloads.apply(self.site, assignment.target_namespace, objects,
+                                  pod_security=assignment.pod_security)
+        except (workloads.Unreachable, workloads.OwnedByAnother) as exc:
             log.warning("cannot apply %s on the site: %s", assignment.object_name, exc)
             return False
-        self.state.running[assignment.object_name] = site_state.Running(revision, time.time(),
-                                                                        assignment.target_namespace)
+        # Kept with the artifact it runs (the variant's, if any), so the cache keeps that file.
+        self.state.running[assignment.object_name] = site_state.Running(
+            artifact_of(revision, variant), time.time(), assignment.target_namespace,
+            (assignment.deployment_namespace, assignment.deployment, assignment.owner_uid))
         self.drifted.discard(assignment.object_name)
         log.info("%s runs revision %s (%s)", assignment.object_name, revision.revision, revision.version)
         return True
@@ -267,8 +279,10 @@ class Agent:
             obj = assignment.object_name
             running = self.state.running.get(obj)
             rollbacks = tuple(self.state.rollbacks.get(obj, []))
+            owner = workloads.RuntimeOwner(assignment.deployment_namespace, assignment.deployment,
+                                           assignment.owner_uid) if assignment.owner_uid else None
             try:
-                seen = await workloads.observe(self.site, assignment.target_namespace, obj)
+                seen = await workloads.observe(self.site, assignment.target_namespace, obj, owner)
             except workloads.Unreachable as exc:
                 reports[obj] = WorkloadReport(revision=running.revision.revision if running else None,
                                               message=f"the site's API server: {exc}",
@@ -281,7 +295,7 @@ class Agent:
                 revision=seen.revision, exists=seen.exists, ready=seen.ready, ready_replicas=seen.ready_replicas,
                 replicas=seen.replicas, message=seen.message,
                 since=running.since if running and running.revision.revision == seen.revision else None,
-                assigned=assignment.revision.revision, rollbacks=rollbacks)
+                assigned=assignment.revision.revision, rollbacks=rollbacks, owner_uid=assignment.owner_uid or None)
         return reports
 
     def _save(self) -> None:

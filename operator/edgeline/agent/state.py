@@ -18,6 +18,7 @@ class Running:
     revision: RevisionRef
     since: float            # epoch seconds when the site switched to it
     namespace: str = ""     # where its objects are on the site
+    owner: tuple[str, str, str] = ("", "", "")   # the EdgeDeployment's namespace, name and uid (owner labels)
 
 
 @dataclass
@@ -30,7 +31,8 @@ class SiteState:
     def to_json(self) -> str:
         return json.dumps({
             "assignments": self.assignments,
-            "running": {k: {"revision": v.revision.dump(), "since": v.since, "namespace": v.namespace}
+            "running": {k: {"revision": v.revision.dump(), "since": v.since, "namespace": v.namespace,
+                            "owner": list(v.owner)}
                         for k, v in self.running.items()},
             "reverted": self.reverted,
             "rollbacks": {k: [asdict(r) for r in v] for k, v in self.rollbacks.items()}}, sort_keys=True)
@@ -40,7 +42,8 @@ class SiteState:
         data = json.loads(text)
         return cls(
             assignments=dict(data.get("assignments") or {}),
-            running={k: Running(RevisionRef.model_validate(v["revision"]), float(v["since"]), v.get("namespace", ""))
+            running={k: Running(RevisionRef.model_validate(v["revision"]), float(v["since"]), v.get("namespace", ""),
+                             tuple(v.get("owner") or ("", "", "")))
                      for k, v in (data.get("running") or {}).items()},
             reverted={k: dict(v) for k, v in (data.get("reverted") or {}).items()},
             rollbacks={k: [SiteRollback(**r) for r in v] for k, v in (data.get("rollbacks") or {}).items()})

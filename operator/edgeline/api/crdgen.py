@@ -15,12 +15,15 @@ from pathlib import Path
 import yaml
 
 from edgeline import GROUP, VERSION
+from edgeline.api.analysis import MetricCheckTemplate
+from edgeline.api.approval import Approval
+from edgeline.api.approvalpolicy import ApprovalPolicy
 from edgeline.api.datapipeline import DataPipeline
 from edgeline.api.edgecluster import EdgeCluster
 from edgeline.api.edgedeployment import EdgeDeployment
 from edgeline.api.mlmodel import MLModel
 
-KINDS = [EdgeCluster, MLModel, EdgeDeployment, DataPipeline]
+KINDS = [EdgeCluster, MLModel, EdgeDeployment, DataPipeline, MetricCheckTemplate, ApprovalPolicy, Approval]
 CATEGORY = "edgeline"
 _KEEP = ("type", "description", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength",
          "minItems", "maxItems", "maxProperties", "default", "format", "x-kubernetes-validations")
@@ -85,15 +88,22 @@ def _at(schema: dict, path: str) -> dict:
 
 def crd(kind) -> dict:
     spec_model = kind.model_fields["spec"].annotation
-    status_model = kind.model_fields["status"].annotation.__args__[0]
     spec_schema = _model_schema(spec_model)
     spec_schema["description"] = f"Desired state of the {kind.KIND}."
     if kind.SPEC_VALIDATIONS:
         spec_schema["x-kubernetes-validations"] = kind.SPEC_VALIDATIONS
     for path, rules in getattr(kind, "SPEC_FIELD_VALIDATIONS", {}).items():
         _at(spec_schema, path).setdefault("x-kubernetes-validations", []).extend(rules)
-    status_schema = _model_schema(status_model)
-    status_schema["description"] = f"Observed state of the {kind.KIND}, written by the operator alone."
+    properties = {
+        "apiVersion": {"type": "string", "description": "edgeline.io/v1alpha1"},
+        "kind": {"type": "string", "description": kind.KIND},
+        "metadata": {"type": "object"},
+        "spec": spec_schema,
+    }
+    if "status" in kind.model_fields:     # kinds without status (policies, approvals) have no subresource
+        status_schema = _model_schema(kind.model_fields["status"].annotation.__args__[0])
+        status_schema["description"] = f"Observed state of the {kind.KIND}, written by the operator alone."
+        properties["status"] = status_schema
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -105,19 +115,13 @@ def crd(kind) -> dict:
                       "shortNames": kind.SHORT_NAMES, "categories": [CATEGORY]},
             "versions": [{
                 "name": VERSION, "served": True, "storage": True,
-                "subresources": {"status": {}},
+                **({"subresources": {"status": {}}} if "status" in properties else {}),
                 "additionalPrinterColumns": kind.PRINTER_COLUMNS,
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
                     "description": kind.DESCRIPTION,
                     "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string", "description": "edgeline.io/v1alpha1"},
-                        "kind": {"type": "string", "description": kind.KIND},
-                        "metadata": {"type": "object"},
-                        "spec": spec_schema,
-                        "status": status_schema,
-                    },
+                    "properties": properties,
                 }},
             }],
         },

@@ -57,6 +57,11 @@ class Step(ApiModel):
     timeout_seconds: int = Field(3600, ge=1, le=604800, description="How long one attempt may run")
     retries: int = Field(0, ge=0, le=10, description="Attempts after the first one fails")
     backoff_seconds: int = Field(10, ge=0, le=3600, description="Wait before the first retry; doubles each time")
+    pod_security: Literal["restricted", "baseline", "privileged"] = Field(
+        "restricted", description="Pod Security level the step's Pod needs: restricted (uid 65532, no privilege "
+                                  "escalation, no capabilities, seccomp RuntimeDefault), baseline (the image's "
+                                  "user), privileged (a privileged container); the EdgeCluster's "
+                                  "spec.tenancy.podSecurity caps it")
     pod_annotations: dict[str, str] = Field(
         {}, description="Annotations on the step's Pod (e.g. for a service mesh or, in tests, kwok's outcome); "
                         "not edgeline.io/* keys, which are Edgeline's",
@@ -68,7 +73,8 @@ class MLModelTemplate(ApiModel):
                            description="Step whose outputs uri and sha256 (and optionally version) name the artifact")
     model: str = Field(max_length=63, pattern=DNS_LABEL, description="Logical model name of the candidate")
     stage: Literal["development", "staging", "production"] = Field(
-        "staging", description="Stage of the candidate MLModel")
+        "staging", description="Stage of the candidate MLModel; at most staging is used: production takes a "
+                               "person's promotion (`edgeline promote`)")
     labels: dict[str, ShortText] = Field({}, description="Extra labels of the candidate MLModel; not edgeline.io/* "
                                                          "keys, which are Edgeline's",
                                          json_schema_extra={"maxProperties": 16,

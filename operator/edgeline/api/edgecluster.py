@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from edgeline.api.base import ApiModel, Resource
+from edgeline.api.common import DNS_LABEL, LabelSelector
 from edgeline.api.conditions import Condition
+from edgeline.api.datapipeline import CRON
+
+LINE_IDLE_LEASE_PREFIX = "edgeline-line-idle-"     # + the EdgeCluster's name, in the operator's namespace
 
 SITE_LABEL = "edgeline.io/site"             # by convention; EdgeDeployments select on labels
 LINE_LABEL = "edgeline.io/line"
@@ -45,6 +49,68 @@ CONNECTION_RULES = [
 ]
 
 
+class MaintenanceWindow(ApiModel):
+    """A time the line may be changed, e.g. a shift change (docs/line-schedules.md)."""
+
+    schedule: str = Field(max_length=128, description="Five-field cron expression of when the window opens, e.g. "
+                                                      "'45 5,13,21 * * 1-5' (read in timeZone)",
+                          json_schema_extra={"x-kubernetes-validations": [{
+                              "rule": f"self.matches('{CRON}')",
+                              "message": "schedule must be a five-field cron expression (minute hour day-of-month "
+                                         "month day-of-week), e.g. '45 5 * * 1-5', or a shorthand like @daily"}]})
+    duration_minutes: int = Field(ge=1, le=10080, description="How long the window stays open, in real minutes "
+                                                              "(a clock change inside it does not stretch it)")
+    time_zone: str = Field("UTC", max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+/-]*$",
+                           description="IANA time zone the schedule is read in, e.g. Europe/Berlin")
+
+
+class LineConsent(ApiModel):
+    """The line says when it is idle: its MES/PLC bridge holds the Lease
+    edgeline-line-idle-<cluster> in the operator's namespace while the line may be changed."""
+
+    timeout_seconds: int = Field(900, ge=10, le=604800,
+                                 description="How long a change waits (inside a window) for the line to signal idle")
+    on_timeout: Literal["Skip", "Fail", "Proceed"] = Field(
+        "Skip", description="When the line stays busy past the timeout: Skip (the wave goes on without this cluster, "
+                            "which still changes once its line signals idle), Fail (the wave fails) or Proceed "
+                            "(change it anyway)")
+
+
+class Maintenance(ApiModel):
+    windows: list[MaintenanceWindow] = Field(
+        [], max_length=16, description="When changes may reach this cluster; empty: at any time. Deployments "
+                                       "may narrow them (rollout.windows), never widen them")
+    line_consent: LineConsent | None = Field(
+        None, description="Also wait for the line to signal idle (a Lease its MES/PLC bridge holds)")
+    rollbacks: Literal["Immediate", "RespectSchedule"] = Field(
+        "Immediate", description="Immediate: rollbacks go through at once, outside windows and without consent; "
+                                 "RespectSchedule: they wait like any change")
+
+
+class Monitoring(ApiModel):
+    prometheus_url: str | None = Field(
+        None, max_length=512, pattern=r"^https?://[^\s]+$",
+        description="Base URL of the Prometheus-compatible HTTP API (Prometheus, Thanos, VictoriaMetrics) that holds "
+                    "this cluster's runtime series; EdgeDeployment metric checks query it (default: the operator's "
+                    "EDGELINE_PROMETHEUS_URL)")
+
+
+PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
+
+
+class Tenancy(ApiModel):
+    """Which hub namespaces may use the cluster (docs/security.md). A namespace is admitted when
+    it is listed in `namespaces` or its labels match `namespaceSelector`; with neither, none is."""
+
+    namespaces: list[Annotated[str, Field(max_length=63, pattern=DNS_LABEL)]] = Field(
+        [], max_length=256, description="Hub namespaces that may deploy to the cluster and run pipeline steps on it")
+    namespace_selector: LabelSelector | None = Field(
+        None, description="Hub namespaces whose labels match may use the cluster too; {} admits every namespace")
+    pod_security: PodSecurityLevel = Field(
+        "restricted", description="Highest Pod Security level a pipeline step may ask for here; also the "
+                                  "pod-security.kubernetes.io/enforce label of the target namespace")
+
+
 class EdgeClusterSpec(ApiModel):
     tier: Literal["cloud", "edge"] = Field(description="cloud: a data-centre cluster; edge: a K3s cluster at a site")
     connection: Connection = Field(description="How the operator reaches the cluster",
@@ -56,6 +122,13 @@ class EdgeClusterSpec(ApiModel):
     stale_after_seconds: int = Field(
         300, ge=10, le=86400,
         description="After this long without an answer the cluster is Stale: its status is no longer current")
+    maintenance: Maintenance | None = Field(
+        None, description="When changes may reach the cluster: maintenance windows and the line's consent")
+    monitoring: Monitoring | None = Field(None, description="Where this cluster's metrics are queried")
+    tenancy: Tenancy | None = Field(
+        None, description="Which hub namespaces may use the cluster and how much Pod Security they may ask for; "
+                          "without it no namespace may (unless the operator runs with "
+                          "EDGELINE_TENANCY_OPEN_WITHOUT_SECTION=true, docs/install.md)")
 
 
 class Allocatable(ApiModel):

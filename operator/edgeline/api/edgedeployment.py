@@ -8,10 +8,13 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from edgeline import __version__
+from edgeline.api.analysis import ANALYSIS_RULES, CHECK_RULES, Analysis, AnalysisStatus
 from edgeline.api.base import ApiModel, Resource
 from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, LABEL_KEY, NON_EMPTY_SELECTOR, EnvVar, LabelSelector,
                                  Quantity, ResourceRequirements, ShortText)
 from edgeline.api.conditions import Condition
+from edgeline.api.edgecluster import MaintenanceWindow
+from edgeline.api.mlmodel import DIGEST
 from edgeline.api.reserved import env_rule
 
 # The edge runtime image this release builds (images/edge-runtime, `make images`), under the name it
@@ -27,6 +30,9 @@ class ModelRef(ApiModel):
     follow: Literal["Pinned", "LatestReady"] = Field(
         "Pinned", description="Pinned: exactly the MLModel in name; LatestReady: the newest Ready MLModel of model, "
                               "so that a retrained candidate moves the deployment to AwaitingApproval")
+    min_stage: Literal["development", "staging", "production"] = Field(
+        "production", description="LatestReady follows only versions at or above this stage (spec.stage or a "
+                                  "recorded promotion, `edgeline promote`); pipeline candidates arrive as staging")
 
 
 class PlacementRequirements(ApiModel):
@@ -57,6 +63,15 @@ class Toleration(ApiModel):
     toleration_seconds: int | None = Field(None, ge=0, description="With NoExecute: how long the Pod stays bound")
 
 
+class GoldenSampleRef(ApiModel):
+    """Inputs and the outputs a good model gives for them, with a tolerance (JSON, docs/line-schedules.md);
+    the runtime checks them before it becomes ready."""
+
+    uri: str = Field(min_length=1, max_length=2048, pattern=r"^(https?|file)://",
+                     description="http(s):// or file:// URI of the golden sample file")
+    sha256: str = Field(pattern=DIGEST, max_length=71, description="Digest of the file, sha256:<64 hex>")
+
+
 class Runtime(ApiModel):
     image: str = Field(DEFAULT_RUNTIME_IMAGE, min_length=1, max_length=512,
                        description="Image of the edge inference runtime")
@@ -75,6 +90,13 @@ class Runtime(ApiModel):
     tolerations: list[Toleration] | None = Field(
         None, max_length=16, description="Taints of the nodes the runtime Pods may run on, e.g. dedicated line "
                                          "computers (GPU taints are tolerated automatically)")
+    golden_sample: GoldenSampleRef | None = Field(
+        None, description="Golden sample the runtime must reproduce before it becomes ready; a deviation fails "
+                          "the wave (GoldenSampleMismatch)")
+    onnxruntime_version: str | None = Field(
+        None, max_length=32, pattern=r"^\d+\.\d+(\.\d+)?$",
+        description="onnxruntime version of a custom runtime image, e.g. 1.20; Edgeline's own image is known. "
+                    "Model variants' minRuntimeVersion and opsets are checked against it")
 
 
 class Wave(ApiModel):
@@ -98,9 +120,15 @@ class Rollout(ApiModel):
     wave_timeout_seconds: int = Field(600, ge=10, le=86400,
                                       description="How long a wave may take to become ready before it fails")
     soak_seconds: int = Field(0, ge=0, le=604800, description="Time to watch each wave after it is ready")
+    windows: list[MaintenanceWindow] = Field(
+        [], max_length=16, description="Narrow the clusters' maintenance windows for this deployment: a change "
+                                       "reaches a cluster only when one of these and one of the cluster's are open")
 
 
 class Approval(ApiModel):
+    """The deployment's own approval rules: they can tighten the ApprovalPolicies that cover it,
+    never loosen them (docs/approvals.md)."""
+
     required: bool = Field(True, description="Whether a change of revision needs a recorded approval")
     approver_groups: list[ShortText] = Field(
         [], max_length=16, description="Groups (as the API server authenticates them) whose members may approve")
@@ -162,9 +190,27 @@ class EdgeDeploymentSpec(ApiModel):
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy, description="When to revert automatically",
                                      json_schema_extra={"default": {}})
     revision_history_limit: int = Field(10, ge=1, le=100, description="Revisions kept in status.history")
+    analysis: Analysis = Field(default_factory=Analysis,
+                               description="Metric checks each wave must pass before the rollout goes on "
+                                           "(docs/analysis.md)",
+                               json_schema_extra={"default": {}, "x-kubernetes-validations": ANALYSIS_RULES})
 
 
 # --- status ---------------------------------------------------------------------------------------
+
+class VariantRef(ApiModel):
+    name: str = Field(description="Variant name (default: the MLModel's spec.artifact)")
+    uri: str | None = Field(None, description="Artifact URI")
+    digest: str | None = Field(None, description="Artifact digest")
+    external_data: dict[str, str] | None = Field(None, description="Digests of its external data files")
+    architecture: str | None = Field(None, description="CPU architecture it is for; empty: any")
+    accelerator: str | None = Field(None, description="cpu, gpu or npu")
+    execution_provider: str | None = Field(None, description="onnxruntime execution provider it asks for")
+    min_runtime_version: str | None = Field(None, description="Oldest onnxruntime that can serve it")
+    opset: int | None = Field(None, description="Default-domain opset it imports")
+    size_bytes: int | None = Field(None, description="Bytes a runtime has to load")
+    memory: str | None = Field(None, description="Memory the model needs to serve (MLModel requirements.memory)")
+
 
 class RevisionRef(ApiModel):
     revision: str = Field(description="Hash of what is deployed: model digest and runtime spec")
@@ -175,6 +221,9 @@ class RevisionRef(ApiModel):
     uri: str | None = Field(None, description="Model artifact URI")
     runtime: Runtime | None = Field(None, description="Runtime spec of the revision, so that it can be restored")
     external_data: dict[str, str] | None = Field(None, description="Digests of the model's external data files")
+    variants: list[VariantRef] | None = Field(None, description="Every artifact of the model version; each cluster "
+                                                                "gets the one that fits it (MLModel spec.variants)")
+    variants_digest: str | None = Field(None, description="Digest over every variant, covered by the revision")
 
 
 class ApprovalRecord(ApiModel):
@@ -184,13 +233,26 @@ class ApprovalRecord(ApiModel):
     at: str = Field(description="When the approval was given")
 
 
+class EffectiveApproval(Approval):
+    sources: list[str] = Field([], description="The ApprovalPolicies that set the floor; empty: Edgeline's built-in "
+                                               "floor (no ApprovalPolicy covers this deployment)")
+    ignored: list[str] = Field([], description="What in spec.approval was not applied because it would loosen the "
+                                               "floor")
+
+
 class PendingApproval(ApiModel):
     revision: RevisionRef = Field(description="The revision waiting for approval")
     runtime_change: str | None = Field(None, description="What changes in the runtime, for people")
     requested_by: str | None = Field(None, description="Who made the change")
+    authors: list[str] = Field([], description="Everyone who changed the spec since the last approved revision, as "
+                                               "the API server recorded them (edgeline.io/authors)")
+    refused: list[str] = Field([], description="Why approvals given for this revision do not count")
     requested_at: str | None = Field(None, description="Since when it waits")
     approvals: list[ApprovalRecord] = Field([], description="Approvals for this revision so far")
     needed: int | None = Field(None, description="Distinct approvers needed")
+    metrics: dict[str, float] | None = Field(None, description="Evaluation metrics of the model version "
+                                                               "(MLModel spec.metrics), for approvers")
+    stage: str | None = Field(None, description="Effective stage of the model version")
 
 
 class ClusterState(ApiModel):
@@ -205,11 +267,19 @@ class ClusterState(ApiModel):
     stale: bool | None = Field(None, description="Whether lastObserved is too old to trust")
     message: str | None = Field(None, description="Why, for people")
     reason: str | None = Field(None, description="Why the runtime is not ready, from its Pods: ImagePullFailed, "
-                                                 "CrashLoopBackOff, ModelRejected, ModelFetchRetrying, "
-                                                 "ContainerNotStarted or Unschedulable")
+                                                 "CrashLoopBackOff, ModelRejected, GoldenSampleMismatch, "
+                                                 "GoldenSampleInvalid, ModelFetchRetrying, ContainerNotStarted or "
+                                                 "Unschedulable")
     pod: str | None = Field(None, description="The runtime Pod the reason was seen on")
     restarts: int | None = Field(None, description="Restarts of that Pod's runtime container")
     last_log: str | None = Field(None, description="Last log line (or termination message) of that container")
+    waiting_for: str | None = Field(None, description="What the cluster's change waits for: WaitingForWindow, "
+                                                      "WaitingForLineIdle, LineIdleTimeout or WindowInvalid")
+    waiting_since: str | None = Field(None, description="Since when it waits for the line")
+    waiting_until: str | None = Field(None, description="When the next window opens, or when the wait for the "
+                                                        "line times out")
+    variant: str | None = Field(None, description="Model variant chosen for this cluster (MLModel spec.variants)")
+    variant_reason: str | None = Field(None, description="Why that variant, from the cluster's probed facts")
 
 
 class ExcludedCluster(ApiModel):
@@ -229,6 +299,10 @@ class RolloutProgress(ApiModel):
     completed_at: str | None = Field(None, description="When the revision reached every cluster")
     guard_until: str | None = Field(None, description="Until when alerts still roll the revision back")
     approvals: list[ApprovalRecord] = Field([], description="Approvals the rollout of this revision started with")
+    generation: int | None = Field(None, description="Spec generation the revision was approved and rolled out at; "
+                                                     "authors of later changes are the next revision's")
+    clusters: list[str] | None = Field(None, description="Clusters the revision was approved for; while a change "
+                                                         "waits for approval it goes to no other")
     failed_clusters: list[str] = Field([], description="Clusters that kept the current wave from becoming ready")
     failed_message: str | None = Field(None, description="Why the current wave failed")
 
@@ -263,12 +337,15 @@ class EdgeDeploymentStatus(ApiModel):
     observed_generation: int | None = Field(None, description="Generation of the spec last acted upon")
     phase: Literal["Pending", "AwaitingApproval", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"] | None \
         = Field(None, description="Pending, AwaitingApproval, Progressing, Paused, Healthy, Degraded or RolledBack")
-    conditions: list[Condition] = Field([], description="ModelResolved, Approved, Progressing, Available and Ready")
+    conditions: list[Condition] = Field([], description="ModelResolved, Approved, Progressing, Available and Ready; "
+                                                                 "ChecksPassed with spec.analysis")
     desired_revision: RevisionRef | None = Field(None, description="What the spec asks for")
     current_revision: RevisionRef | None = Field(None, description="What runs (or last ran) on every cluster")
     last_known_good: RevisionRef | None = Field(None, description="Newest revision that passed its guard period")
     pending_approval: PendingApproval | None = Field(None, description="The change waiting for approval, if any")
     approval: str | None = Field(None, description="Approval summary for people: NotRequired, Pending 1/2, Approved")
+    approval_policy: EffectiveApproval | None = Field(None, description="The approval rules that apply and where "
+                                                                        "they come from")
     rollout: RolloutProgress | None = Field(None, description="Where the rollout stands")
     clusters: list[ClusterState] = Field([], description="Every selected cluster and what runs there")
     excluded: list[ExcludedCluster] = Field([], description="Clusters that match the selector but cannot run it")
@@ -281,6 +358,8 @@ class EdgeDeploymentStatus(ApiModel):
     last_rollback_request: str | None = Field(None, description="Value of the rollback-to annotation last acted upon")
     pinned: list[PinnedCluster] = Field([], description="Clusters rolled back on their own; the rollout is halted "
                                                         "until a new revision is rolled out")
+    analysis: AnalysisStatus | None = Field(None, description="What the metric checks of the latest analysed wave "
+                                                              "measured")
 
 
 class EdgeDeployment(Resource):
@@ -306,7 +385,8 @@ class EdgeDeployment(Resource):
     ]
 
     # On spec.runtime only, not on the Runtime type: revisions kept in status are never re-checked.
-    SPEC_FIELD_VALIDATIONS: ClassVar[dict[str, list[dict]]] = {"runtime.env[]": [env_rule()]}
+    SPEC_FIELD_VALIDATIONS: ClassVar[dict[str, list[dict]]] = {"runtime.env[]": [env_rule()],
+                                                                 "analysis.checks[]": CHECK_RULES}
 
     spec: EdgeDeploymentSpec
     status: EdgeDeploymentStatus | None = None

@@ -44,6 +44,25 @@ class Requirements(ApiModel):
     accelerator: Literal["cpu", "gpu", "npu"] | None = Field(None, description="Accelerator the model needs")
 
 
+class Platform(ApiModel):
+    architecture: Literal["amd64", "arm64", "arm"] | None = Field(
+        None, description="CPU architecture of the nodes the artifact is for; empty: any")
+    accelerator: Literal["cpu", "gpu", "npu"] = Field("cpu", description="What the artifact runs on: cpu, or a gpu "
+                                                                         "or npu the cluster must have")
+    execution_provider: Literal["CPU", "CUDA", "TensorRT", "OpenVINO"] | None = Field(
+        None, description="onnxruntime execution provider the runtime uses for it; empty: the deployment's")
+    min_runtime_version: str | None = Field(None, max_length=32, pattern=r"^v?\d+(\.\d+){0,2}$",
+                                            description="Oldest onnxruntime version that can serve it, e.g. 1.18")
+
+
+class Variant(ApiModel):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                      description="Name of the variant, e.g. arm64-int8; default is spec.artifact's")
+    artifact: Artifact = Field(description="The variant's model file and how to verify it")
+    platform: Platform = Field(default_factory=Platform, description="The hardware and runtime it is for",
+                               json_schema_extra={"default": {}})
+
+
 class MLModelSpec(ApiModel):
     model: str = Field(description="Logical model name shared by all its versions, e.g. defect-detector",
                        min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -56,6 +75,13 @@ class MLModelSpec(ApiModel):
     metrics: dict[str, float] = Field({}, description="Evaluation metrics (name to value), shown to approvers")
     requirements: Requirements | None = Field(None, description="What a runtime must offer to serve the model")
     description: str | None = Field(None, max_length=1024, description="What the model does, for people")
+    platform: Platform | None = Field(None, description="The platform spec.artifact (variant default) is for; "
+                                                        "empty: any architecture, CPU")
+    variants: list[Variant] = Field(
+        [], max_length=8,
+        description="More artifacts of this version for other hardware (e.g. int8 for arm64, fp16 for GPUs); "
+                    "each is fetched and validated, must have the same inputs and outputs, and each cluster gets "
+                    "the variant that fits it best (docs/heterogeneous-fleets.md)")
 
 
 class TensorInfo(ApiModel):
@@ -99,6 +125,19 @@ class ValidationAttempts(ApiModel):
     started_at: str | None = Field(None, description="When the last validation started")
 
 
+class VariantStatus(ApiModel):
+    name: str = Field(description="Variant name (default: spec.artifact)")
+    digest: str | None = Field(None, description="sha256 of the bytes fetched")
+    size_bytes: int | None = Field(None, description="Size of the model file plus its external data files")
+    opset: int | None = Field(None, description="Default-domain ONNX opset the variant imports")
+
+
+class Promotion(ApiModel):
+    stage: str = Field(description="Stage the model was promoted to")
+    by: str = Field(description="Who promoted it, as the API server authenticated them (admission policy)")
+    at: str | None = Field(None, description="When the operator saw the promotion")
+
+
 class MLModelStatus(ApiModel):
     observed_generation: int | None = Field(None, description="Generation of the spec last validated")
     phase: Literal["Pending", "Validating", "Ready", "Invalid"] | None = Field(
@@ -109,6 +148,12 @@ class MLModelStatus(ApiModel):
     used_by: list[str] = Field([], description="EdgeDeployments that use this model, as \"namespace/name (roles)\"; "
                                                "roles are current, pending, last-known-good and pinned")
     validation: ValidationAttempts | None = Field(None, description="Validations started for this generation")
+    variants: list[VariantStatus] = Field([], description="Every artifact of the version (default first), as "
+                                                          "fetched and inspected")
+    variants_digest: str | None = Field(None, description="sha256 over every variant's name, URI, digest and "
+                                                          "platform: what an approval of this version covers")
+    stage: str | None = Field(None, description="Effective stage: spec.stage, or the stage a person promoted it to")
+    promotion: Promotion | None = Field(None, description="The recorded promotion, if any")
 
 
 class MLModel(Resource):
@@ -130,6 +175,12 @@ class MLModel(Resource):
          "message": "spec is immutable: create a new MLModel for a new version"},
         {"rule": "self.stage != 'production' || has(self.artifact.sha256)",
          "message": "artifact.sha256 is required when stage is production", "fieldPath": ".artifact.sha256"},
+        {"rule": "!has(self.variants) || self.stage != 'production' || self.variants.all(v, has(v.artifact.sha256))",
+         "message": "every variant needs artifact.sha256 when stage is production", "fieldPath": ".variants"},
+        {"rule": "!has(self.variants) || self.variants.all(v, v.name != 'default' && "
+                 "self.variants.exists_one(w, w.name == v.name))",
+         "message": "variant names must be unique and not 'default' (spec.artifact is the default variant)",
+         "fieldPath": ".variants"},
     ]
 
     spec: MLModelSpec

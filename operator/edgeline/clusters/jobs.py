@@ -15,6 +15,7 @@ from lightkube.types import CascadeType
 from edgeline import FIELD_MANAGER
 from edgeline.domain.pipeline import JobObservation
 from edgeline.metrics import MEMBER_REQUESTS
+from edgeline.clusters.workloads import namespace_object
 from edgeline.render.jobs import LABEL_RUN, LABEL_UID
 
 POD_JOB_LABEL = "batch.kubernetes.io/job-name"
@@ -44,8 +45,9 @@ def _ours(job: Job, uid: str) -> bool:
     return ((job.metadata.labels or {}) if job.metadata else {}).get(LABEL_UID) == uid
 
 
-async def create(client: AsyncClient, namespace: str, job: dict, uid: str) -> bool:
-    """Creates the Job (and its namespace when missing). True when it exists now as ours,
+async def create(client: AsyncClient, namespace: str, job: dict, uid: str, pod_security: str = "restricted") -> bool:
+    """Creates the Job (and its namespace when missing, labelled with the Pod Security level the
+    EdgeCluster allows: the API server then enforces it too). True when it exists now as ours,
     also when an earlier operator created it; False when a Job of that name is someone else's."""
     name = job["metadata"]["name"]
     try:
@@ -63,9 +65,7 @@ async def create(client: AsyncClient, namespace: str, job: dict, uid: str) -> bo
                     raise
                 # The namespace does not exist yet on that cluster.
                 _count()
-                await client.apply(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-                    "name": namespace, "labels": {"app.kubernetes.io/managed-by": "edgeline"}}}),
-                    field_manager=FIELD_MANAGER)
+                await client.apply(from_dict(namespace_object(namespace, pod_security)), field_manager=FIELD_MANAGER)
         raise Unreachable(f"namespace {namespace} could not be created for Job {name}")
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _problem(exc) from None

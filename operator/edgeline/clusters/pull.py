@@ -31,7 +31,7 @@ from lightkube.resources.core_v1 import ConfigMap, ServiceAccount
 from lightkube.types import PatchType
 
 from edgeline import FIELD_MANAGER, timestamps
-from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, RollbackPolicy
+from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, RollbackPolicy, VariantRef
 from edgeline.clusters.connections import ConnectionProblem
 from edgeline.clusters.probe import ClusterFacts
 from edgeline.domain.rollout import Observation
@@ -76,6 +76,10 @@ class Assignment:
     last_known_good: RevisionRef | None = None
     requirements: PlacementRequirements | None = None
     rollback: RollbackPolicy | None = None
+    owner_uid: str = ""                      # the EdgeDeployment's uid: the owner label of the site's objects
+    variant: VariantRef | None = None        # the model variant this site runs (domain.variants)
+    last_known_good_variant: VariantRef | None = None
+    pod_security: str = "restricted"         # the target namespace's Pod Security level (EdgeCluster tenancy)
 
     def to_json(self) -> str:
         return json.dumps({
@@ -84,7 +88,19 @@ class Assignment:
             "revision": self.revision.dump(),
             "lastKnownGood": self.last_known_good.dump() if self.last_known_good else None,
             "requirements": self.requirements.dump() if self.requirements else None,
-            "rollback": self.rollback.dump() if self.rollback else None}, sort_keys=True)
+            "rollback": self.rollback.dump() if self.rollback else None,
+            "ownerUid": self.owner_uid, "podSecurity": self.pod_security,
+            "variant": self.variant.dump() if self.variant else None,
+            "lastKnownGoodVariant": self.last_known_good_variant.dump() if self.last_known_good_variant else None},
+            sort_keys=True)
+
+    def variant_of(self, revision: RevisionRef) -> VariantRef | None:
+        """The variant the site runs of `revision` (the assigned one or the known-good one)."""
+        if revision.revision == self.revision.revision:
+            return self.variant
+        if self.last_known_good is not None and revision.revision == self.last_known_good.revision:
+            return self.last_known_good_variant
+        return None
 
     @classmethod
     def from_json(cls, text: str) -> Assignment:
@@ -96,7 +112,11 @@ class Assignment:
             last_known_good=RevisionRef.model_validate(data["lastKnownGood"]) if data.get("lastKnownGood") else None,
             requirements=PlacementRequirements.model_validate(data["requirements"])
             if data.get("requirements") else None,
-            rollback=RollbackPolicy.model_validate(data["rollback"]) if data.get("rollback") else None)
+            rollback=RollbackPolicy.model_validate(data["rollback"]) if data.get("rollback") else None,
+            owner_uid=data.get("ownerUid") or "", pod_security=data.get("podSecurity") or "restricted",
+            variant=VariantRef.model_validate(data["variant"]) if data.get("variant") else None,
+            last_known_good_variant=VariantRef.model_validate(data["lastKnownGoodVariant"])
+            if data.get("lastKnownGoodVariant") else None)
 
 
 def assignment_configmap(cluster: str, assignment: Assignment) -> dict:
@@ -174,8 +194,15 @@ async def publish(hub: AsyncClient, cluster: str, assignment: Assignment) -> Non
         raise PullProblem(f"cannot publish the assignment: {_why(exc)}") from None
 
 
-async def withdraw(hub: AsyncClient, cluster: str, object_name: str) -> None:
+async def withdraw(hub: AsyncClient, cluster: str, object_name: str, owner_uid: str = "") -> None:
+    """Deletes the assignment; with `owner_uid`, only an assignment of that owner (a deployment
+    deleted and created again under the same name has another uid)."""
     try:
+        if owner_uid:
+            found = await hub.get(ConfigMap, assignment_name(object_name), namespace=site_namespace(cluster))
+            text = (found.data or {}).get(ASSIGNMENT_KEY)
+            if text and Assignment.from_json(text).owner_uid not in ("", owner_uid):
+                return
         await hub.delete(ConfigMap, assignment_name(object_name), namespace=site_namespace(cluster))
     except ApiError as exc:
         if exc.status.code != 404:
@@ -255,7 +282,7 @@ async def acknowledge(hub: AsyncClient, cluster: str, object_name: str, keys: li
 
 
 async def observe(hub: AsyncClient, cluster: str, object_name: str, stale_after: int,
-                  now: dt.datetime | None = None) -> tuple[Observation, WorkloadReport | None]:
+                  now: dt.datetime | None = None, owner_uid: str = "") -> tuple[Observation, WorkloadReport | None]:
     """The same Observation a push cluster yields, from the site's Lease and report."""
     now = now or dt.datetime.now(dt.timezone.utc)
     try:
@@ -267,6 +294,10 @@ async def observe(hub: AsyncClient, cluster: str, object_name: str, stale_after:
         return Observation(cluster, reachable=False, message=str(exc)), None
     if report is None:
         return Observation(cluster, reachable=True, exists=False), None
+    if owner_uid and report.owner_uid and report.owner_uid != owner_uid:
+        # Reported for an earlier EdgeDeployment of the same name: not ours.
+        return Observation(cluster, reachable=True, exists=False,
+                           message="the site reports a runtime of another owner under this name"), None
     return Observation(cluster, reachable=True, exists=report.exists, revision=report.revision,
                        ready_replicas=report.ready_replicas, replicas=report.replicas, ready=report.ready,
                        message=report.message), report

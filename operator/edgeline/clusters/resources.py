@@ -14,6 +14,8 @@ RESOURCES = {
     "edgedeployments": create_namespaced_resource(GROUP, VERSION, "EdgeDeployment", "edgedeployments"),
     "datapipelines": create_namespaced_resource(GROUP, VERSION, "DataPipeline", "datapipelines"),
     "edgeclusters": create_global_resource(GROUP, VERSION, "EdgeCluster", "edgeclusters"),
+    "approvals": create_namespaced_resource(GROUP, VERSION, "Approval", "approvals"),
+    "approvalpolicies": create_global_resource(GROUP, VERSION, "ApprovalPolicy", "approvalpolicies"),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field, replace
 
 import httpx2 as httpx
@@ -18,9 +19,11 @@ from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.core_v1 import ConfigMap, Pod, Service
 
 from edgeline import FIELD_MANAGER
+from edgeline.clusters.member_cache import APPLIED
 from edgeline.domain.runtime_health import ContainerFacts, needs_log
 from edgeline.metrics import MEMBER_REQUESTS
-from edgeline.render.runtime import CONFIG_COMPONENT, LABEL_COMPONENT, LABEL_REVISION, MANAGED_BY
+from edgeline.render.runtime import (CONFIG_COMPONENT, LABEL_COMPONENT, LABEL_DEPLOYMENT, LABEL_NAMESPACE,
+                                     LABEL_OWNER_UID, LABEL_REVISION, MANAGED_BY, legacy_object_name)
 
 log = logging.getLogger(__name__)
 RUNTIME_CONTAINER = "runtime"
@@ -28,6 +31,10 @@ LOG_TAIL_LINES = 20
 # (client, namespace, name) whose unused ConfigMaps were cleaned up since the last apply.
 # In memory only: after a restart every runtime is cleaned up once more, which is harmless.
 _cleaned: set[tuple[int, str, str]] = set()
+# (client, namespace, name) of Deployments seen unready: [generation, since, last Pod read, containers].
+_unready: dict[tuple[int, str, str], list] = {}
+PODS_AFTER_S = 3.0
+PODS_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,47 @@ class WorkloadState:
     ready: bool = False
     message: str | None = None
     containers: tuple[ContainerFacts, ...] = field(default=())   # read only while not ready
+    foreign: bool = False       # an object of that name exists but its owner uid is not ours
+
+
+@dataclass(frozen=True)
+class RuntimeOwner:
+    """The hub EdgeDeployment whose runtime objects these are (owner labels, legacy name)."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
+class OwnedByAnother(Exception):
+    """An object of our name exists on the member cluster but carries another owner's uid (or
+    none): it is neither overwritten nor deleted (reason OwnedByAnother)."""
+
+    reason = "OwnedByAnother"
+
+
+def _owner_of(obj) -> str | None:
+    return ((obj.metadata.labels or {}) if obj.metadata else {}).get(LABEL_OWNER_UID)
+
+
+async def _existing(client: AsyncClient, kind, name: str, namespace: str):
+    try:
+        return await client.get(kind, name, namespace=namespace)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+
+
+async def _check_owner(client: AsyncClient, kind, name: str, namespace: str, uid: str) -> None:
+    existing = await _existing(client, kind, name, namespace)
+    if existing is not None and _owner_of(existing) != uid:
+        raise OwnedByAnother(f"{kind.__name__} {namespace}/{name} exists and belongs to "
+                             f"{'owner uid ' + _owner_of(existing) if _owner_of(existing) else 'no Edgeline owner'}; "
+                             f"it is left alone")
 
 
 class Unreachable(Exception):
@@ -51,14 +99,23 @@ def _unreachable(exc: Exception) -> Unreachable:
     return Unreachable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
-async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure_namespace: bool = True) -> None:
-    """Namespace first (unless our objects already live there), then the objects in order."""
+async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure_namespace: bool = True,
+                pod_security: str = "restricted") -> None:
+    """Namespace first (unless our objects already live there; labelled with the cluster's Pod
+    Security level), then the objects in order. Raises OwnedByAnother, before writing anything,
+    when the Deployment or Service of that name carries another owner uid than the objects.
+    Objects this process applied unchanged a moment ago are not sent again (APPLIED)."""
+    requested, objects = objects, APPLIED.changed(client, objects)     # not what is there already
     MEMBER_REQUESTS.labels(purpose="apply").inc(int(ensure_namespace) + len(objects))
     try:
+        for obj in objects:
+            uid = (obj["metadata"].get("labels") or {}).get(LABEL_OWNER_UID)
+            if uid and obj["kind"] in ("Deployment", "Service"):
+                MEMBER_REQUESTS.labels(purpose="apply").inc()
+                await _check_owner(client, Deployment if obj["kind"] == "Deployment" else Service,
+                                   obj["metadata"]["name"], namespace, uid)
         if ensure_namespace:
-            await client.apply(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-                "name": namespace, "labels": {"app.kubernetes.io/managed-by": "edgeline"}}}),
-                field_manager=FIELD_MANAGER)
+            await client.apply(from_dict(namespace_object(namespace, pod_security)), field_manager=FIELD_MANAGER)
         # The ConfigMap goes before the Deployment whose Pods read it; the Service is independent.
         ordered = [o for o in objects if o["kind"] != "Service"]
         services = [o for o in objects if o["kind"] == "Service"]
@@ -71,12 +128,23 @@ async def apply(client: AsyncClient, namespace: str, objects: list[dict], ensure
                                            for o in services))
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
-    for obj in objects:
+    APPLIED.note(client, objects)
+    for obj in requested:
         if obj["kind"] == "Deployment":
             _cleaned.discard((id(client), namespace, obj["metadata"]["name"]))
 
 
-async def observe(client: AsyncClient, namespace: str, name: str) -> WorkloadState:
+def namespace_object(namespace: str, pod_security: str = "restricted") -> dict:
+    """The target namespace, with the Pod Security level the EdgeCluster allows enforced on it."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {
+        "app.kubernetes.io/managed-by": "edgeline", PSA_ENFORCE: pod_security}}}
+
+
+async def observe(client: AsyncClient, namespace: str, name: str, owner: RuntimeOwner | None = None
+                  ) -> WorkloadState:
+    """With `owner`: a Deployment of that name with another owner uid reads as foreign (not ours,
+    so not existing for the rollout, whose apply then refuses to write over it), and once ours is
+    ready, the objects an older version left under the legacy name are removed."""
     MEMBER_REQUESTS.labels(purpose="observe").inc()
     try:
         deployment = await client.get(Deployment, name, namespace=namespace)
@@ -86,18 +154,72 @@ async def observe(client: AsyncClient, namespace: str, name: str) -> WorkloadSta
         raise _unreachable(exc) from None
     except (httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
+    if owner is not None and _owner_of(deployment) != owner.uid:
+        return _foreign(namespace, name)
+    return await _read_around(client, namespace, name, deployment, owner=owner)
+
+
+def _foreign(namespace: str, name: str) -> WorkloadState:
+    return WorkloadState(exists=False, foreign=True,
+                         message=f"Deployment {namespace}/{name} belongs to another owner; it is left alone")
+
+
+async def observe_view(client: AsyncClient, view, namespace: str, name: str, owner: RuntimeOwner | None = None
+                       ) -> WorkloadState:
+    """Like `observe`, with the Deployment taken from the cluster's watched view
+    (clusters.member_cache) while that view is fresh: no request at all for a settled
+    runtime. A view that is not synced, or whose watch is broken, is not trusted: the
+    cluster is asked directly, which answers or fails honestly."""
+    found = view.get(name) if view is not None else None
+    if found is None or not found.fresh:
+        return await observe(client, namespace, name, owner)
+    if found.deployment is None:
+        return WorkloadState(exists=False)
+    if owner is not None and _owner_of(found.deployment) != owner.uid:
+        return _foreign(namespace, name)
+    return await _read_around(client, namespace, name, found.deployment, complete=False, owner=owner)
+
+
+async def _read_around(client: AsyncClient, namespace: str, name: str, deployment: Deployment,
+                       complete: bool = True, owner: RuntimeOwner | None = None) -> WorkloadState:
+    """What a Deployment's state needs beyond the Deployment: its Pods while it is not ready,
+    the clean-up of unused ConfigMaps once after it is (and of what an older version left under
+    the legacy name)."""
     state = _state_of(deployment)
     key = (id(client), namespace, name)
     try:
         if not state.ready:
-            return replace(state, containers=await _containers(client, namespace, deployment))
+            return replace(state, containers=await _containers_now_and_then(client, namespace, deployment, key))
+        _unready.pop(key, None)
         if key not in _cleaned:
             # Rolled out: the ReplicaSets that will stay are known, so are the ConfigMaps they need.
+            if not complete:        # the watched view keeps no Pod spec; the clean-up needs it
+                MEMBER_REQUESTS.labels(purpose="cleanup").inc()
+                deployment = await client.get(Deployment, name, namespace=namespace)
             await remove_unused_configs(client, namespace, deployment)
+            if owner is not None:
+                await remove_legacy(client, namespace, owner)
             _cleaned.add(key)
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
     return state
+
+
+async def _containers_now_and_then(client: AsyncClient, namespace: str, deployment: Deployment,
+                                   key: tuple[int, str, str]) -> tuple[ContainerFacts, ...]:
+    """The Pods of a Deployment that is not ready, read only once it has stayed so for
+    PODS_AFTER_S and then every PODS_EVERY_S: a rollout makes every Deployment unready for a
+    moment, and a Pod list per cluster per tick was most of a thousand-cluster rollout's
+    requests (docs/decisions.md, scale). What does not pass by itself is seen seconds later."""
+    now = time.monotonic()
+    generation = deployment.metadata.generation
+    seen = _unready.get(key)
+    if seen is None or seen[0] != generation:
+        seen = _unready[key] = [generation, now, None, ()]
+    if now - seen[1] >= PODS_AFTER_S and (seen[2] is None or now - seen[2] >= PODS_EVERY_S):
+        seen[3] = await _containers(client, namespace, deployment)
+        seen[2] = now
+    return seen[3]
 
 
 async def _containers(client: AsyncClient, namespace: str, deployment: Deployment) -> tuple[ContainerFacts, ...]:
@@ -179,6 +301,7 @@ async def remove_unused_configs(client: AsyncClient, namespace: str, deployment:
             continue
         MEMBER_REQUESTS.labels(purpose="cleanup").inc()
         await _delete_if_present(client, ConfigMap, cname, namespace)
+        APPLIED.forget(client, namespace, "ConfigMap", cname)
         deleted.append(cname)
     if deleted:
         log.info("deleted runtime ConfigMaps no ReplicaSet of %s/%s uses: %s", namespace, name, ", ".join(deleted))
@@ -229,19 +352,68 @@ async def _delete_if_present(client: AsyncClient, kind, name: str, namespace: st
             raise
 
 
-async def remove(client: AsyncClient, namespace: str, name: str) -> None:
+async def remove(client: AsyncClient, namespace: str, name: str, owner: RuntimeOwner | None = None) -> list[str]:
     """The Deployment and Service by name, then every runtime ConfigMap of theirs, found by
     the instance and managed-by labels Edgeline puts on them (the per-revision ones and the
-    single ConfigMap that versions before per-revision ConfigMaps created)."""
+    single ConfigMap that versions before per-revision ConfigMaps created). With `owner`, only
+    objects labelled with its uid go, plus what an older version left under the legacy name;
+    returns the objects left alone because another owner's uid is on them."""
     MEMBER_REQUESTS.labels(purpose="remove").inc(3)
+    left: list[str] = []
     try:
         for kind in (Deployment, Service):
+            if owner is not None:
+                existing = await _existing(client, kind, name, namespace)
+                if existing is None:
+                    continue
+                if _owner_of(existing) != owner.uid:
+                    left.append(f"{kind.__name__} {namespace}/{name}")
+                    continue
             await _delete_if_present(client, kind, name, namespace)
-        configs = [c.metadata.name async for c in client.list(ConfigMap, namespace=namespace, labels={
-            "app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": MANAGED_BY})]
+            APPLIED.forget(client, namespace, kind.__name__, name)
+        labels = {"app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": MANAGED_BY}
+        if owner is not None:
+            labels[LABEL_OWNER_UID] = owner.uid
+        configs = [c.metadata.name async for c in client.list(ConfigMap, namespace=namespace, labels=labels)]
         for config in configs:
             MEMBER_REQUESTS.labels(purpose="remove").inc()
             await _delete_if_present(client, ConfigMap, config, namespace)
+            APPLIED.forget(client, namespace, "ConfigMap", config)
+        if owner is not None:
+            await remove_legacy(client, namespace, owner)
         _cleaned.discard((id(client), namespace, name))
+        _unready.pop((id(client), namespace, name), None)
     except (ApiError, httpx.HTTPError, OSError) as exc:
         raise _unreachable(exc) from None
+    return left
+
+
+def _legacy_ours(obj, owner: RuntimeOwner) -> bool:
+    """An object from before owner uids: ours when its labels name exactly this namespace/name
+    (the collision of `a-b/c` and `a/b-c` under one legacy name is told apart by these labels)."""
+    labels = (obj.metadata.labels or {}) if obj.metadata else {}
+    return (labels.get("app.kubernetes.io/managed-by") == MANAGED_BY and labels.get(LABEL_NAMESPACE) == owner.namespace
+            and labels.get(LABEL_DEPLOYMENT) == owner.name and labels.get(LABEL_OWNER_UID) in (None, owner.uid))
+
+
+async def remove_legacy(client: AsyncClient, namespace: str, owner: RuntimeOwner) -> list[str]:
+    """Deletes what a version before collision-free names put on the cluster for this
+    EdgeDeployment under `<namespace>-<name>` (migration, docs/decisions.md); only objects whose
+    labels name this very EdgeDeployment. Returns the deleted objects."""
+    legacy = legacy_object_name(owner.namespace, owner.name)
+    deleted = []
+    MEMBER_REQUESTS.labels(purpose="cleanup").inc(3)
+    for kind in (Deployment, Service):
+        existing = await _existing(client, kind, legacy, namespace)
+        if existing is not None and _legacy_ours(existing, owner):
+            await _delete_if_present(client, kind, legacy, namespace)
+            deleted.append(f"{kind.__name__} {legacy}")
+    async for config in client.list(ConfigMap, namespace=namespace, labels={
+            "app.kubernetes.io/instance": legacy, "app.kubernetes.io/managed-by": MANAGED_BY}):
+        if _legacy_ours(config, owner):
+            await _delete_if_present(client, ConfigMap, config.metadata.name, namespace)
+            deleted.append(f"ConfigMap {config.metadata.name}")
+    if deleted:
+        log.info("removed the pre-tenancy objects of %s/%s from %s: %s", owner.namespace, owner.name, namespace,
+                 ", ".join(deleted))
+    return deleted

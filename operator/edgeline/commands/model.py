@@ -3,6 +3,7 @@
     edgeline model inspect model.onnx              # a compact table of inputs, outputs and opsets
     edgeline model inspect --digest model.onnx     # sha256:<hex>, for artifact.sha256 in a manifest
     edgeline model inspect -o json https://models.example/detector-1.2.0.onnx
+    edgeline model inspect mlmodel/detector-2-0-0 -n factory   # which variant would go to which EdgeCluster
 """
 
 from __future__ import annotations
@@ -21,16 +22,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inspect", help="hash, check and describe an ONNX model",
         description="Hash, check (onnx.checker with shape inference) and describe an ONNX model: a local path, "
                     "file://, http:// or https://. Prints what Edgeline writes into MLModel.status.inspection.")
-    inspect.add_argument("source", metavar="PATH_OR_URI")
+    inspect.add_argument("source", metavar="PATH_OR_URI",
+                         help="a file or URI; or mlmodel/NAME: which of its variants each registered EdgeCluster "
+                              "would get, and why")
+    inspect.add_argument("-n", "--namespace", default=None, help="with mlmodel/NAME: its namespace")
+    inspect.add_argument("--kubeconfig", default=None, help="with mlmodel/NAME: the hub's kubeconfig")
+    inspect.add_argument("--onnxruntime", default=None,
+                         help="with mlmodel/NAME: onnxruntime version of the runtime (default: Edgeline's image)")
     inspect.add_argument("--digest", action="store_true", help="print only sha256:<hex>, for a manifest")
     inspect.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text",
                          help="text (default) for people, json or yaml for tools")
     inspect.set_defaults(func=run_inspect)
+    from edgeline.commands import golden
+
+    golden.register(actions)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
     from edgeline.artifacts.errors import ArtifactError
 
+    if args.source.startswith(("mlmodel/", "mlmodels/")):
+        return run_where(args)
     try:
         report = inspect_source(args.source, digest_only=args.digest)
     except ArtifactError as exc:
@@ -98,3 +110,69 @@ def render_text(r: dict) -> str:
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
     return "\n".join(line.rstrip() for line in lines)
+
+
+
+# --- mlmodel/NAME: which variant would go where ------------------------------------------------------
+
+def where_rows(model: dict, clusters: list[dict], onnxruntime: str | None = None) -> list[dict]:
+    """Per EdgeCluster (hub objects as dicts): the variant of `model` it would get and why, or
+    why none fits, by the same decision the operator makes (domain.variants.pick)."""
+    from edgeline.api.edgedeployment import Runtime
+    from edgeline.domain.placement import ClusterFacts
+    from edgeline.domain.variants import Runs, pick, variants_of
+
+    variants = variants_of(model.get("spec") or {}, model.get("status") or {})
+    runs = Runs.of(Runtime(onnxruntime_version=onnxruntime))
+    rows = []
+    for obj in sorted(clusters, key=lambda c: c["metadata"]["name"]):
+        status = obj.get("status") or {}
+        allocatable = status.get("allocatable") or {}
+        facts = ClusterFacts(name=obj["metadata"]["name"], architectures=tuple(status.get("architectures") or ()),
+                             gpus=int(allocatable.get("gpu") or 0), memory=allocatable.get("memory"),
+                             probed=bool(status.get("kubernetesVersion")), stale=bool(status.get("stale")))
+        chosen = pick(variants, facts, runs)
+        rows.append({"cluster": facts.name, "architectures": list(facts.architectures), "gpus": facts.gpus,
+                     "memory": facts.memory, "stale": facts.stale,
+                     "variant": chosen.variant.name if chosen.variant else None,
+                     "reason": chosen.reason, "message": chosen.message})
+    return rows
+
+
+def render_where(model: dict, rows: list[dict]) -> str:
+    spec = model.get("spec") or {}
+    lines = [f"{model['metadata']['namespace']}/{model['metadata']['name']}  {spec.get('model')} "
+             f"{spec.get('version')}  {(model.get('status') or {}).get('phase') or 'Pending'}", ""]
+    table = [("CLUSTER", "NODES", "GPUS", "VARIANT", "WHY")]
+    table += [(r["cluster"] + (" (stale)" if r["stale"] else ""), ",".join(r["architectures"]) or "-",
+               str(r["gpus"]), r["variant"] or "none", r["message"] if r["variant"] else
+               f"{r['reason']}: {r['message']}") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in table]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def run_where(args: argparse.Namespace) -> int:
+    from lightkube import ApiError, Client, KubeConfig
+
+    from edgeline.clusters.resources import RESOURCES
+
+    config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else KubeConfig.from_env()
+    client = Client(config)
+    namespace = args.namespace or client.namespace
+    try:
+        model = client.get(RESOURCES["mlmodels"], args.source.split("/", 1)[1], namespace=namespace).to_dict()
+        clusters = [c.to_dict() for c in client.list(RESOURCES["edgeclusters"])]
+    except ApiError as exc:
+        print(f"edgeline: {exc.status.message}", file=sys.stderr)
+        return 1
+    rows = where_rows(model, clusters, args.onnxruntime)
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    elif args.output == "yaml":
+        import yaml
+
+        print(yaml.safe_dump(rows, sort_keys=False), end="")
+    else:
+        print(render_where(model, rows))
+    return 0

@@ -71,6 +71,7 @@ def status_summary(obj: dict, now: dt.datetime) -> dict:
     current = status.get("currentRevision") or {}
     desired = status.get("desiredRevision") or {}
     target = desired.get("revision")
+    analysis = status.get("analysis") or {}
     waves = []
     for wave in _wave_order(spec, clusters):
         members = [c for c in clusters if (c.get("wave") or REST_WAVE) == wave]
@@ -84,7 +85,11 @@ def status_summary(obj: dict, now: dt.datetime) -> dict:
                 "lastObserved": c.get("lastObserved"), "observedAgo": age(c.get("lastObserved"), now),
                 "stale": bool(c.get("stale")), "outdated": bool(target and c.get("revision") != target),
                 "message": c.get("message"),
+                # Why its runtime is not ready, and what its change waits for (domain.windows), when so.
+                **{k: c[k] for k in ("reason", "waitingFor", "waitingSince", "waitingUntil") if c.get(k)},
+                "variant": c.get("variant"), "variantReason": c.get("variantReason"),
             } for c in members],
+            "checks": _checks(analysis, wave, now),
         })
     pending = status.get("pendingApproval") or {}
     return {
@@ -103,6 +108,31 @@ def status_summary(obj: dict, now: dt.datetime) -> dict:
         "pinned": [{"cluster": p.get("cluster"), "revision": (p.get("revision") or {}).get("revision"),
                     "reason": p.get("reason")} for p in status.get("pinned") or []],
     }
+
+
+def _checks(analysis: dict, wave: str, now: dt.datetime) -> list[dict]:
+    """The metric checks measured in this wave (status.analysis holds the latest analysed wave)."""
+    if analysis.get("wave") != wave:
+        return []
+    return [{"name": c.get("name"), "cluster": c.get("cluster"), "phase": c.get("phase"), "reason": c.get("reason"),
+             "message": c.get("message"), "revision": analysis.get("revision"),
+             "successes": c.get("successes") or 0, "failures": c.get("failures") or 0,
+             "inconclusive": c.get("inconclusive") or 0, "count": c.get("count"),
+             "failureLimit": c.get("failureLimit"), "lastValue": c.get("lastValue"),
+             "lastMeasuredAt": c.get("lastMeasuredAt"), "measuredAgo": age(c.get("lastMeasuredAt"), now)}
+            for c in analysis.get("checks") or []]
+
+
+def _check_text(c: dict) -> str:
+    text = (f"check {c['name']} on {c['cluster']}  {c['phase']}  {c['successes']}/{c['count'] or '?'} ok, "
+            f"{c['failures']} failed ({c['failureLimit'] or 0} tolerated)")
+    if c["inconclusive"]:
+        text += f", {c['inconclusive']} without data"
+    if c["lastValue"] is not None or c["lastMeasuredAt"]:
+        text += f"  last {c['lastValue'] if c['lastValue'] is not None else 'no data'} {c['measuredAgo']} ago"
+    if c["phase"] != "Passed" and c["message"]:
+        text += f"  ({c['reason']}: {c['message']})"
+    return text
 
 
 def _revision(ref: dict) -> dict | None:
@@ -159,11 +189,14 @@ def format_tree(summary: dict) -> str:
         for c in wave["clusters"]:
             rev = (c["revision"] or "-") + (" (outdated)" if c["outdated"] and c["revision"] else "")
             leaf = f"{c['name']}  {c['phase']}  {rev}  {c['replicas']} pods  seen {c['observedAgo']} ago"
+            if c.get("variant"):
+                leaf += f"  variant {c['variantReason'] or c['variant']}"
             if c["stale"]:
                 leaf += "  STALE"
             if c["message"] and c["phase"] != "Ready":
                 leaf += f"  ({c['message']})"
             leaves.append(leaf)
+        leaves += [_check_text(c) for c in wave.get("checks") or []]
         branches.append((head, leaves))
     for pin in summary["pinned"]:
         branches.append((f"pinned: {pin['cluster']} stays on {pin['revision']} ({pin['reason'] or 'rollback'})", []))

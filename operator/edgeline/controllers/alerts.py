@@ -13,6 +13,7 @@ loop starts a run when the alertname is in spec.triggers.alerts (docs/pipelines.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -26,7 +27,7 @@ from lightkube.types import PatchType
 from edgeline import metrics, webserver
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import RESOURCES, create_secret_once, read_secret
-from edgeline.controllers import loop
+from edgeline.controllers import certificates, fast_revert, loop
 from edgeline.domain.alert_payload import AlertIn, Payload, ValidationError, authorized, parse
 from edgeline.domain.rollback import target_of
 from edgeline.settings import get_settings
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 ANNOTATION_PREFIX = "alerts.operator.edgeline.io/"
 LABEL_PIPELINE = "edgeline_pipeline"
 TOKEN_SECRET = "edgeline-alerts"
+TLS_SECRET = "edgeline-alerts-tls"
 
 
 # The payload and the token rule are shared with the pull sites' agent (domain.alert_payload).
@@ -64,6 +66,11 @@ def alert_annotations(payload: _Payload, received_at: float, target_of=target_of
     return out
 
 
+def _revert_at_once(namespace: str, name: str, annotations: dict[str, str]) -> None:
+    from edgeline.controllers.alert_receipts import receipts     # it imports this module
+    fast_revert.trigger(namespace, name, [(r.key, r.alert) for r in receipts({"annotations": annotations})])
+
+
 def make_app(token: str) -> web.Application:
     async def receive(request: web.Request) -> web.Response:
         received_at = time.time()
@@ -91,6 +98,9 @@ def make_app(token: str) -> web.Application:
                                          {"metadata": {"annotations": annotations}}, namespace=namespace,
                                          patch_type=PatchType.MERGE)
                 metrics.ALERTS_RECEIVED.labels(result="routed").inc(len(annotations))
+                if plural == "edgedeployments":
+                    # The revert is written now, not on the deployment's next tick (fast_revert).
+                    _revert_at_once(namespace, name, annotations)
                 # The watch would wake the loop too, a little later.
                 loop.wake(plural, namespace, name)
             except ApiError as exc:
@@ -125,14 +135,24 @@ async def _token() -> str:
 @kopf.on.startup()
 async def start_receiver(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
     settings = get_settings()
+    if memo.get("alerts_runner") is not None:
+        return      # already serving: controllers.leadership starts it before kopf, in every replica
     if not settings.alerts_port:
         logger.info("the alert receiver is disabled (EDGELINE_ALERTS_PORT=0)")
         return
+    serving = None
+    if settings.alerts_tls:
+        names = tuple(settings.alerts_dns_names())
+        serving = await certificates.serving_context(TLS_SECRET, names)
+        memo.alerts_tls = asyncio.ensure_future(certificates.keep_fresh(TLS_SECRET, names, serving))
     memo.alerts_runner = await webserver.start(make_app(await _token()), settings.alerts_listen,
-                                               settings.alerts_port)
-    logger.info("alert receiver on %s:%d/alerts", settings.alerts_listen, settings.alerts_port)
+                                               settings.alerts_port, ssl_context=serving.context if serving else None)
+    logger.info("alert receiver on %s://%s:%d/alerts", "https" if serving else "http", settings.alerts_listen,
+                settings.alerts_port)
 
 
 @kopf.on.cleanup()
 async def stop_receiver(memo: kopf.Memo, **_) -> None:
+    if memo.get("alerts_tls") is not None:
+        memo.alerts_tls.cancel()
     await webserver.stop(memo.get("alerts_runner"))

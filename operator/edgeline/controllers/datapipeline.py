@@ -27,11 +27,12 @@ from edgeline.clusters import events, jobs
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters, hub_client
 from edgeline.clusters.resources import RESOURCES, merge_patch, patch_status
 from edgeline.controllers import alert_receipts, loop
-from edgeline.controllers.indexes import ClusterEntry, client_for
+from edgeline.controllers.indexes import ClusterEntry, client_for, hub_namespace
 from edgeline.domain import candidates
 from edgeline.domain.candidates import CreateModel, ModelObservation
 from edgeline.domain.pipeline import (HUB, ClusterView, DeleteJobs, Inputs, JobObservation, ReceivedAlert,
                                       StartJob, cluster_key, decide)
+from edgeline.domain.tenancy import HubNamespace, admits, effective_level
 from edgeline.render.jobs import Owner, render_job
 from edgeline.settings import get_settings
 
@@ -46,11 +47,11 @@ def wake(memo: kopf.Memo, **_) -> None:
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def run_pipeline(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
-                       cluster_index: kopf.Index, **_) -> None:
+                       cluster_index: kopf.Index, namespace_index: kopf.Index, **_) -> None:
     settings = get_settings()
     refused = _Refusals()
     await loop.run(PLURAL, body, stopped, logger,
-                   lambda: reconcile(body, memo.member_clusters, cluster_index, logger, refused),
+                   lambda: reconcile(body, memo.member_clusters, cluster_index, logger, refused, namespace_index),
                    lambda phase: phase == "Running", settings.rollout_active_interval_s,
                    settings.rollout_idle_interval_s, memo)
 
@@ -72,23 +73,30 @@ class _Target:
         self.client, self.namespace, self.view, self.missing = client, namespace, view, missing
 
 
-async def _target(members: MemberClusters, cluster_index: kopf.Index, key: str, pipeline_namespace: str) -> _Target:
+async def _target(members: MemberClusters, cluster_index: kopf.Index, key: str, pipeline_namespace: HubNamespace
+                  ) -> _Target:
     if key == HUB:
-        return _Target(hub_client(), pipeline_namespace)
+        return _Target(hub_client(), pipeline_namespace.name)
     entry: ClusterEntry | None = loop.first(cluster_index, key)
     if entry is None:
         return _Target(view=ClusterView(False, f"EdgeCluster {key} does not exist"), missing=True)
+    refusal = admits(key, entry.facts.tenancy, pipeline_namespace, get_settings().tenancy_open_without_section)
+    level = effective_level(entry.facts.tenancy)
     try:
         client = await client_for(members, key, entry)
     except ConnectionProblem as exc:
-        return _Target(view=ClusterView(False, f"{exc.reason}: {exc.message}"))
+        return _Target(view=ClusterView(False, f"{exc.reason}: {exc.message}", pod_security=level))
     if not entry.facts.probed:
         return _Target(client, entry.namespace, ClusterView(False, f"EdgeCluster {key} has not been probed yet",
-                                                            known=False))
+                                                            known=False, pod_security=level))
     if not entry.facts.reachable:
         return _Target(client, entry.namespace, ClusterView(
-            False, f"EdgeCluster {key} is not reachable (see its Reachable condition)"))
-    return _Target(client, entry.namespace)
+            False, f"EdgeCluster {key} is not reachable (see its Reachable condition)", pod_security=level))
+    if refusal is not None:
+        # No step starts there (domain.pipeline fails it); the client still deletes this pipeline's own Jobs.
+        return _Target(client, entry.namespace, ClusterView(False, refusal.message, refusal=refusal,
+                                                            pod_security=level))
+    return _Target(client, entry.namespace, ClusterView(True, pod_security=level))
 
 
 def _received_alerts(metadata: dict) -> list[tuple[str, ReceivedAlert]]:
@@ -96,7 +104,8 @@ def _received_alerts(metadata: dict) -> list[tuple[str, ReceivedAlert]]:
 
 
 async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kopf.Index,
-                    logger: logging.Logger, refused: _Refusals) -> str | None:
+                    logger: logging.Logger, refused: _Refusals, namespace_index: kopf.Index | None = None
+                    ) -> str | None:
     snapshot = await loop.fresh_snapshot(PLURAL, DataPipeline.KIND, body)
     if snapshot is None:
         return None
@@ -111,7 +120,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     keys |= {s.cluster or HUB for r in old_status.runs if r.phase == "Running" for s in r.steps}
     keys |= {c for entry in old_status.cleanup for c in entry.clusters}
     targets = dict(zip(sorted(keys), await asyncio.gather(*(
-        _target(members, cluster_index, k, namespace) for k in sorted(keys)))))
+        _target(members, cluster_index, k, hub_namespace(namespace_index or {}, namespace)) for k in sorted(keys)))))
 
     observed = await _observe_jobs(old_status, targets, owner, refused)
     models = await _observe_models(old_status, owner, refused)
@@ -194,7 +203,8 @@ async def _execute(decision, targets: dict[str, _Target], owner: Owner, logger, 
         job = render_job(owner, action.run, action.step, action.attempt, action.job, target.namespace,
                          on_hub=action.cluster == HUB)
         try:
-            if not await jobs.create(target.client, target.namespace, job, owner.uid):
+            if not await jobs.create(target.client, target.namespace, job, owner.uid,
+                                     target.view.pod_security or "restricted"):
                 logger.warning("Job %s exists on %s but is not ours", action.job, action.cluster or "the hub")
         except jobs.Rejected as exc:
             refused.jobs[action.job] = str(exc)     # the next tick fails the step (domain.pipeline)
@@ -262,7 +272,7 @@ async def clean_up(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, 
     for key, run in sorted(work):
         if key == HUB:
             continue
-        target = await _target(memo.member_clusters, cluster_index, key, namespace)
+        target = await _target(memo.member_clusters, cluster_index, key, HubNamespace(namespace))
         if target.client is None:
             await events.warning(body, "JobsLeftBehind", f"Jobs of run {run} stay on {key}: {target.view.message}")
             continue

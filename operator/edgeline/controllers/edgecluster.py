@@ -18,8 +18,10 @@ from edgeline.api.edgecluster import EdgeCluster
 from edgeline.clusters import events, pull
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef, hub_client
 from edgeline.clusters.probe import ClusterFacts, probe
+from edgeline.controllers import loop
 from edgeline.domain.cluster_health import assess
 from edgeline.domain.quantities import format_bytes
+from edgeline.render.runtime import LABEL_DEPLOYMENT, LABEL_NAMESPACE
 from edgeline.settings import get_settings
 
 PLURAL = "edgeclusters"
@@ -32,6 +34,15 @@ def _now() -> dt.datetime:
 @kopf.on.startup()
 async def _member_clusters(memo: kopf.Memo, **_) -> None:
     memo.member_clusters = MemberClusters(request_timeout_s=get_settings().cluster_probe_timeout_s)
+    # A change the watch of a member cluster sees wakes the EdgeDeployment it belongs to.
+    memo.member_clusters.views.set_on_change(_wake_owner)
+
+
+def _wake_owner(cluster: str, name: str, deployment) -> None:
+    labels = (deployment.metadata.labels or {}) if deployment is not None else {}
+    owner, namespace = labels.get(LABEL_DEPLOYMENT), labels.get(LABEL_NAMESPACE)
+    if owner and namespace:
+        loop.wake("edgedeployments", namespace, owner)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=get_settings().cluster_probe_interval_s, sharp=True)
@@ -54,10 +65,17 @@ async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf
                 raise ConnectionProblem("KubeconfigSecretRefMissing", "a push cluster needs "
                                         "connection.kubeconfigSecretRef")
             secret = SecretRef(settings.namespace, ref.name, ref.key)
-            client = await memo.member_clusters.client_for(name, secret, cluster.spec.target_namespace)
+            # The Secret is read again often enough that a rotated kubeconfig shows well within the
+            # cluster's stale time, not on every probe: a thousand probes every 10 s were 100 hub reads a second.
+            client = await memo.member_clusters.client_for(
+                name, secret, cluster.spec.target_namespace,
+                max_age_s=min(30.0, cluster.spec.stale_after_seconds / 4))
             facts = await probe(client, settings.cluster_probe_timeout_s)
         except ConnectionProblem as exc:
             problem = exc
+            view = memo.member_clusters.views.peek(name)
+            if view is not None:     # its watch may be silent rather than broken (a frozen server)
+                view.suspect(f"{exc.reason}: {exc.message}")
 
     health = assess(
         probe_ok=facts is not None,
@@ -139,3 +157,10 @@ async def _probe_pull_site(name: str, stale_after: int, now: dt.datetime, memo: 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 async def forget_cluster(name: str, memo: kopf.Memo, **_) -> None:
     await memo.member_clusters.forget(name)
+
+
+@kopf.on.cleanup()
+async def stop_member_views(memo: kopf.Memo, **_) -> None:
+    members = memo.get("member_clusters")
+    if members is not None:
+        await members.views.stop()

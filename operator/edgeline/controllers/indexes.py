@@ -11,11 +11,14 @@ import kopf
 from lightkube import AsyncClient
 
 from edgeline import GROUP, VERSION
-from edgeline.clusters.connections import MemberClusters, SecretRef
+from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef
 from edgeline.controllers.loop import first
 from edgeline.domain.model_choice import ModelSummary
 from edgeline.domain.placement import ClusterFacts
+from edgeline.domain.stages import effective_stage
+from edgeline.domain.tenancy import HubNamespace, TenancyFacts
 from edgeline.domain.used_by import entry, uses
+from edgeline.domain.variants import variants_of
 from edgeline.settings import get_settings
 
 
@@ -30,6 +33,8 @@ class ClusterEntry:
     secret: KubeconfigRef
     namespace: str          # where Edgeline's objects go on that cluster
     stale_after: int        # seconds without a sighting before its state counts as stale
+    maintenance: dict | None = None     # spec.maintenance: windows and line consent (domain.windows)
+    prometheus_url: str | None = None    # spec.monitoring.prometheusUrl: where its metric checks query
     mode: str = "push"      # push: the hub calls the cluster; pull: its agent dials out (clusters.pull)
 
 
@@ -42,11 +47,14 @@ def cluster_index(name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Stat
             name=name, labels=dict(meta.get("labels") or {}), tier=spec.get("tier", "edge"),
             architectures=tuple(status.get("architectures") or ()), gpus=int(allocatable.get("gpu") or 0),
             memory=allocatable.get("memory"), reachable=bool(status.get("reachable")),
-            stale=bool(status.get("stale")), probed=bool(status.get("kubernetesVersion"))),
+            stale=bool(status.get("stale")), probed=bool(status.get("kubernetesVersion")),
+            tenancy=TenancyFacts.from_spec(_plain(spec.get("tenancy")))),
         secret=KubeconfigRef(secret.get("name"), secret.get("key", "kubeconfig")),
         namespace=spec.get("targetNamespace", "edgeline-workloads"),
         stale_after=int(spec.get("staleAfterSeconds", 300)),
-        mode=(spec.get("connection") or {}).get("mode", "push"))}
+        mode=(spec.get("connection") or {}).get("mode", "push"),
+        maintenance=dict(spec.get("maintenance") or {}) or None,
+        prometheus_url=(spec.get("monitoring") or {}).get("prometheusUrl"))}
 
 
 @kopf.index(GROUP, VERSION, "mlmodels")
@@ -56,7 +64,11 @@ def model_index(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, sta
         name=name, model=spec.get("model", ""), version=spec.get("version", ""), phase=status.get("phase"),
         digest=artifact.get("digest"), uri=(spec.get("artifact") or {}).get("uri", ""),
         created=meta.get("creationTimestamp", ""),
-        external_data=tuple((f["path"], f["sha256"]) for f in (spec.get("artifact") or {}).get("externalData") or []))}
+        external_data=tuple((f["path"], f["sha256"]) for f in (spec.get("artifact") or {}).get("externalData") or []),
+        stage=effective_stage(spec.get("stage"), dict(meta.get("annotations") or {})).stage,
+        variants=variants_of(dict(spec), dict(status)), has_variants=bool(spec.get("variants")),
+        variants_digest=status.get("variantsDigest"),
+        metrics=tuple(sorted((str(k), float(v)) for k, v in (spec.get("metrics") or {}).items())))}
 
 
 @kopf.index(GROUP, VERSION, "edgedeployments")
@@ -71,10 +83,32 @@ def recorded_users_index(namespace: str, name: str, status: kopf.Status, **_) ->
     return {(namespace, name): tuple(status.get("usedBy") or ())}
 
 
+@kopf.index("", "v1", "namespaces")
+def namespace_index(name: str, meta: kopf.Meta, **_) -> dict[str, dict[str, str]]:
+    """Hub namespace -> its labels, for the EdgeClusters' namespaceSelectors (domain.tenancy)."""
+    return {name: dict(meta.get("labels") or {})}
+
+
+def hub_namespace(index: kopf.Index, name: str) -> HubNamespace:
+    return HubNamespace(name, first(index, name) or {})
+
+
+def _plain(value):
+    """kopf's views of a body as plain dicts and lists (for the pydantic models)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value]
+
+
 def known_clusters(index: kopf.Index) -> dict[str, ClusterEntry]:
     return {key: entry for key in index if (entry := first(index, key)) is not None}
 
 
 async def client_for(members: MemberClusters, cluster: str, entry: ClusterEntry) -> AsyncClient:
+    if entry.mode == "pull":
+        # The hub holds no credentials for a pull site: only its agent acts there (clusters.pull).
+        raise ConnectionProblem("PullCluster", f"EdgeCluster {cluster} is a pull site: the hub cannot call it")
     ref = SecretRef(get_settings().namespace, entry.secret.name, entry.secret.key)
     return await members.client_for(cluster, ref, entry.namespace)

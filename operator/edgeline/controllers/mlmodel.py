@@ -31,7 +31,9 @@ from edgeline.clusters.resources import patch_status
 from edgeline.controllers.loop import first
 from edgeline.domain.compatibility import ModelFacts, check_requirements
 from edgeline.domain.quantities import format_bytes
+from edgeline.domain.stages import PROMOTE, PROMOTED_BY, effective_stage
 from edgeline.domain.used_by import writes
+from edgeline.domain.variants import DEFAULT, signature_problems, variants_digest, variants_of
 from edgeline.settings import get_settings
 
 PLURAL = "mlmodels"
@@ -174,12 +176,68 @@ async def validate_model(body: kopf.Body, name: str, namespace: str, retry: int,
         metrics.MLMODEL_VALIDATIONS.labels(result="invalid").inc()
         return
 
-    summary = _summary(outcome.inspection.to_status())
+    reference = outcome.inspection.to_status()
+    found = [{"name": DEFAULT, "digest": outcome.fetch.sha256, "sizeBytes": outcome.inspection.size_bytes,
+              "opset": outcome.inspection.default_opset()}]
+    for variant in model.spec.variants:
+        # Every variant is fetched and validated like the default, and must take and give the same.
+        failed = await _validate_variant(variant, namespace, settings, reference, requirements, found)
+        if failed is None:
+            continue
+        transient, reason, message = failed
+        verdict.set("Validated", "False", reason, message)
+        verdict.set("Ready", "False", reason, message)
+        if transient:
+            delay = RETRY_DELAYS_S[min(retry, len(RETRY_DELAYS_S) - 1)]
+            message = f"{message} (retrying in {delay}s)"
+            verdict.set("Ready", "False", reason, message)
+            await patch_status(PLURAL, name, namespace, verdict.status("Pending"))
+            await events.warning(body, reason, message)
+            metrics.MLMODEL_VALIDATIONS.labels(result="retry").inc()
+            raise kopf.TemporaryError(message, delay=delay)
+        await patch_status(PLURAL, name, namespace, verdict.status("Invalid"))
+        await events.warning(body, reason, message)
+        metrics.MLMODEL_VALIDATIONS.labels(result="invalid").inc()
+        return
+    verdict.fields["variants"] = found
+    verdict.fields["variantsDigest"] = variants_digest(variants_of(model.spec.dump(), {"variants": found}))
+
+    summary = _summary(reference) + (f"; {len(found)} variants: {', '.join(f['name'] for f in found)}"
+                                     if len(found) > 1 else "")
     verdict.set("Validated", "True", "InspectionPassed", summary)
     verdict.set("Ready", "True", "Validated", summary)
     await patch_status(PLURAL, name, namespace, verdict.status("Ready"))
     await events.normal(body, "Validated", summary)
     metrics.MLMODEL_VALIDATIONS.labels(result="ready").inc()
+
+
+async def _validate_variant(variant, namespace: str, settings, reference: dict, requirements: dict,
+                            found: list[dict]) -> tuple[bool, str, str] | None:
+    """Fetch, verify and inspect one variant; append what was found to `found`. Returns
+    (transient, reason, message) when it keeps the model from being Ready."""
+    artifact = variant.artifact
+    try:
+        credentials = await _credentials(namespace, artifact.credentials_secret_ref.name
+                                         if artifact.credentials_secret_ref else None, artifact.uri)
+    except ArtifactError as exc:
+        return exc.transient, exc.reason, f"variant {variant.name}: {exc.message}"
+    outcome = await fetch_and_inspect(artifact.uri, artifact.sha256, settings=settings, credentials=credentials,
+                                      external_data={f.path: f.sha256 for f in artifact.external_data})
+    if outcome.fetch:
+        metrics.ARTIFACT_BYTES_FETCHED.inc(outcome.fetch.size_bytes)
+    if outcome.error:
+        return outcome.error.transient, outcome.error.reason, f"variant {variant.name}: {outcome.error.message}"
+    problems = check_requirements(ModelFacts(outcome.inspection.default_opset(), outcome.inspection.size_bytes),
+                                  requirements)
+    if problems:
+        return False, problems[0][0], f"variant {variant.name}: " + "; ".join(m for _, m in problems)
+    mismatch = signature_problems(reference, variant.name, outcome.inspection.to_status())
+    if mismatch:
+        return False, "VariantSignatureMismatch", "variants must take and give the same tensors: " + \
+            "; ".join(mismatch)
+    found.append({"name": variant.name, "digest": outcome.fetch.sha256, "sizeBytes": outcome.inspection.size_bytes,
+                  "opset": outcome.inspection.default_opset()})
+    return None
 
 
 async def _invalid(body: kopf.Body, name: str, namespace: str, verdict: Verdict, outcome: ValidationOutcome,
@@ -228,3 +286,32 @@ async def record_users(namespace: str, usage_index: kopf.Index, recorded_users_i
             if exc.status.code != 404:
                 raise
             logger.debug(f"MLModel {namespace}/{model} is gone; its usedBy is not written")
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def record_stage(body: kopf.Body, name: str, namespace: str, type: str | None, logger: logging.Logger,
+                       **_) -> None:
+    """status.stage and status.promotion from spec.stage and the promotion record (annotations
+    the `edgeline-promotions` admission policy guards); an Event when a promotion is first seen."""
+    if type == "DELETED" or body.metadata.get("deletionTimestamp"):
+        return
+    status = body.get("status") or {}
+    annotations = dict(body.metadata.get("annotations") or {})
+    stage = effective_stage((body.get("spec") or {}).get("stage"), annotations)
+    recorded = status.get("promotion") or {}
+    promotion = None
+    if stage.promoted_by:
+        same = recorded.get("stage") == stage.stage and recorded.get("by") == stage.promoted_by
+        promotion = {"stage": stage.stage, "by": stage.promoted_by,
+                     "at": recorded.get("at") if same else timestamps.format(_now())}
+    if status.get("stage") == stage.stage and (recorded or None) == promotion:
+        return
+    try:
+        await patch_status(PLURAL, name, namespace, {"stage": stage.stage, "promotion": promotion})
+    except ApiError as exc:
+        if exc.status.code != 404:
+            raise
+        return
+    if promotion and promotion != recorded:
+        await events.normal(body, "Promoted", f"promoted to {stage.stage} by {stage.promoted_by} "
+                                              f"({PROMOTE}/{PROMOTED_BY})")

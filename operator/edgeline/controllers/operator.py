@@ -74,12 +74,17 @@ def run_operator(namespaces: list[str], liveness: str | None, verbose: bool) -> 
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # lightkube's per-request lines
-    asyncio.run(
-        kopf.operator(
+    from edgeline.controllers import leadership
+
+    def start(stop_flag: asyncio.Event | None, memo: kopf.Memo):
+        return kopf.operator(
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=True,
             liveness_endpoint=liveness,
+            stop_flag=stop_flag,
+            memo=memo,
         )
-    )
-    return 0
+
+    # Every replica serves the webhook and the alert receiver; only the Lease holder runs kopf.
+    return asyncio.run(leadership.run(start, liveness))

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 
-from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, RevisionRef
+from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, RevisionRef, VariantRef
 from edgeline.clusters import pull
 from edgeline.clusters.connections import hub_client
+from edgeline.clusters.workloads import RuntimeOwner
 from edgeline.controllers.indexes import ClusterEntry
 from edgeline.domain.rollback import known_good
-from edgeline.domain.rollout import ActOutcome, Observation
+from edgeline.domain.rollout import ActOutcome, Apply, Observation
 from edgeline.domain.site_reports import SiteRevert, WorkloadReport
+from edgeline.domain.tenancy import effective_level
+from edgeline.domain.variants import Runs, pick
 from edgeline.render.runtime import object_name
 
 
@@ -23,23 +26,27 @@ def is_pull(entry: ClusterEntry | None) -> bool:
     return entry is not None and entry.mode == "pull"
 
 
-async def observe(entry: ClusterEntry, cluster: str, namespace: str, name: str,
+async def observe(entry: ClusterEntry, cluster: str, owner: RuntimeOwner,
                   reports: dict[str, WorkloadReport]) -> Observation:
-    observation, report = await pull.observe(hub_client(), cluster, object_name(namespace, name), entry.stale_after)
+    observation, report = await pull.observe(hub_client(), cluster, object_name(owner.namespace, owner.name),
+                                             entry.stale_after, owner_uid=owner.uid)
     if report is not None:
         reports[cluster] = report
     return observation
 
 
-async def apply(entry: ClusterEntry, cluster: str, namespace: str, name: str, ed: EdgeDeployment,
-                revision: RevisionRef, status: EdgeDeploymentStatus | None,
-                reports: dict[str, WorkloadReport]) -> ActOutcome:
-    # What the site falls back on by itself: the hub's own choice for a rollback of this revision.
+async def apply(entry: ClusterEntry, action: Apply, owner: RuntimeOwner, ed: EdgeDeployment,
+                status: EdgeDeploymentStatus | None, reports: dict[str, WorkloadReport]) -> ActOutcome:
+    cluster, revision = action.cluster, action.revision
+    # What the site falls back on by itself: the hub's own choice for a rollback of this revision,
+    # in the variant this cluster gets (picked as the rollout picks it).
     fallback = known_good(status, revision.revision) if status is not None else None
     assignment = pull.Assignment(
-        deployment_namespace=namespace, deployment=name, object_name=object_name(namespace, name),
-        target_namespace=entry.namespace, revision=revision, last_known_good=fallback,
-        requirements=ed.spec.placement.requirements, rollback=ed.spec.rollback)
+        deployment_namespace=owner.namespace, deployment=owner.name,
+        object_name=object_name(owner.namespace, owner.name), target_namespace=entry.namespace, revision=revision,
+        last_known_good=fallback, requirements=ed.spec.placement.requirements, rollback=ed.spec.rollback,
+        owner_uid=owner.uid, variant=action.variant, last_known_good_variant=variant_for(fallback, entry),
+        pod_security=effective_level(entry.facts.tenancy))
     try:
         await pull.publish(hub_client(), cluster, assignment)
     except pull.PullProblem as exc:
@@ -47,12 +54,19 @@ async def apply(entry: ClusterEntry, cluster: str, namespace: str, name: str, ed
     return ActOutcome(cluster, revision.revision, pull.reached_at(reports.get(cluster), revision.revision))
 
 
-async def remove(cluster: str, namespace: str, name: str) -> ActOutcome:
+async def remove(cluster: str, owner: RuntimeOwner) -> ActOutcome:
     try:
-        await pull.withdraw(hub_client(), cluster, object_name(namespace, name))
+        await pull.withdraw(hub_client(), cluster, object_name(owner.namespace, owner.name), owner.uid)
     except pull.PullProblem as exc:
         return ActOutcome(cluster, None, time.time(), str(exc))
     return ActOutcome(cluster, None, time.time())
+
+
+def variant_for(revision: RevisionRef | None, entry: ClusterEntry) -> VariantRef | None:
+    """The variant of `revision` this cluster runs, picked as the rollout picks it (domain.variants)."""
+    if revision is None or not revision.variants:
+        return None
+    return pick(revision.variants, entry.facts, Runs.of(revision.runtime)).variant
 
 
 def site_rollbacks(reports: dict[str, WorkloadReport]) -> list[SiteRevert]:

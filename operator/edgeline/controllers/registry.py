@@ -1,4 +1,4 @@
 """Importing this module registers every controller's kopf handlers."""
 
-from edgeline.controllers import (admission, alerts, datapipeline, edgecluster, edgedeployment, indexes,  # noqa: F401
-                                  mlmodel)
+from edgeline.controllers import (alerts, analysis, approvals, datapipeline, edgecluster,  # noqa: F401
+                                  edgedeployment, indexes, mlmodel, tenancy)

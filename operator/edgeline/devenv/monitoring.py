@@ -116,6 +116,7 @@ class Webhook:
     url: str
     bearer_token: str | None = None
     send_resolved: bool = True
+    ca_file: str | None = None       # CA of an https receiver (the operator's: Secret edgeline-alerts-tls, ca.crt)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,8 @@ def alertmanager_config(webhook: Webhook, timings: Timings, group_by: Sequence[s
     receiver: dict = {"url": webhook.url, "send_resolved": webhook.send_resolved}
     if webhook.bearer_token:
         receiver["http_config"] = {"authorization": {"type": "Bearer", "credentials": webhook.bearer_token}}
+    if webhook.ca_file:
+        receiver.setdefault("http_config", {})["tls_config"] = {"ca_file": webhook.ca_file}
     return {
         "route": {
             "receiver": "edgeline",

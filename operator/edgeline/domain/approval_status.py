@@ -1,15 +1,16 @@
-"""What an EdgeDeployment's status says about approval, as pure functions: which signed
-records count, whether the desired revision may go out, and the pending approval people read
+"""What an EdgeDeployment's status says about approval, as pure functions: which approvals
+count, whether the desired revision may go out, and the pending approval people read
 (docs/approvals.md). `domain.approvals` says whether a set of records is enough."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from edgeline import timestamps
 from edgeline.api.edgedeployment import Approval, ApprovalRecord, PendingApproval, RevisionRef, RollbackRecord
-from edgeline.domain.approvals import is_approved, valid_approvers
+from edgeline.domain.approvals import is_approved, refusals, valid_approvers
 
 REVERTED = ("Automatic", "Manual")        # rollback modes that really reverted a revision
 
@@ -23,8 +24,9 @@ def _epoch(text: str | None) -> float | None:
 
 
 def counted_records(verified: list[dict], rollbacks: list[RollbackRecord]) -> list[ApprovalRecord]:
-    """The verified records that count. A revision that was rolled back needs approvals given
-    after its (latest) rollback; status is never a source of approvals."""
+    """The approval records (domain.approvals.records_for) that count. A revision that was
+    rolled back needs approvals given after its (latest) rollback; status is never a source of
+    approvals."""
     rolled_back_at: dict[str, float] = {}
     for record in rollbacks:
         when = _epoch(record.received_at)
@@ -42,8 +44,9 @@ class Gate:
 
 
 def gate(policy: Approval, records: list[ApprovalRecord], desired: RevisionRef | None, bad_revisions: list[str],
-         now: dt.datetime, author: str | None) -> Gate:
-    approved = desired is not None and is_approved(policy, records, desired.revision, now, author)
+         now: dt.datetime, authors: str | Collection[str] | None) -> Gate:
+    """`authors`: everyone who changed the content since the last approved revision."""
+    approved = desired is not None and is_approved(policy, records, desired.revision, now, authors)
     return Gate(approved, approved and policy.required and desired.revision in bad_revisions)
 
 
@@ -55,8 +58,11 @@ class ApprovalState:
 
 def approval_state(policy: Approval, previous: ApprovalState, desired: RevisionRef | None,
                    current: RevisionRef | None, held: str | None, approved: bool, records: list[ApprovalRecord],
-                   author: str | None, now: dt.datetime) -> ApprovalState:
-    """`held` is why the rollout holds the desired revision back (AwaitingApproval, RolledBack)."""
+                   author: str | None, now: dt.datetime, authors: Collection[str] | None = None) -> ApprovalState:
+    """`held` is why the rollout holds the desired revision back (AwaitingApproval, RolledBack);
+    `author` made the last change, `authors` (default: just `author`) every change since the last
+    approved revision."""
+    authors = list(authors) if authors is not None else ([author] if author else [])
     if not policy.required:
         return ApprovalState("NotRequired", None)
     if desired is None:
@@ -70,8 +76,10 @@ def approval_state(policy: Approval, previous: ApprovalState, desired: RevisionR
             pending = pending.model_copy(deep=True)
         pending.needed = policy.min_approvers
         pending.requested_by = author
+        pending.authors = authors
         pending.approvals = [r for r in records if r.revision == desired.revision]
-        have = len(valid_approvers(policy, pending.approvals, desired.revision, now, author))
+        pending.refused = refusals(policy, pending.approvals, desired.revision, now, authors)
+        have = len(valid_approvers(policy, pending.approvals, desired.revision, now, authors))
         return ApprovalState(f"Pending {have}/{policy.min_approvers}", pending)
     if approved:
         return ApprovalState("Approved", None)

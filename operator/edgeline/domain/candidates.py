@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from edgeline import API_VERSION
 from edgeline import timestamps
 from edgeline.api.datapipeline import MLModelTemplate, Run
+from edgeline.domain.stages import capped_for_candidates
 
 DIGEST = re.compile(r"^(sha256:)?([a-f0-9]{64})$")
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -66,7 +67,9 @@ def candidate_model(pipeline: str, run: Run, template: MLModelTemplate, outputs:
                 metrics[key[7:]] = float(value)
             except ValueError:
                 continue                    # a metric that is no number is not shown to approvers
-    spec: dict = {"model": template.model, "version": version, "format": "onnx", "stage": template.stage,
+    spec: dict = {"model": template.model, "version": version, "format": "onnx",
+                  # At most staging: a person promotes it (domain.stages), a pipeline never does.
+                  "stage": capped_for_candidates(template.stage),
                   "artifact": {"uri": outputs["uri"], "sha256": f"sha256:{digest.group(2)}"},
                   "description": f"Candidate produced by DataPipeline {pipeline} run {run.name}"}
     if metrics:

@@ -91,3 +91,46 @@ CHECKS: list[Check] = [opset_within_limit, fits_in_memory, accelerator_known, ru
 def check_requirements(facts: ModelFacts, requirements: dict | None) -> list[Problem]:
     """Every problem, in the order of CHECKS; empty when the model fits."""
     return [problem for check in CHECKS if (problem := check(facts, requirements or {}))]
+
+
+# --- runtime side: which onnxruntime serves the model, and which opsets it implements ------------
+
+# onnxruntime release (major, minor) -> newest default-domain ONNX opset it implements (the version
+# matrix onnxruntime publishes with its releases). A release newer than the table is taken to
+# implement at least the last row; an older one than the first is not supported by Edgeline.
+ORT_MAX_OPSET: dict[tuple[int, int], int] = {
+    (1, 13): 17, (1, 14): 18, (1, 15): 19, (1, 16): 19, (1, 17): 20, (1, 18): 21, (1, 19): 21, (1, 20): 21,
+    (1, 21): 22, (1, 22): 22, (1, 23): 23,
+}
+# Edgeline's own runtime image installs the `runtime` extra, which asks for onnxruntime>=1.18
+# (pyproject.toml); that floor is what a deployment of that image can count on.
+OWN_IMAGE_ONNXRUNTIME = "1.18"
+OWN_IMAGE_REPOSITORY = "edgeline/edge-runtime"
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """"v1.18.2" -> (1, 18, 2); raises ValueError for anything else."""
+    core = str(text).strip().lstrip("v").split("-")[0].split("+")[0]
+    return tuple(int(part) for part in core.split("."))
+
+
+def max_opset(onnxruntime: str) -> int | None:
+    """Newest opset the onnxruntime release implements; None for a release older than the table."""
+    release = version_tuple(onnxruntime)[:2]
+    known = [v for k, v in ORT_MAX_OPSET.items() if k <= release]
+    if not known:
+        return None
+    return known[-1]
+
+
+def runtime_onnxruntime(image: str, declared: str | None) -> str | None:
+    """The onnxruntime version a runtime image brings: what the deployment declares, or the
+    floor of Edgeline's own image (whichever registry it was pushed to); None when unknown."""
+    if declared:
+        return declared
+    repository = image.rsplit("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    if repository == OWN_IMAGE_REPOSITORY or repository.endswith("/" + OWN_IMAGE_REPOSITORY):
+        return OWN_IMAGE_ONNXRUNTIME
+    return None

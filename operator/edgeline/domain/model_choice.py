@@ -1,11 +1,13 @@
 """Which MLModel an EdgeDeployment deploys: the pinned one, or the newest Ready version of
-a logical model. A model that is not Ready is never deployed; the reason says why."""
+a logical model at or above the stage the deployment asks for (modelRef.minStage). A model
+that is not Ready is never deployed; the reason says why."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeline.api.edgedeployment import ModelRef
+from edgeline.api.edgedeployment import ModelRef, VariantRef
+from edgeline.domain.stages import at_least
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,11 @@ class ModelSummary:
     uri: str
     created: str = ""
     external_data: tuple[tuple[str, str], ...] = ()  # (path, sha256) of ONNX external data files
+    stage: str = "development"                       # effective stage (domain.stages)
+    variants: tuple[VariantRef, ...] = ()            # default first (domain.variants.variants_of)
+    has_variants: bool = False                       # spec.variants is not empty
+    variants_digest: str | None = None               # status.variantsDigest
+    metrics: tuple[tuple[str, float], ...] = ()      # spec.metrics, for approvers
 
 
 @dataclass(frozen=True)
@@ -39,5 +46,19 @@ def choose(ref: ModelRef, models: list[ModelSummary]) -> Choice:
     ready = [m for m in models if m.model == ref.model and m.phase == "Ready" and m.digest]
     if not ready:
         return Choice(None, "NoReadyVersion", f"no Ready MLModel of model {ref.model} in this namespace")
-    newest = max(ready, key=lambda m: (m.created, m.name))
-    return Choice(newest, "ModelReady", f"newest Ready version of {ref.model} is {newest.version} ({newest.name})")
+    staged = [m for m in ready if at_least(m.stage, ref.min_stage)]
+    newest_ready = max(ready, key=_age)
+    if not staged:
+        return Choice(None, "NoVersionAtStage",
+                      f"no Ready MLModel of model {ref.model} is at stage {ref.min_stage} or above (newest: "
+                      f"{newest_ready.version}, {newest_ready.stage}); promote one with `edgeline promote`")
+    newest = max(staged, key=_age)
+    message = f"newest Ready {ref.min_stage} version of {ref.model} is {newest.version} ({newest.name})"
+    if newest_ready is not newest:
+        message += (f"; {newest_ready.version} ({newest_ready.stage}) is not followed until it is promoted to "
+                    f"{ref.min_stage}")
+    return Choice(newest, "ModelReady", message)
+
+
+def _age(m: ModelSummary) -> tuple[str, str]:
+    return m.created, m.name

@@ -24,6 +24,7 @@ from edgeline.domain import cron
 from edgeline.domain.candidates import CreateModel, ModelObservation, candidate_model
 from edgeline.domain.dag import ancestors, find_cycle, topological_order
 from edgeline.domain.outputs import parse_outputs, references, substituted_step
+from edgeline.domain.tenancy import Refusal, level_refusal
 from edgeline.timestamps import format as iso, parse as parse_time
 
 HUB = ""                                    # cluster key of steps without `cluster`
@@ -42,6 +43,8 @@ class ClusterView:
     reachable: bool
     message: str | None = None
     known: bool = True
+    refusal: Refusal | None = None        # the EdgeCluster does not admit the pipeline's namespace (domain.tenancy)
+    pod_security: str | None = None       # highest Pod Security level a step may ask for there; None: the hub
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,10 @@ def _advance_step(inp: Inputs, d: Decision, run: Run, state: StepState, step: St
             return
         retry_at = parse_time(state.retry_at)
         if retry_at is not None and now < retry_at:
+            return
+        refused = view.refusal or level_refusal(step.cluster, view.pod_security, step.pod_security)
+        if refused is not None:
+            _step_failed(d, run, state, refused.reason, refused.message)
             return
         if not view.reachable:
             _unreachable(inp, d, run, state, step, view, starting=True)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgeline.api.edgedeployment import Placement
+from edgeline.api.edgedeployment import Placement, Runtime, VariantRef
 from edgeline.domain.quantities import parse_quantity
 from edgeline.domain.selectors import matches
+from edgeline.domain.tenancy import HubNamespace, TenancyFacts, admits
+from edgeline.domain.variants import Runs, pick
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class ClusterFacts:
     reachable: bool = False
     stale: bool = False
     probed: bool = False
+    tenancy: TenancyFacts = TenancyFacts()
 
 
 STALE_MESSAGE = ("the EdgeCluster is Stale (no recent heartbeat), so what it runs is unknown; a new revision "
@@ -46,12 +49,20 @@ class PlacementResult:
     stale: tuple[Exclusion, ...] = ()      # selected, but the EdgeCluster is Stale (reason ClusterStale)
 
 
-def place(placement: Placement, clusters: list[ClusterFacts]) -> PlacementResult:
+def place(placement: Placement, clusters: list[ClusterFacts], variants: tuple[VariantRef, ...] = (),
+          runtime: Runtime | None = None, namespace: HubNamespace | None = None,
+          open_without_section: bool = False) -> PlacementResult:
+    """`variants`: the model's (domain.variants.variants_of); a cluster none of them fits (GPU,
+    architecture, onnxruntime version and opsets of `runtime`, memory) is excluded. `namespace`:
+    the deployment's hub namespace; a cluster whose spec.tenancy does not admit it is excluded
+    (reason NamespaceNotAllowed) whatever its labels and hardware."""
     selected, excluded, stale = [], [], []
     for cluster in sorted(clusters, key=lambda c: c.name):
         if not matches(placement.cluster_selector, cluster.labels):
             continue
-        problem = _unmet_requirement(placement, cluster)
+        refused = admits(cluster.name, cluster.tenancy, namespace, open_without_section) if namespace else None
+        problem = (refused.reason, refused.message) if refused else (
+            _unmet_requirement(placement, cluster) or _no_variant(variants, cluster, runtime))
         if problem:
             excluded.append(Exclusion(cluster.name, *problem))
         else:
@@ -59,6 +70,14 @@ def place(placement: Placement, clusters: list[ClusterFacts]) -> PlacementResult
             if cluster.stale:
                 stale.append(Exclusion(cluster.name, "ClusterStale", STALE_MESSAGE))
     return PlacementResult(tuple(selected), tuple(excluded), tuple(stale))
+
+
+def _no_variant(variants: tuple[VariantRef, ...], cluster: ClusterFacts,
+                runtime: Runtime | None) -> tuple[str, str] | None:
+    if not variants:
+        return None
+    chosen = pick(variants, cluster, Runs.of(runtime))
+    return None if chosen.variant is not None else (chosen.reason, chosen.message)
 
 
 def _unmet_requirement(placement: Placement, cluster: ClusterFacts) -> tuple[str, str] | None:

@@ -19,18 +19,22 @@ that failed, when a revert reached a cluster) comes back as `outcomes` on the ne
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from edgeline.api.conditions import Condition
-from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, ExcludedCluster,
-                                         HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord, RolloutProgress)
-from edgeline.domain import deployment_conditions
+from edgeline.api.conditions import Condition, set_condition
+from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, EffectiveApproval,
+                                         ExcludedCluster, HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord,
+                                         RolloutProgress, VariantRef)
+from edgeline.domain import analysis, deployment_conditions, windows
+from edgeline.domain.approval_policy import EffectivePolicy
 from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_state
 from edgeline.domain.deployment_conditions import Verdict
-from edgeline.domain.placement import Exclusion
+from edgeline.domain.placement import ClusterFacts, Exclusion
 from edgeline.domain.rollback import AutoRollback, alert_verdicts
 from edgeline.domain.runtime_health import RuntimeProblem
 from edgeline.domain.site_reports import site_verdicts
+from edgeline.domain.variants import Pick, Runs, pick
+from edgeline.domain.tenancy import NAMESPACE_NOT_ALLOWED
 from edgeline.domain.waves import WavePlan
 from edgeline.timestamps import format as iso
 from edgeline.timestamps import format_ms, parse
@@ -58,6 +62,7 @@ class Observation:
 class Apply:
     cluster: str
     revision: RevisionRef
+    variant: VariantRef | None = None       # the model variant for this cluster (domain.variants)
 
 
 @dataclass(frozen=True)
@@ -94,10 +99,18 @@ class Inputs:
     alerts: list = field(default_factory=list)       # domain.rollback.Alert received since the last tick, oldest first
     outcomes: dict = field(default_factory=dict)     # cluster -> ActOutcome of the last tick's action there
     author: str | None = None                        # who made the current spec (four-eyes rule)
-    forged_approvals: int = 0                        # approval records whose signature did not verify
     model: Verdict = Verdict(True, "ModelReady", "")     # how the modelRef resolved (domain.model_choice)
     generation: int | None = None
     stale: dict[str, str] = field(default_factory=dict)   # cluster -> why: its EdgeCluster is Stale (placement)
+    lines: dict = field(default_factory=dict)    # cluster -> windows.LineFacts: maintenance windows, line consent
+    facts: dict[str, ClusterFacts] = field(default_factory=dict)   # cluster -> probed facts: which variant fits
+    model_metrics: dict[str, float] = field(default_factory=dict)  # the desired model's spec.metrics, for approvers
+    model_stage: str | None = None                                  # the desired model's effective stage
+    checks: list = field(default_factory=list)        # domain.analysis.ResolvedCheck of spec.analysis
+    measurements: list = field(default_factory=list)  # domain.analysis.Measurement of the queries `analysis.due` named
+    context: analysis.Context | None = None           # the deployment's name and namespace, for the checks' queries
+    policy: EffectivePolicy | None = None    # the approval rules that apply (None: spec.approval, in unit tests)
+    authors: list = field(default_factory=list)      # everyone who changed the spec since the last approved revision
     site_rollbacks: list = field(default_factory=list)    # domain.site_reports.SiteRevert: pull sites' own reverts
 
 
@@ -117,14 +130,20 @@ def decide(inp: Inputs) -> Decision:
     status.desired_revision = inp.desired
     status.observed_generation = inp.generation
     progress = status.rollout or RolloutProgress()
-    if inp.forged_approvals:
-        decision.events.append(("Warning", "ApprovalRecordRejected",
-                                f"{inp.forged_approvals} approval record(s) in edgeline.io/approvals do not carry a "
-                                "valid signature; they are ignored"))
     verdicts = alert_verdicts(inp.spec.rollback, inp.status, inp.alerts, inp.now)
     if verdicts.proposals:
         status.rollbacks[:0] = verdicts.proposals
         del status.rollbacks[20:]
+    # The wave's metric checks: a failed one asks for a rollback exactly as an alert does.
+    recorded = analysis.record(inp.checks, inp.status, inp.waves, inp.measurements, _context(inp), inp.now)
+    status.analysis = recorded.analysis
+    decision.events.extend(recorded.events)
+    checked = analysis.rollback_requests(inp.spec.rollback, status, recorded.failed, inp.now)
+    decision.events.extend(checked.events)
+    if checked.proposals:
+        status.rollbacks[:0] = checked.proposals
+        del status.rollbacks[20:]
+    # Rollbacks pull sites did by themselves (domain.site_reports): followed, or recorded as done.
     site = site_verdicts(inp.site_rollbacks, inp.status, inp.spec.rollback)
     if site.records:
         status.rollbacks[:0] = reversed(site.records)
@@ -133,12 +152,15 @@ def decide(inp: Inputs) -> Decision:
     decision.events.extend(site.events)
 
     goal, reason = _choose_goal(inp, status, progress, decision,
-                                [*inp.auto_rollbacks, *verdicts.automatic, *site.automatic])
+                                [*inp.auto_rollbacks, *verdicts.automatic, *checked.automatic, *site.automatic])
     if goal is not None and goal.revision != progress.revision:
         # A rollback reverts every affected cluster at once; an update goes wave by wave.
         progress = RolloutProgress(revision=goal.revision, target=goal,
                                    wave=len(inp.waves) if reason == "Rollback" else 0, reason=reason,
-                                   approvals=[a for a in inp.approvals if a.revision == goal.revision])
+                                   approvals=[a for a in inp.approvals if a.revision == goal.revision],
+                                   # Authors since this generation are the next revision's (a rollback
+                                   # approves nothing new, so it keeps the last approved generation).
+                                   generation=inp.generation if reason == "Update" else progress.generation)
         status.pinned = []
         decision.events.append(("Normal", "RolloutStarted" if reason == "Update" else "RollbackStarted",
                                 f"rolling out revision {goal.revision} ({_label(goal)}) in {len(inp.waves)} wave(s)"))
@@ -147,8 +169,10 @@ def decide(inp: Inputs) -> Decision:
 
     all_clusters = [c for w in inp.waves for c in w.clusters]
     wave_of = {c: w.name for w in inp.waves for c in w.clusters}
+    gates = _Gatekeeper(inp)    # clusters whose change waits for a window or the line: gates.waits
     if goal is not None:
-        _advance(inp, status, progress, goal, decision)
+        _advance(inp, status, progress, goal, decision, _approved_waves(inp, progress, decision), gates)
+        decision.events += [("Warning", "LineIdleTimeout", f"{name}: {note}") for name, note in gates.notes]
     reached = progress.wave if progress.wave is not None else -1
     applied_now = {a.cluster for a in decision.actions if isinstance(a, Apply)}
 
@@ -158,7 +182,7 @@ def decide(inp: Inputs) -> Decision:
     for index, wave in enumerate(inp.waves):
         for name in wave.clusters:
             clusters.append(_cluster_state(name, wave.name, index <= reached or name in pins, pins.get(name, goal),
-                                           inp, previous.get(name), name in applied_now))
+                                           inp, previous.get(name), name in applied_now, gates.waits.get(name)))
     for name, old in previous.items():
         if name in wave_of:
             continue
@@ -173,11 +197,16 @@ def decide(inp: Inputs) -> Decision:
             message = "left the selection; removing Edgeline's objects" + (
                 "" if obs is None or obs.reachable else " once the cluster answers again")
         clusters.append(old.model_copy(update={"phase": "Removing", "wave": None, "message": message}))
+    failed_clusters = set(progress.failed_clusters)
     for state in clusters:
-        if state.name in progress.failed_clusters and state.phase == "Progressing":
+        if state.name in failed_clusters and state.phase == "Progressing":
             state.phase = "Failed"
     status.clusters = clusters
     status.excluded = [_excluded(e) for e in inp.excluded]
+    # A cluster newly refusing this namespace (domain.tenancy) says so once, not every tick.
+    before = {(e.name, e.reason) for e in inp.status.excluded}
+    decision.events.extend(("Warning", e.reason, f"EdgeCluster {e.name} is excluded: {e.message}")
+                           for e in inp.excluded if e.reason == NAMESPACE_NOT_ALLOWED and (e.name, e.reason) not in before)
     status.total_clusters = len(all_clusters)
     status.ready_clusters = sum(1 for c in clusters if c.phase == "Ready" and goal and
                                 c.revision == pins.get(c.name, goal).revision)
@@ -191,13 +220,24 @@ def decide(inp: Inputs) -> Decision:
 
 def _report(inp: Inputs, status: EdgeDeploymentStatus, decision: Decision) -> None:
     """What people read: approval, conditions, and the phase the conditions add up to."""
-    approval = approval_state(inp.spec.approval, ApprovalState(status.approval, status.pending_approval),
+    policy = inp.policy.approval if inp.policy is not None else inp.spec.approval
+    approval = approval_state(policy, ApprovalState(status.approval, status.pending_approval),
                               inp.desired, status.current_revision, decision.held_reason, inp.approved,
-                              inp.approvals, inp.author, inp.now)
+                              inp.approvals, inp.author, inp.now, inp.authors or None)
     status.approval, status.pending_approval = approval.summary, approval.pending
+    if status.pending_approval is not None:
+        # What approvers judge the version by: its evaluation metrics and stage.
+        status.pending_approval.metrics = dict(inp.model_metrics) or None
+        status.pending_approval.stage = inp.model_stage
+    if inp.policy is not None:
+        status.approval_policy = EffectiveApproval(**policy.model_dump(), sources=list(inp.policy.sources),
+                                                   ignored=list(inp.policy.ignored))
     conditions = deployment_conditions.conditions(
         [c.dump() for c in inp.status.conditions], status,
         deployment_conditions.Facts(inp.model, decision.held_reason, inp.paused, inp.now, inp.generation))
+    if inp.checks:
+        conditions = set_condition(conditions, "ChecksPassed", *analysis.condition(status), generation=inp.generation,
+                                   now=inp.now)
     status.conditions = [Condition.model_validate(c) for c in conditions]
     status.phase = deployment_conditions.phase_of(conditions)
 
@@ -257,17 +297,57 @@ def _choose_goal(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutPro
     return inp.desired, "Update"
 
 
+class _Gatekeeper:
+    """may_change(cluster, rollback) -> bool: the cluster's windows and line consent; what a
+    refused cluster waits for lands in `waits`."""
+
+    def __init__(self, inp: Inputs | None = None):
+        self.inp = inp
+        self.narrowing = windows.windows_of(inp.spec.rollout.windows) if inp else ()
+        self.previous = {c.name: c for c in inp.status.clusters} if inp else {}
+        self.waits: dict[str, windows.Gate] = {}
+        self.notes: list[tuple[str, str]] = []      # (cluster, why it is changed although ...)
+
+    def __call__(self, name: str, rollback: bool) -> bool:
+        if self.inp is None:
+            return True
+        old = self.previous.get(name)
+        verdict = windows.gate(self.inp.lines.get(name), self.narrowing, self.inp.now, rollback,
+                               parse(old.waiting_since) if old else None, old.waiting_for if old else None)
+        if not verdict.allowed:
+            self.waits[name] = verdict
+        self.notes += [(name, note) for note in verdict.notes]
+        return verdict.allowed
+
+
+def _approved_waves(inp: Inputs, progress: RolloutProgress, decision: Decision) -> list[WavePlan]:
+    """The waves limited to the clusters the goal was approved for. While a change waits for
+    approval (a wider placement among others), the current revision goes to no cluster it did
+    not already have: the placement is part of what is approved (docs/approvals.md)."""
+    held = decision.held_reason is not None
+    if not held or progress.clusters is None:
+        progress.clusters = sorted(c for w in inp.waves for c in w.clusters)
+        return inp.waves
+    approved = set(progress.clusters)
+    return [replace(w, clusters=tuple(c for c in w.clusters if c in approved)) for w in inp.waves]
+
+
 def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgress, goal: RevisionRef,
-             decision: Decision) -> None:
-    """Apply the goal to every cluster of the waves reached so far; move on when the
-    current wave is ready and has soaked; fail it when its deadline passes."""
+             decision: Decision, waves: list[WavePlan], may_change: _Gatekeeper | None = None) -> None:
+    """Apply the goal to every cluster of the waves reached so far (the approved ones, inside
+    their windows, with the line's consent); move on when the current wave is ready and has
+    soaked; fail it when its deadline passes."""
     now = inp.now
-    waves = inp.waves
+    may_change = may_change or _Gatekeeper()
     pins = {p.cluster: p.revision for p in status.pinned}
     for name, revision in pins.items():
         obs = inp.observations.get(name)
-        if obs is not None and obs.reachable and (obs.revision != revision.revision or not obs.exists):
-            decision.actions.append(Apply(name, revision))
+        chosen = variant_for(inp, name, revision)
+        if chosen is not None and chosen.variant is None:
+            continue            # no variant of that revision fits the cluster: its state says why
+        if obs is not None and obs.reachable and (obs.revision != revision.revision or not obs.exists) and \
+                may_change(name, True):
+            decision.actions.append(Apply(name, revision, chosen.variant if chosen else None))
     while True:
         current = progress.wave or 0
         for wave in waves[:current + 1]:
@@ -277,8 +357,12 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
                     continue
                 if name in inp.stale and progress.reason != "Rollback":
                     continue        # no new revision on a cluster whose facts are stale; a revert goes through
-                if obs.revision != goal.revision or not obs.exists:
-                    decision.actions.append(Apply(name, goal))
+                chosen = variant_for(inp, name, goal)
+                if chosen is not None and chosen.variant is None:
+                    continue        # no variant of the goal fits the cluster: its state says why
+                if (obs.revision != goal.revision or not obs.exists) and \
+                        may_change(name, progress.reason == "Rollback"):
+                    decision.actions.append(Apply(name, goal, chosen.variant if chosen else None))
         if pins and progress.completed_at is None:
             return      # part of the fleet was rolled back: the rollout goes no further
         if current >= len(waves):
@@ -290,17 +374,27 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
         if progress.wave_started_at is None:
             progress.wave_started_at = iso(now)
             progress.wave_name = wave.name
-        unready = [n for n in wave.clusters if not _ready_on(inp.observations.get(n), goal)]
+        refused = {n: g for n, g in may_change.waits.items() if n in wave.clusters}
+        # A cluster whose line stayed busy past its timeout under policy Skip is not waited for.
+        unready = [n for n in wave.clusters if not _ready_on(inp.observations.get(n), goal)
+                   and not (n in refused and refused[n].policy == "Skip")]
+        if any(g.reason == windows.WAITING_FOR_WINDOW or g.reason == windows.WAITING_FOR_LINE_IDLE
+               for g in refused.values()):
+            # The wave's deadline counts from when its last cluster may be changed: no start
+            # while one waits (the next tick without a waiting cluster sets it).
+            progress.wave_started_at = None
         if len(unready) > inp.spec.rollout.max_unavailable:
-            started = parse(progress.wave_started_at)
+            started = parse(progress.wave_started_at) or now
             # A problem that waiting will not fix (an image that cannot be pulled, a model the
-            # runtime refuses) fails the wave now rather than at its deadline.
-            hopeless = [n for n in unready if _fatal_on(inp.observations.get(n), goal)]
+            # runtime refuses, a line that stayed busy under policy Fail) fails the wave now
+            # rather than at its deadline.
+            hopeless = [n for n in unready if _fatal_on(inp.observations.get(n), goal) or
+                        (n in refused and refused[n].reason in (windows.LINE_IDLE_TIMEOUT, windows.WINDOW_INVALID))]
             timed_out = (now - started).total_seconds() > inp.spec.rollout.wave_timeout_seconds
             if timed_out or len(hopeless) > inp.spec.rollout.max_unavailable:
                 prefix = f"wave {wave.name} not ready after {inp.spec.rollout.wave_timeout_seconds}s: " if timed_out \
                     else f"wave {wave.name} failed: "
-                message = prefix + "; ".join(f"{n}: {_why(inp.observations.get(n), goal, inp.stale.get(n))}"
+                message = prefix + "; ".join(f"{n}: {_why(inp.observations.get(n), goal, inp.stale.get(n), refused.get(n))}"
                                              for n in unready)
                 if progress.failed_message != message:
                     decision.events.append(("Warning", "WaveFailed", message))
@@ -308,11 +402,19 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
                 progress.failed_clusters = unready
             progress.soak_until = None
             return
-        progress.failed_message = None
-        progress.failed_clusters = []
         if progress.soak_until is None:
             progress.soak_until = iso(now + dt.timedelta(seconds=wave.soak_seconds))
-        if now < parse(progress.soak_until):
+        checks = analysis.verdict(inp.checks, status, wave)
+        if checks.state == "Failed":
+            # Ready, but its metric checks failed: the rollback policy has had its say (decide); the wave holds.
+            if progress.failed_message != checks.message:
+                decision.events.append(("Warning", "WaveFailed", checks.message))
+            progress.failed_message = checks.message
+            progress.failed_clusters = list(checks.clusters)
+            return
+        progress.failed_message = None
+        progress.failed_clusters = []
+        if now < parse(progress.soak_until) or checks.state != "Passed":
             return
         if inp.paused and current + 1 < len(waves):
             return
@@ -321,6 +423,11 @@ def _advance(inp: Inputs, status: EdgeDeploymentStatus, progress: RolloutProgres
         progress.wave_started_at = None
         progress.soak_until = None
         progress.wave_name = waves[current + 1].name if current + 1 < len(waves) else None
+
+
+def _context(inp: Inputs) -> analysis.Context:
+    base = inp.context or analysis.Context("", "")
+    return analysis.Context(base.deployment, base.namespace, inp.spec.rollout.wave_timeout_seconds)
 
 
 def _complete(inp, status, progress, goal, decision) -> None:
@@ -363,8 +470,9 @@ def _settle_rollbacks(inp: Inputs, status: EdgeDeploymentStatus) -> list[Rollbac
         # A cluster that left the selection since is not waited for.
         if not all(running.get(c) == record.to_revision for c in record.clusters if c in running):
             continue
+        affected = set(record.clusters)     # a set: a thousand clusters, a thousand outcomes
         applies = [o.at for c, o in inp.outcomes.items()
-                   if c in record.clusters and o.revision == record.to_revision and not o.error]
+                   if c in affected and o.revision == record.to_revision and not o.error]
         finished = max(applies) if applies else inp.now.timestamp()
         received = parse(record.received_at)
         if received is not None:
@@ -384,7 +492,10 @@ def _fatal_on(obs: Observation | None, goal: RevisionRef) -> bool:
         obs.problem is not None and obs.problem.fatal
 
 
-def _why(obs: Observation | None, goal: RevisionRef, stale: str | None = None) -> str:
+def _why(obs: Observation | None, goal: RevisionRef, stale: str | None = None,
+         waiting: windows.Gate | None = None) -> str:
+    if waiting is not None:
+        return f"{waiting.reason}: {waiting.message}"
     if stale and not _ready_on(obs, goal):
         return f"ClusterStale: {stale}"
     if obs is None or not obs.reachable:
@@ -397,7 +508,7 @@ def _why(obs: Observation | None, goal: RevisionRef, stale: str | None = None) -
 
 
 def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None, inp: Inputs,
-                   old: ClusterState | None, applying: bool) -> ClusterState:
+                   old: ClusterState | None, applying: bool, waiting: windows.Gate | None = None) -> ClusterState:
     obs = inp.observations.get(name)
     state = (old.model_copy() if old else ClusterState(name=name))
     state.wave = wave
@@ -433,6 +544,17 @@ def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None
         state.phase = state.phase if state.phase == "Unreachable" else "Pending"
         state.message = f"ClusterStale: {stale}" + (f"; {state.message}" if state.message and
                                                     state.message != "waits for its wave" else "")
+    state.waiting_for = waiting.reason if waiting else None
+    state.waiting_since = iso(waiting.since) if waiting and waiting.since else None
+    state.waiting_until = iso(waiting.until) if waiting and waiting.until else None
+    if waiting is not None and state.phase != "Unreachable":
+        # Its change waits for the maintenance window or the line (domain.windows).
+        state.phase, state.message = "Pending", f"{waiting.reason}: {waiting.message}"
+    chosen = variant_for(inp, name, goal)
+    state.variant = chosen.variant.name if chosen and chosen.variant else None
+    state.variant_reason = chosen.message if chosen else None
+    if chosen is not None and chosen.variant is None and state.phase != "Ready":
+        state.message = f"{chosen.reason}: {chosen.message}"
     failed = inp.outcomes.get(name)
     if failed is not None and failed.error and state.phase != "Ready":
         # The last tick's apply did not get through; this tick tries again.
@@ -440,6 +562,16 @@ def _cluster_state(name: str, wave: str, reached: bool, goal: RevisionRef | None
     seen = parse(state.last_observed)
     state.stale = seen is None or (inp.now - seen).total_seconds() > inp.stale_after.get(name, 300)
     return state
+
+
+def variant_for(inp: Inputs, cluster: str, revision: RevisionRef | None) -> Pick | None:
+    """Which variant of `revision` the cluster gets (None: the revision has no variants)."""
+    if revision is None or not revision.variants:
+        return None
+    facts = inp.facts.get(cluster)
+    if facts is None:
+        return Pick(None, "NotProbedYet", "the cluster's facts are not known yet")
+    return pick(revision.variants, facts, Runs.of(revision.runtime))
 
 
 def _known(status: EdgeDeploymentStatus, revision: str | None) -> RevisionRef | None:

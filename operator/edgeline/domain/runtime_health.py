@@ -66,7 +66,8 @@ def classify(containers: list[ContainerFacts], revision: str | None) -> RuntimeP
     """The most telling problem among the Pods of `revision` (Pods of other revisions are
     on their way out), or None when nothing is wrong that the Pods show."""
     mine = [c for c in containers if revision is None or c.revision == revision]
-    for check in (_image_pull, _config, _crash_loop, _model_rejected, _fetch_retrying, _unschedulable):
+    for check in (_image_pull, _config, _crash_loop, _golden_sample, _model_rejected, _fetch_retrying,
+                  _unschedulable):
         for container in mine:
             problem = check(container)
             if problem is not None:
@@ -101,6 +102,23 @@ def _crash_loop(c: ContainerFacts) -> RuntimeProblem | None:
     message = f"the runtime container keeps exiting: {c.restarts} restart(s), last {how}"
     message += f"; last log line: {last}" if last else "; it left no log"
     return RuntimeProblem("CrashLoopBackOff", message, c.pod, restarts=c.restarts, last_log=last)
+
+
+# The runtime's reasons for a golden sample it cannot reproduce, or cannot use at all.
+GOLDEN_REASONS = {"GoldenSampleFailed": "GoldenSampleMismatch", "GoldenSampleInvalid": "GoldenSampleInvalid"}
+
+
+def _golden_sample(c: ContainerFacts) -> RuntimeProblem | None:
+    """The model runs but does not give the golden sample's outputs (the deviation is in the
+    message), or the golden sample itself is unusable: both fatal, waiting changes neither."""
+    record = _last_state_record(c.log_tail)
+    if record is None or record.get("event") != "not_ready" or record.get("reason") not in GOLDEN_REASONS:
+        return None
+    said = record.get("message") or "no message"
+    what = "does not reproduce its golden sample" if record["reason"] == "GoldenSampleFailed" \
+        else "cannot check its golden sample"
+    return RuntimeProblem(GOLDEN_REASONS[record["reason"]], f"the model {what}: {_clip(said)}", c.pod, fatal=True,
+                          restarts=c.restarts, last_log=last_log_line(c.log_tail))
 
 
 def _model_rejected(c: ContainerFacts) -> RuntimeProblem | None:

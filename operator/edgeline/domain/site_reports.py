@@ -55,6 +55,7 @@ class WorkloadReport:
     since: float | None = None          # epoch seconds: when the site switched to `revision`
     observed_at: float = 0.0
     assigned: str | None = None         # the assignment's revision the agent last saw
+    owner_uid: str | None = None        # the EdgeDeployment uid of the assignment it runs
     rollbacks: tuple[SiteRollback, ...] = field(default=())
 
     def to_json(self) -> str:

@@ -20,6 +20,7 @@ LABEL_RUN = "edgeline.io/run"
 LABEL_STEP = "edgeline.io/step"
 LABEL_ATTEMPT = "edgeline.io/attempt"
 CONTAINER = "step"
+STEP_UID = 65532        # the user a restricted step runs as (the restricted profile forbids root)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,10 @@ def render_job(owner: Owner, run: str, step: Step, attempt: int, job: str, names
         resources = {k: v for k, v in step.resources.dump().items() if v}
         if resources:
             container["resources"] = resources
-    pod_spec: dict = {"restartPolicy": "Never", "containers": [container]}
+    container["securityContext"], pod_security = security_contexts(step.pod_security)
+    pod_spec: dict = {"restartPolicy": "Never", "containers": [container], "automountServiceAccountToken": False}
+    if pod_security:
+        pod_spec["securityContext"] = pod_security
     if step.node_selector:
         pod_spec["nodeSelector"] = dict(step.node_selector)
     metadata: dict = {"name": job, "namespace": namespace, "labels": labels,
@@ -70,3 +74,17 @@ def render_job(owner: Owner, run: str, step: Step, attempt: int, job: str, names
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata,
             "spec": {"backoffLimit": 0, "activeDeadlineSeconds": step.timeout_seconds,
                      "template": {"metadata": template_meta, "spec": pod_spec}}}
+
+
+def security_contexts(level: str) -> tuple[dict, dict]:
+    """(container, pod) securityContext of a step's Pod at one Pod Security level: `restricted`
+    meets the restricted profile (non-root, no privilege escalation, every capability dropped,
+    seccomp RuntimeDefault); `baseline` keeps the image's user and seccomp RuntimeDefault;
+    `privileged` runs a privileged container (only where the EdgeCluster's owner allows it)."""
+    if level == "privileged":
+        return {"privileged": True}, {}
+    if level == "baseline":
+        return {}, {"seccompProfile": {"type": "RuntimeDefault"}}
+    return ({"allowPrivilegeEscalation": False, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+            {"runAsNonRoot": True, "runAsUser": STEP_UID, "runAsGroup": STEP_UID,
+             "seccompProfile": {"type": "RuntimeDefault"}})

@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, Runtime
+from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, Runtime, VariantRef
 from edgeline.api.reserved import reserved_env
 
 MANAGED_BY = "edgeline"
@@ -27,6 +27,7 @@ LABEL_DEPLOYMENT = "edgeline.io/deployment"
 LABEL_NAMESPACE = "edgeline.io/deployment-namespace"
 LABEL_REVISION = "edgeline.io/revision"
 LABEL_COMPONENT = "edgeline.io/component"
+LABEL_OWNER_UID = "edgeline.io/owner-uid"      # uid of the hub EdgeDeployment (ownerReferences cannot cross clusters)
 CONFIG_COMPONENT = "runtime-config"
 GPU_PROVIDERS = {"CUDA", "TensorRT"}
 
@@ -40,7 +41,19 @@ class Target:
 
 
 def object_name(deployment_namespace: str, deployment: str) -> str:
-    """One name per EdgeDeployment on a member cluster; hub namespaces may share a name."""
+    """One name per EdgeDeployment on a member cluster, different for every namespace/name pair:
+    a readable prefix and a hash of namespace/name (`a-b/c` and `a/b-c` share the prefix, never
+    the hash). At most 51 characters, so that a revision's ConfigMap name still fits in 63."""
+    prefix = f"{deployment_namespace}-{deployment}"[:40].rstrip("-")
+    if not prefix[:1].isalpha():
+        prefix = f"e-{prefix}"[:40].rstrip("-")     # a Service name must start with a letter
+    digest = hashlib.sha256(f"{deployment_namespace}/{deployment}".encode()).hexdigest()[:10]
+    return f"{prefix}-{digest}"
+
+
+def legacy_object_name(deployment_namespace: str, deployment: str) -> str:
+    """The name versions before tenancy used (`<namespace>-<name>`); objects under it are removed
+    once the runtime under `object_name` is ready (clusters.workloads.remove_legacy)."""
     name = f"{deployment_namespace}-{deployment}"
     if len(name) <= 52:
         return name
@@ -65,10 +78,25 @@ def selector_labels(deployment_namespace: str, deployment: str) -> dict[str, str
 
 
 def render(deployment_namespace: str, deployment: str, revision: RevisionRef, target: Target,
-           requirements: PlacementRequirements | None = None) -> list[dict]:
+           requirements: PlacementRequirements | None = None, variant: VariantRef | None = None,
+           owner_uid: str = "") -> list[dict]:
+    """`variant`: the model variant chosen for this cluster (domain.variants); its artifact, its
+    architecture and its execution provider replace the revision's defaults. `owner_uid`: the hub
+    EdgeDeployment's uid, a label on every object and in the selector, so that nothing of another
+    owner is ever selected, overwritten or deleted."""
     runtime = revision.runtime or Runtime()
+    if variant is not None:
+        revision = revision.model_copy(update={"uri": variant.uri, "digest": variant.digest,
+                                               "external_data": variant.external_data})
+        if variant.execution_provider:
+            runtime = runtime.model_copy(update={"execution_provider": variant.execution_provider})
+        if variant.architecture:
+            requirements = (requirements or PlacementRequirements()).model_copy(
+                update={"architectures": [variant.architecture]})
     name = object_name(deployment_namespace, deployment)
     identity = selector_labels(deployment_namespace, deployment)
+    if owner_uid:
+        identity[LABEL_OWNER_UID] = owner_uid
     labels = {
         "app.kubernetes.io/name": "edgeline-runtime",
         "app.kubernetes.io/instance": name,
@@ -93,9 +121,14 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
         "EDGELINE_CLUSTER": target.cluster,
         "EDGELINE_PORT": str(runtime.port),
         "EDGELINE_EXECUTION_PROVIDER": runtime.execution_provider,
+        **({"EDGELINE_MODEL_VARIANT": variant.name} if variant is not None else {}),
         # The model goes on the size-limited volume, not the container's /tmp.
         "EDGELINE_MODEL_DIR": "/var/lib/edgeline",
     }
+    if runtime.golden_sample is not None:
+        # Only when set: the ConfigMap of a revision without one keeps its name (and its Pods).
+        config["EDGELINE_GOLDEN_SAMPLE_URI"] = runtime.golden_sample.uri
+        config["EDGELINE_GOLDEN_SAMPLE_SHA256"] = runtime.golden_sample.sha256
     config_meta = {**meta, "name": config_name(name, config), "labels": {**labels, LABEL_COMPONENT: CONFIG_COMPONENT}}
     configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": config_meta, "data": config, "immutable": True}
     deployment_obj = {

@@ -44,6 +44,9 @@ class RuntimeConfig(BaseSettings):
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0: any free port, logged)")
     execution_provider: str = Field("CPU", description="onnxruntime execution provider: CPU, CUDA, ... or a full name")
     golden_sample: Path | None = Field(None, description="JSON file with inputs, expected outputs and tolerance")
+    golden_sample_uri: str = Field("", description="http(s):// or file:// URI of the golden sample (fetched and "
+                                                   "verified like the model); empty: none")
+    golden_sample_sha256: str = Field("", description="sha256:<hex> the golden sample must have")
     model_dir: Path = Field(Path("/tmp/edgeline-runtime"), description="Where the fetched model is kept")
     inference_threads: int = Field(2, ge=1, le=64, description="Inference requests run at once")
     intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per inference (0: one per core)")
@@ -69,7 +72,7 @@ class RuntimeConfig(BaseSettings):
             raise ValueError("must be sha256:<64 hex digits>")
         return "sha256:" + match.group(2).lower()
 
-    @field_validator("reference_profile_sha256")
+    @field_validator("reference_profile_sha256", "golden_sample_sha256")
     @classmethod
     def _profile_digest(cls, value: str) -> str:
         return "" if value.strip() == "" else cls._digest(value)
@@ -79,6 +82,9 @@ class RuntimeConfig(BaseSettings):
         if self.reference_profile_uri and not self.reference_profile_sha256:
             raise ValueError("reference_profile_sha256 is required when reference_profile_uri is set "
                              "(EDGELINE_REFERENCE_PROFILE_SHA256)")
+        if self.golden_sample_uri and not self.golden_sample_sha256:
+            raise ValueError("golden_sample_sha256 is required when golden_sample_uri is set "
+                             "(EDGELINE_GOLDEN_SAMPLE_SHA256)")
         return self
 
     @field_validator("model_external_data", mode="before")

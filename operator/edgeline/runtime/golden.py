@@ -8,16 +8,23 @@ wrong weights) never becomes ready.
 
 `tolerance` may also be a single number (absolute); numbers are compared as
 |actual - expected| <= absolute + relative * |expected|.
+
+An EdgeDeployment names the file by URI and digest (spec.runtime.goldenSample); the runtime
+fetches it beside the model, proves its digest (`fetch_golden_sample`), and stays unready with
+`reason: GoldenSampleFailed` and the deviation in its log when the model does not reproduce
+it. `make_golden_sample` writes one from a model's own outputs (`edgeline model golden`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgeline.artifacts.fetch import Limits, fetch_artifact, sha256_of, verify_digest
 from edgeline.runtime.tensors import BadRequest, InferRequest, TensorSpec, parse_infer_request
 
 DEFAULT_ABSOLUTE = 1e-5
@@ -106,3 +113,27 @@ def compare_outputs(sample: GoldenSample, actual: dict[str, np.ndarray]) -> str 
                     f"(largest difference {worst:.3g}; tolerance absolute {sample.absolute:g}, "
                     f"relative {sample.relative:g})")
     return None
+
+
+# A golden sample holds a few inputs, not a data set.
+MAX_BYTES = 64 * 1024**2
+
+
+def fetch_golden_sample(uri: str, sha256: str, model_dir: Path, limits: Limits) -> Path:
+    """The golden sample at `uri` on disk with its digest proven (ArtifactError otherwise)."""
+    target = model_dir / "golden" / (sha256.removeprefix("sha256:") + ".json")
+    if not (target.is_file() and sha256_of(target)[0] == sha256):
+        result = fetch_artifact(uri, target, limits=dataclasses.replace(limits, max_bytes=MAX_BYTES))
+        verify_digest(result, sha256, what="the golden sample")
+    return target
+
+
+def make_golden_sample(inputs: list[dict], outputs: dict[str, np.ndarray], absolute: float = DEFAULT_ABSOLUTE,
+                       relative: float = DEFAULT_RELATIVE) -> dict:
+    """The golden sample document for `inputs` (OIP v2 tensors) and the outputs a good model
+    gave for them."""
+    return {"inputs": inputs,
+            "outputs": [{"name": name, "shape": list(np.shape(value)),
+                         "data": np.asarray(value, dtype=np.float64).reshape(-1).tolist()}
+                        for name, value in outputs.items()],
+            "tolerance": {"absolute": absolute, "relative": relative}}

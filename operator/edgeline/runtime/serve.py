@@ -20,7 +20,7 @@ from edgeline.artifacts.errors import ArtifactError
 from edgeline.artifacts.fetch import Limits
 from edgeline.runtime.config import RuntimeConfig
 from edgeline.runtime.events import EventLog
-from edgeline.runtime.golden import GoldenSampleInvalid, compare_outputs, load_golden_sample
+from edgeline.runtime.golden import GoldenSampleInvalid, compare_outputs, fetch_golden_sample, load_golden_sample
 from edgeline.runtime.loader import InferenceFailed, fetch_verified, load_model
 from edgeline.runtime.loader import load_profile
 from edgeline.runtime.metrics import RuntimeMetrics
@@ -116,10 +116,18 @@ async def _prepare(runtime: Runtime, limits: Limits) -> None:
     if config.quality_metrics:
         await _start_quality(runtime, model, limits)
 
-    if config.golden_sample:
+    golden = config.golden_sample
+    if config.golden_sample_uri:
         state.stage = "SelfTest"
         try:
-            sample = load_golden_sample(config.golden_sample, model.inputs, model.outputs)
+            golden = await _in_thread(fetch_golden_sample, config.golden_sample_uri, config.golden_sample_sha256,
+                                      config.model_dir, limits)
+        except ArtifactError as exc:
+            return fail("GoldenSampleInvalid", f"the golden sample cannot be used: {exc.reason}: {exc.message}")
+    if golden:
+        state.stage = "SelfTest"
+        try:
+            sample = load_golden_sample(golden, model.inputs, model.outputs)
         except GoldenSampleInvalid as exc:
             return fail("GoldenSampleInvalid", str(exc))
         try:

@@ -4,11 +4,11 @@ import yaml
 
 from edgeline.agent import cache, state
 from edgeline.agent.bootstrap import hub_kubeconfig, site_manifests
-from edgeline.agent.workload import CACHE_MOUNT, site_objects
-from edgeline.api.edgedeployment import RevisionRef, RollbackPolicy
+from edgeline.agent.workload import CACHE_MOUNT, artifact_of, site_objects
+from edgeline.api.edgedeployment import RevisionRef, RollbackPolicy, VariantRef
 from edgeline.clusters import pull
 from edgeline.domain.site_reports import SiteRollback
-from edgeline.render.runtime import Target
+from edgeline.render.runtime import LABEL_OWNER_UID, Target
 
 REV = RevisionRef(revision="r1", version="1.0", digest="sha256:" + "c" * 64, uri="https://models.example/m.onnx")
 
@@ -28,6 +28,31 @@ def test_an_assignment_survives_the_round_trip():
     assert pull.Assignment.from_json(a.to_json()) == a
     cm = pull.assignment_configmap("line-7", a)
     assert cm["metadata"]["namespace"] == "edgeline-site-line-7" and cm["metadata"]["name"] == "assignment-ns-d"
+
+
+ARM = VariantRef(name="arm", uri="https://models.example/m-arm.onnx", digest="sha256:" + "d" * 64,
+                 architecture="arm64")
+
+
+def test_an_assignment_carries_the_owner_and_each_revisions_variant():
+    good = RevisionRef(revision="r0", digest="sha256:" + "e" * 64, uri="https://models.example/old.onnx")
+    a = pull.Assignment("ns", "d", "ns-d", "edgeline-workloads", REV, good, owner_uid="uid-1", variant=ARM,
+                        pod_security="baseline")
+    back = pull.Assignment.from_json(a.to_json())
+    assert back == a
+    assert back.variant_of(REV) == ARM and back.variant_of(good) is None
+    # The site caches the variant's artifact for the assigned revision, the plain one for the other.
+    assert artifact_of(REV, back.variant_of(REV)).digest == ARM.digest
+    assert artifact_of(good, back.variant_of(good)).digest == good.digest
+
+
+def test_a_site_runtime_carries_the_owner_uid_and_runs_the_variant_from_the_cache():
+    objects = site_objects("ns", "d", REV, Target("line-7", "edge"), None, "/var/lib/edgeline-agent/models",
+                           "d" * 64 + "/model.onnx", variant=ARM, owner_uid="uid-1")
+    assert all(o["metadata"]["labels"][LABEL_OWNER_UID] == "uid-1" for o in objects)
+    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert config["data"]["EDGELINE_MODEL_URI"] == f"file://{CACHE_MOUNT}/{'d' * 64}/model.onnx"
+    assert config["data"]["EDGELINE_MODEL_VARIANT"] == "arm"
 
 
 def test_site_namespaces_stay_valid_names():

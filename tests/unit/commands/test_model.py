@@ -66,3 +66,39 @@ def test_errors_are_one_clear_line(tmp_path, capsys, monkeypatch, source, reason
     assert main(["model", "inspect", source]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"edgeline: {reason}:") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def _cluster(name, arches, gpus=0, memory="8Gi"):
+    return {"metadata": {"name": name}, "status": {"kubernetesVersion": "v1.36.3+k3s1", "architectures": arches,
+                                                   "allocatable": {"gpu": gpus, "memory": memory}}}
+
+
+VARIANT_MODEL = {
+    "metadata": {"name": "detector-3", "namespace": "factory"},
+    "spec": {"model": "detector", "version": "3.0.0", "artifact": {"uri": "https://m/fp32.onnx"},
+             "platform": {"architecture": "amd64"},
+             "variants": [{"name": "arm64-int8", "artifact": {"uri": "https://m/int8.onnx"},
+                           "platform": {"architecture": "arm64"}}]},
+    "status": {"phase": "Ready", "variants": [{"name": "default", "opset": 17}, {"name": "arm64-int8", "opset": 17}]}}
+
+
+def test_which_variant_would_go_to_each_registered_cluster():
+    from edgeline.commands.model import render_where, where_rows
+
+    rows = where_rows(VARIANT_MODEL, [_cluster("edge-b", ["arm64"]), _cluster("edge-a", ["amd64"], gpus=1),
+                                      _cluster("plc", ["arm"])])
+    assert [(r["cluster"], r["variant"], r["reason"]) for r in rows] == [
+        ("edge-a", "default", "VariantChosen"), ("edge-b", "arm64-int8", "VariantChosen"),
+        ("plc", None, "NoVariantFits")]
+    text = render_where(VARIANT_MODEL, rows)
+    assert "edge-b   arm64  0     arm64-int8  arm64-int8: built for arm64" in text
+    assert "NoVariantFits: no variant fits" in text
+
+
+def test_an_old_runtime_keeps_every_cluster_out():
+    from edgeline.commands.model import where_rows
+
+    model = {**VARIANT_MODEL, "spec": {**VARIANT_MODEL["spec"], "requirements": {"minRuntimeVersion": "1.22"}}}
+    rows = where_rows(model, [_cluster("edge-a", ["amd64"])], onnxruntime="1.20")
+    assert (rows[0]["variant"], rows[0]["reason"]) == (None, "NoVariantFits")
+    assert "needs onnxruntime 1.22; the runtime has 1.20" in rows[0]["message"]

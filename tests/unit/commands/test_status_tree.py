@@ -90,10 +90,46 @@ def test_json_and_yaml_carry_the_same_tree():
     brno = summary["waves"][1]["clusters"][1]
     assert brno == {"name": "brno", "phase": "Ready", "revision": "aaaaaaaaaa", "replicas": "2/2",
                     "lastObserved": "2026-05-01T11:51:00Z", "observedAgo": "9m", "stale": True,
-                    "outdated": True, "message": None}
+                    "outdated": True, "message": None, "variant": None, "variantReason": None}
 
 
 def test_age_in_the_largest_whole_unit():
     assert [age(t, NOW) for t in ("2026-05-01T12:00:00Z", "2026-05-01T11:59:01Z", "2026-05-01T11:00:00Z",
                                   "2026-04-28T12:00:00Z", None, "not a time", "2026-05-01T12:00:10Z")] == \
         ["0s", "59s", "1h", "3d", "-", "-", "0s"]
+
+
+def test_a_cluster_that_waits_for_its_window_says_so_and_until_when():
+    obj = _deployment()
+    obj["status"]["clusters"][0].update({"phase": "Pending", "waitingFor": "WaitingForWindow",
+                                         "waitingUntil": "2026-05-04T04:45:00Z",
+                                         "message": "WaitingForWindow: waits for its maintenance window, which "
+                                                    "opens at 2026-05-04T04:45:00Z"})
+    summary = status_summary(obj, NOW)
+    waiting = summary["waves"][0]["clusters"][0]
+    assert (waiting["waitingFor"], waiting["waitingUntil"]) == ("WaitingForWindow", "2026-05-04T04:45:00Z")
+    assert "WaitingForWindow: waits for its maintenance window, which opens at 2026-05-04T04:45:00Z" in \
+        format_tree(summary)
+
+
+def test_the_checks_of_the_analysed_wave_sit_under_it_with_their_last_values():
+    analysis = {"revision": "bbbbbbbbbb", "wave": "pilot", "startedAt": "2026-05-01T11:58:00Z", "phase": "Failed",
+                "checks": [
+                    {"name": "error-rate", "cluster": "line-1", "phase": "Failed", "reason": "CheckFailed",
+                     "message": "0.4 does not satisfy result < 0.05", "successes": 1, "failures": 1, "count": 3,
+                     "failureLimit": 0, "lastValue": "0.4", "lastMeasuredAt": "2026-05-01T11:59:50Z"},
+                    {"name": "latency", "cluster": "line-1", "phase": "Running", "reason": "CheckMissingData",
+                     "message": "inconclusive: the query returned no data", "successes": 0, "failures": 0,
+                     "inconclusive": 2, "count": 3, "failureLimit": 1, "lastMeasuredAt": "2026-05-01T11:59:40Z"}]}
+    summary = status_summary(_deployment(analysis=analysis), NOW)
+    pilot, rest = summary["waves"]
+    assert [c["name"] for c in pilot["checks"]] == ["error-rate", "latency"] and rest["checks"] == []
+    lines = format_tree(summary).splitlines()
+    assert lines[4:7] == [
+        "│   ├── line-1  Ready  bbbbbbbbbb  2/2 pods  seen 3s ago",
+        "│   ├── check error-rate on line-1  Failed  1/3 ok, 1 failed (0 tolerated)  last 0.4 10s ago  "
+        "(CheckFailed: 0.4 does not satisfy result < 0.05)",
+        "│   └── check latency on line-1  Running  0/3 ok, 0 failed (1 tolerated), 2 without data  last no data "
+        "20s ago  (CheckMissingData: inconclusive: the query returned no data)",
+    ]
+    assert json.loads(render(summary, "json"))["waves"][0]["checks"][0]["lastValue"] == "0.4"

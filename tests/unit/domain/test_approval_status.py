@@ -14,7 +14,7 @@ POLICY = Approval(required=True, approver_groups=["approvers"], min_approvers=2)
 
 
 def _raw(user: str, at: str, revision: str = "rev-2") -> dict:
-    return {"revision": revision, "user": user, "groups": ["approvers"], "at": at, "sig": "verified elsewhere"}
+    return {"revision": revision, "user": user, "groups": ["approvers"], "at": at}
 
 
 def _rollback(mode: str, at: str, revision: str = "rev-2") -> RollbackRecord:
@@ -41,7 +41,7 @@ def test_counted_records(case, raw, rollbacks, users):
 
 
 def _record(user: str, revision: str = "rev-2") -> ApprovalRecord:
-    return ApprovalRecord(revision=revision, user=user, at="2026-11-25T09:59:00Z")
+    return ApprovalRecord(revision=revision, user=user, groups=["approvers"], at="2026-11-25T09:59:00Z")
 
 
 @pytest.mark.parametrize("case, policy, records, desired, bad, expected", [
@@ -52,9 +52,11 @@ def _record(user: str, revision: str = "rev-2") -> ApprovalRecord:
     ("two of two", POLICY, [_record("a"), _record("b")], V2, [], (True, False)),
     ("two of two for a rolled-back revision", POLICY, [_record("a"), _record("b")], V2, ["rev-2"], (True, True)),
     ("the author's approval does not count", POLICY, [_record("a"), _record("editor")], V2, [], (False, False)),
+    ("nor that of anyone else who changed it since the last approval", POLICY, [_record("a"), _record("ci")], V2, [],
+     (False, False)),
 ])
 def test_gate(case, policy, records, desired, bad, expected):
-    result = gate(policy, records, desired, bad, NOW, "editor")
+    result = gate(policy, records, desired, bad, NOW, ["editor", "ci"])
     assert (result.approved, result.reapproved) == expected, case
 
 
@@ -95,3 +97,14 @@ def test_a_pending_approval_keeps_when_it_was_requested_and_lists_only_its_revis
 ])
 def test_runtime_change(case, current, desired, expected):
     assert runtime_change(current, desired) == expected, case
+
+
+def test_the_pending_approval_names_every_author_and_why_approvals_do_not_count():
+    records = [_record("ci"), _record("a"), ApprovalRecord(revision="rev-2", user="z", groups=["other"],
+                                                           at="2026-11-25T09:59:00Z")]
+    state = approval_state(POLICY, NOTHING, V2, V1, "AwaitingApproval", False, records, "ci", NOW, ["editor", "ci"])
+    assert state.summary == "Pending 1/2"
+    assert state.pending.requested_by == "ci" and state.pending.authors == ["editor", "ci"]
+    assert state.pending.refused == [
+        "ci changed this deployment since its last approved revision and the policy forbids approving one's own "
+        "change", "z is not approving as a member of an approver group (approvers)"]

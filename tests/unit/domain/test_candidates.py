@@ -48,3 +48,9 @@ def test_the_manifest_is_owned_by_the_pipeline_and_recognised_as_this_runs_own()
     assert not made_by(body["metadata"], "p-4", "uid-1")             # another run of the same pipeline
     assert not made_by(body["metadata"], "p-3", "uid-2")             # a pipeline of that name, recreated
     assert not made_by({"name": "detector-20261125-3"}, "p-3", "uid-1")
+
+
+def test_a_production_template_still_makes_a_staging_candidate():
+    template = TEMPLATE.model_copy(update={"stage": "production"})
+    model, problem = candidate_model("p", RUN, template, {"uri": "http://m/x.onnx", "sha256": DIGEST})
+    assert problem is None and model.spec["stage"] == "staging"

@@ -6,9 +6,10 @@ from edgeline.api.edgedeployment import ModelRef
 from edgeline.domain.model_choice import ModelSummary, choose
 
 
-def _model(name, version, phase="Ready", digest="sha256:x", model="detector", created="2026-11-25T10:00:00Z"):
+def _model(name, version, phase="Ready", digest="sha256:x", model="detector", created="2026-11-25T10:00:00Z",
+           stage="production"):
     return ModelSummary(name=name, model=model, version=version, phase=phase, digest=digest,
-                        uri=f"https://models.example/{name}.onnx", created=created)
+                        uri=f"https://models.example/{name}.onnx", created=created, stage=stage)
 
 
 V1 = _model("detector-1", "1.0.0", created="2026-11-01T00:00:00Z")
@@ -19,6 +20,8 @@ OTHER = _model("camera-9", "9.0.0", model="camera", created="2026-11-09T00:00:00
 ALL = [V1, V2, V3_VALIDATING, V4_INVALID, OTHER]
 PINNED = ModelRef.model_validate
 LATEST = ModelRef(model="detector", follow="LatestReady")
+LATEST_STAGING = ModelRef(model="detector", follow="LatestReady", minStage="staging")
+STAGING_3 = _model("detector-s3", "3.0.0", created="2026-11-03T00:00:00Z", stage="staging")
 
 
 @pytest.mark.parametrize("case, ref, models, chosen, reason, words", [
@@ -31,7 +34,7 @@ LATEST = ModelRef(model="detector", follow="LatestReady")
     ("pinned, Ready without a digest", PINNED({"name": "x"}), [_model("x", "1", digest=None)], None,
      "ModelNotReady", "only Ready models"),
     ("latest: the newest Ready version, not newer unready ones or other models", LATEST, ALL, V2, "ModelReady",
-     "newest Ready version of detector is 2.0.0"),
+     "newest Ready production version of detector is 2.0.0"),
     ("latest: order of listing does not matter", LATEST, list(reversed(ALL)), V2, "ModelReady", "2.0.0"),
     ("latest: same creation time, the name decides", LATEST,
      [_model("detector-a", "1"), _model("detector-b", "2")], _model("detector-b", "2"), "ModelReady", "detector-b"),

@@ -35,3 +35,18 @@ def test_the_order_of_fields_in_the_manifest_does_not_matter():
 ])
 def test_any_change_of_what_runs_is_a_new_revision(case, digest, uri, runtime):
     assert revision_of(digest, uri, runtime) != BASE, case
+
+
+def test_placement_and_rollout_are_part_of_what_an_approval_covers():
+    from edgeline.api.edgedeployment import Placement, Rollout
+    placement = Placement.model_validate({"clusterSelector": {"matchLabels": {"line": "1"}}})
+    rollout = Rollout.model_validate({"waves": [{"name": "pilot", "percentage": 10}, {"name": "all", "percentage": 100}],
+                                      "soakSeconds": 600})
+    covers = {"placement": placement.dump(), "rollout": rollout.dump()}
+    base = revision_of(DIGEST, URI, Runtime(), covers=covers)
+    assert base == revision_of(DIGEST, URI, Runtime(), covers=dict(reversed(list(covers.items()))))
+    wider = {**covers, "placement": Placement.model_validate({"clusterSelector": {"matchExpressions": [
+        {"key": "line", "operator": "Exists"}]}}).dump()}
+    faster = {**covers, "rollout": rollout.model_copy(update={"soak_seconds": 0, "waves": []}).dump()}
+    assert len({base, revision_of(DIGEST, URI, Runtime(), covers=wider),
+                revision_of(DIGEST, URI, Runtime(), covers=faster)}) == 3

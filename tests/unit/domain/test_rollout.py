@@ -300,14 +300,6 @@ def test_an_alert_in_propose_mode_is_recorded_and_nothing_moves():
     assert "RollbackProposed" in [e[1] for e in decision.events] and status.rollbacks == []
 
 
-def test_forged_approval_records_are_reported():
-    fleet, status = Fleet("a"), EdgeDeploymentStatus()
-    decision = decide(Inputs(spec=SPEC, status=status, desired=REV1, waves=[WavePlan("all", ("a",), 0)],
-                             excluded=[], observations=fleet.observe(), stale_after={}, approved=True, paused=False,
-                             rollback_to=None, now=T0, forged_approvals=2))
-    assert ("Warning", "ApprovalRecordRejected") in [(t, r) for t, r, _ in decision.events]
-
-
 def test_status_phase_and_conditions_agree_on_every_tick():
     from edgeline.domain.deployment_conditions import phase_of
     fleet, status = Fleet("abc"), EdgeDeploymentStatus()
@@ -316,3 +308,62 @@ def test_status_phase_and_conditions_agree_on_every_tick():
         status, _ = tick(fleet, status, T0 + dt.timedelta(seconds=second))
         assert status.phase == phase_of([c.dump() for c in status.conditions])
     assert status.phase == "Degraded"
+
+
+def test_the_rollout_remembers_the_generation_it_was_approved_at_and_a_rollback_keeps_it():
+    """Authors after that generation are the next revision's (four-eyes, docs/approvals.md)."""
+    fleet, status = Fleet("abc"), EdgeDeploymentStatus()
+
+    def at(generation, desired, second, rollback_to=None):
+        return decide(Inputs(spec=SPEC, status=status, desired=desired, waves=WAVES, excluded=[],
+                             observations=fleet.observe(), stale_after={}, approved=True, paused=False,
+                             rollback_to=rollback_to, now=T0 + dt.timedelta(seconds=second), generation=generation))
+    for second in range(3):
+        decision = at(1, REV1, second)
+        fleet.execute(decision.actions)
+        status = EdgeDeploymentStatus.model_validate(decision.status.dump())
+    assert status.rollout.generation == 1
+    for second in range(3, 6):
+        decision = at(4, REV2, second)
+        fleet.execute(decision.actions)
+        status = EdgeDeploymentStatus.model_validate(decision.status.dump())
+    assert status.rollout.revision == REV2.revision and status.rollout.generation == 4
+    decision = at(4, REV2, 7, rollback_to=REV1.revision)
+    assert decision.status.rollout.reason == "Rollback" and decision.status.rollout.generation == 4
+
+
+def test_the_effective_policy_and_every_author_reach_status():
+    from edgeline.api.edgedeployment import Approval
+    from edgeline.domain.approval_policy import EffectivePolicy
+    policy = EffectivePolicy(Approval(approver_groups=["qa"], min_approvers=2), ("lines",),
+                             ("spec.approval.required: false is ignored: ApprovalPolicy lines requires approval",))
+    decision = decide(Inputs(spec=SPEC, status=EdgeDeploymentStatus(), desired=REV1, waves=WAVES, excluded=[],
+                             observations=Fleet("abc").observe(), stale_after={}, approved=False, paused=False,
+                             rollback_to=None, now=T0, policy=policy, authors=["alice", "ci"], author="ci"))
+    assert decision.status.phase == "AwaitingApproval" and decision.status.approval == "Pending 0/2"
+    assert decision.status.approval_policy.sources == ["lines"] and decision.status.approval_policy.min_approvers == 2
+    assert decision.status.approval_policy.ignored == list(policy.ignored)
+    assert decision.status.pending_approval.authors == ["alice", "ci"]
+    assert decision.status.pending_approval.requested_by == "ci"
+
+
+def test_a_wider_placement_waiting_for_approval_puts_nothing_on_the_new_clusters():
+    """Widening the placement is a new revision; until it is approved the current revision
+    stays on the clusters it was approved for, however many ticks pass."""
+    fleet, status, t = Fleet("abcd"), EdgeDeploymentStatus(), T0
+    for _ in range(4):
+        t += dt.timedelta(seconds=1)
+        status, _ = tick(fleet, status, t)
+    assert status.phase == "Healthy" and status.rollout.clusters == ["a", "b", "c"]
+    wider = [WavePlan("pilot", ("a",), 0), WavePlan("rest", ("b", "c", "d"), 0)]
+    widened = REV1.model_copy(update={"revision": "cccc000003"})
+    for _ in range(5):
+        t += dt.timedelta(seconds=1)
+        status, decision = tick(fleet, status, t, desired=widened, approved=False, waves=wider)
+        assert decision.actions == [] and fleet.running["d"] is None
+    assert status.phase == "AwaitingApproval" and status.rollout.clusters == ["a", "b", "c"]
+    assert "d" in [c.name for c in status.clusters]          # shown as selected, not given anything
+    for _ in range(4):
+        t += dt.timedelta(seconds=1)
+        status, _ = tick(fleet, status, t, desired=widened, approved=True, waves=wider)
+    assert fleet.running == {c: widened.revision for c in "abcd"} and status.rollout.clusters == list("abcd")

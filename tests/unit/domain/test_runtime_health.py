@@ -66,6 +66,17 @@ CASES = [
      "Unschedulable", False, "Insufficient cpu"),
     ("the old revision's Pods do not count", [ContainerFacts("old", "r0", IMAGE, waiting_reason="ImagePullBackOff"),
                                                ContainerFacts("new", "r1", IMAGE, ready=True)], None, False, None),
+    ("golden sample mismatch", [ContainerFacts("p", "r1", IMAGE, running_since=NOW, log_tail="\n".join([
+        record("model_loaded"), record("not_ready", level="error", reason="GoldenSampleFailed",
+                                       message="output 'probabilities' differs from the golden sample in 2 of 2 "
+                                               "values (largest difference 0.4; tolerance absolute 1e-05, "
+                                               "relative 0.0001)")]))],
+     "GoldenSampleMismatch", True, "does not reproduce its golden sample: output 'probabilities' differs from the "
+                                   "golden sample in 2 of 2 values (largest difference 0.4"),
+    ("golden sample unusable", [ContainerFacts("p", "r1", IMAGE, running_since=NOW, log_tail=record(
+        "not_ready", level="error", reason="GoldenSampleInvalid", message="the golden sample cannot be used: "
+                                                                          "DigestMismatch: ..."))],
+     "GoldenSampleInvalid", True, "cannot check its golden sample: the golden sample cannot be used"),
     ("an image problem outranks a crash", [
         ContainerFacts("a", "r1", IMAGE, restarts=3, waiting_reason="CrashLoopBackOff", last_exit_code=1),
         ContainerFacts("b", "r1", IMAGE, waiting_reason="ErrImagePull")], "ImagePullFailed", True, "b" and IMAGE),

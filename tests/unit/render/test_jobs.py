@@ -53,10 +53,15 @@ def test_the_operator_counts_attempts_itself_and_each_attempt_has_its_deadline()
     assert _job()["spec"]["activeDeadlineSeconds"] == 3600      # the step's default
 
 
-def test_a_minimal_step_gets_only_the_image_and_the_fallback_message():
+def test_a_minimal_step_gets_only_the_image_the_fallback_message_and_the_restricted_profile():
     pod = _job()["spec"]["template"]
-    assert pod["spec"]["containers"] == [{"name": "step", "image": "trainer:1",
-                                          "terminationMessagePolicy": "FallbackToLogsOnError"}]
+    assert pod["spec"]["containers"] == [{
+        "name": "step", "image": "trainer:1", "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                            "capabilities": {"drop": ["ALL"]}}}]
+    assert pod["spec"]["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                              "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["spec"]["automountServiceAccountToken"] is False
     assert "nodeSelector" not in pod["spec"] and "annotations" not in pod["metadata"]
 
 
@@ -73,3 +78,14 @@ def test_what_the_step_sets_reaches_its_container_and_pod():
 def test_empty_resources_are_left_out():
     step = Step.model_validate({"name": "s", "image": "i", "resources": {"requests": {}, "limits": {}}})
     assert "resources" not in _job(step)["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("level, container, pod", [
+    ("baseline", {}, {"seccompProfile": {"type": "RuntimeDefault"}}),
+    ("privileged", {"privileged": True}, None),
+])
+def test_a_step_asking_for_more_than_restricted_gets_that_level(level, container, pod):
+    step = Step(name="s", image="i", pod_security=level)
+    spec = _job(step)["spec"]["template"]["spec"]
+    assert spec["containers"][0]["securityContext"] == container
+    assert spec.get("securityContext") == pod

@@ -103,3 +103,19 @@ def test_tolerations_of_the_runtime_reach_the_pod_beside_the_gpu_one():
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     # Unset, the field leaves revisions of existing deployments as they were.
     assert "tolerations" not in Runtime().dump()
+
+
+def test_names_of_different_namespace_name_pairs_never_collide():
+    # a-b/c and a/b-c were both "a-b-c" before names carried a hash of namespace/name.
+    assert object_name("a-b", "c") != object_name("a", "b-c")
+    assert object_name("a-b", "c").startswith("a-b-c-")
+    assert object_name("9lives", "x")[0].isalpha()       # a Service name starts with a letter
+    assert len(object_name("n" * 63, "d" * 63)) <= 51
+
+
+def test_every_object_carries_the_owner_uid_and_the_selector_includes_it():
+    objects = _by_kind(render("factory", "detector", REV, Target("c", "ns"), owner_uid="uid-7"))
+    for obj in objects.values():
+        assert obj["metadata"]["labels"]["edgeline.io/owner-uid"] == "uid-7"
+    assert objects["Deployment"]["spec"]["selector"]["matchLabels"]["edgeline.io/owner-uid"] == "uid-7"
+    assert objects["Service"]["spec"]["selector"]["edgeline.io/owner-uid"] == "uid-7"

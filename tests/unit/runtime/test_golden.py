@@ -86,3 +86,22 @@ def test_files_that_are_not_json_or_missing_are_invalid(tmp_path):
         load_golden_sample(tmp_path / "absent.json", INPUTS, OUTPUTS)
     (tmp_path / "ok.json").write_text(json.dumps(document()))
     assert load_golden_sample(tmp_path / "ok.json", INPUTS, OUTPUTS).expected["y"].shape == (1, 2)
+
+
+def test_the_sample_golden_sample_is_quoted_with_its_digest_and_the_sample_models_are_judged_by_it():
+    import re
+    from pathlib import Path
+
+    from edgeline.artifacts.fetch import sha256_of
+    from edgeline.runtime.loader import load_model
+
+    samples = Path(__file__).resolve().parents[3] / "manifests" / "samples"
+    golden = samples / "models" / "defect-detector-1.0.0.golden.json"
+    quoted = re.search(r"/models/defect-detector-1\.0\.0\.golden\.json\s*\n\s*sha256:\s*(sha256:[0-9a-f]{64})",
+                       (samples / "factory-line-schedule.yaml").read_text())
+    assert quoted and quoted.group(1) == sha256_of(golden)[0]
+    for version, passes in (("1.0.0", True), ("2.0.0", False)):
+        path = samples / "models" / f"defect-detector-{version}.onnx"
+        model = load_model(path, sha256_of(path)[0], "CPUExecutionProvider")
+        sample = load_golden_sample(golden, model.inputs, model.outputs)
+        assert (compare_outputs(sample, model.infer(sample.request.inputs, list(sample.expected))) is None) is passes

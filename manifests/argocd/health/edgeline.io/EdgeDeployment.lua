@@ -47,6 +47,36 @@ local function ready_message(status, fallback)
   return fallback
 end
 
+-- The metric checks of the wave being analysed (status.analysis, docs/analysis.md): the first
+-- failed one as "check NAME failed on CLUSTER: REASON: message", or nil.
+local function failed_check(status)
+  if status.analysis == nil or status.analysis.checks == nil then
+    return nil
+  end
+  for _, c in ipairs(status.analysis.checks) do
+    if c.phase == "Failed" then
+      return "check " .. tostring(c.name) .. " failed on " .. tostring(c.cluster) .. ": " .. says(c, "failed")
+    end
+  end
+  return nil
+end
+
+-- "; checks 1/2 passed" while the current wave's checks run, or "".
+local function checks_progress(status)
+  local analysis = status.analysis
+  if analysis == nil or analysis.checks == nil or analysis.phase ~= "Running" or status.rollout == nil
+      or analysis.wave ~= status.rollout.waveName or analysis.revision ~= status.rollout.revision then
+    return ""
+  end
+  local passed = 0
+  for _, c in ipairs(analysis.checks) do
+    if c.phase == "Passed" then
+      passed = passed + 1
+    end
+  end
+  return "; checks " .. passed .. "/" .. #analysis.checks .. " passed"
+end
+
 local early = not_observed("Waiting for the Edgeline operator to resolve the model and the clusters")
 if early ~= nil then
   return early
@@ -82,16 +112,29 @@ elseif phase == "Progressing" then
   end
   hs.status = "Progressing"
   hs.message = "Rolling out " .. version_of(status.desiredRevision, "the new revision") .. wave .. clusters_ready(status, ", ")
+      .. checks_progress(status)
 elseif phase == "Pending" then
   hs.status = "Progressing"
   hs.message = says(condition(status, "Ready"), "Waiting for the model and the clusters")
 elseif phase == "Degraded" then
   hs.status = "Degraded"
-  hs.message = says(condition(status, "Ready"), "The rollout failed") .. clusters_ready(status, "; ")
+  local failed = failed_check(status)
+  if failed ~= nil and status.rollout ~= nil and status.analysis.revision == status.rollout.revision then
+    hs.message = "Wave " .. tostring(status.analysis.wave) .. " failed: " .. failed .. clusters_ready(status, "; ")
+  else
+    hs.message = says(condition(status, "Ready"), "The rollout failed") .. clusters_ready(status, "; ")
+  end
 elseif phase == "RolledBack" then
   local alert = ""
-  if status.rollbacks ~= nil and status.rollbacks[1] ~= nil and status.rollbacks[1].alert ~= nil then
-    alert = " after alert " .. status.rollbacks[1].alert
+  local last = nil
+  if status.rollbacks ~= nil then
+    last = status.rollbacks[1]
+  end
+  local failed = failed_check(status)
+  if last ~= nil and failed ~= nil and status.analysis.revision == last.fromRevision then
+    alert = " after " .. failed
+  elseif last ~= nil and last.alert ~= nil then
+    alert = " after alert " .. last.alert
   end
   hs.status = "Degraded"
   hs.message = version_of(status.desiredRevision, "The new revision") .. " rolled back to "
