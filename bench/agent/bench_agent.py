@@ -3,14 +3,15 @@ status converges after the WAN returns (docs/edge-autonomy.md). Optionally a cha
 random cut/restore cycles during rollouts, then a check that nothing was lost.
 
 Runs on the test session's real environment (hub, edge-b as the site's cluster, the operator as a
-process, the agent as a process in its own network namespace), through the e2e slots:
+process, the agent image run by podman in the site's own network namespace), through the e2e slots:
 
     BENCH_RESTORES=3 BENCH_CHAOS=20 /work/wt/e2e.sh bench/agent/bench_agent.py -q -s
 
 and writes bench/results/agent.json.
 
 Figures:
-- agent RSS: VmRSS and VmHWM of the agent process after an idle minute with one runtime assigned;
+- agent RSS: VmRSS and VmHWM of the agent's process (in its container) after an idle minute with one
+  runtime assigned;
 - hub requests per idle site: the agent's own count of requests to the hub (lease, list, report) over
   an idle window, plus the operator's reads for that site (Lease + report per EdgeCluster probe and
   per EdgeDeployment tick), from the hub API server's request counters for leases during the window;
@@ -25,15 +26,13 @@ import json
 import os
 import random
 import re
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 from tests.e2e.conftest import ROOT
-from tests.e2e.test_edge_autonomy import (API, PROBE_INTERVAL, STALE_AFTER, AgentProcess, _hub_url,  # noqa: F401
-                                          _site_port, _status, models, site_network)
+from tests.e2e.test_edge_autonomy import (PROBE_INTERVAL, STALE_AFTER, AgentContainer, _site_port,  # noqa: F401
+                                          _status, join, models, pull_cluster, site_network)
 from tests.e2e.conftest import wait_for
 from tests.helpers.manifests import edge_deployment, mlmodel
 
@@ -58,15 +57,11 @@ def test_bench_agent(hub, edge_b, dev_env, operator, namespace, site_network, mo
     chaos = int(os.environ.get("BENCH_CHAOS", "0"))
     tag = "b" + uuid.uuid4().hex[:5]
     cluster = f"{tag}-line-9"
-    hub.apply({"apiVersion": API, "kind": "EdgeCluster", "metadata": {"name": cluster, "labels": {
-        "edgeline.io/fleet": tag}}, "spec": {"tier": "edge", "targetNamespace": f"ns-{cluster}",
-                                            "staleAfterSeconds": STALE_AFTER, "connection": {"mode": "pull"}}})
+    hub.apply(pull_cluster(cluster, {"edgeline.io/fleet": tag}))
     config = tmp_path / "site-hub.kubeconfig"
-    subprocess.run([sys.executable, "-m", "edgeline", "cluster", "join", cluster, "--kubeconfig",
-                    str(hub.kubeconfig), "--hub-server", _hub_url(dev_env), "--hub-kubeconfig-out", str(config)],
-                   check=True, capture_output=True, cwd=ROOT, timeout=60)
+    join(hub, dev_env, cluster, config)
     interval = float(os.environ.get("BENCH_AGENT_INTERVAL", "5"))
-    agent = AgentProcess(site_network, cluster, config, dev_env.pod_kubeconfig("edge-b"),
+    agent = AgentContainer(site_network, cluster, config, dev_env.pod_kubeconfig("edge-b"),
                          dev_env.state_dir / f"agent-{cluster}", tmp_path / "agent.log")
     agent.argv[agent.argv.index("--interval") + 1] = str(interval)
     agent.start()
@@ -101,7 +96,7 @@ def test_bench_agent(hub, edge_b, dev_env, operator, namespace, site_network, mo
         line = re.findall(r"hub requests: (\d+) in (\d+) s", agent.log_text()[log_mark:])[-1]
         leases = (_lease_requests(hub) - leases_before) / (time.monotonic() - started)
         agent_rate = int(line[0]) / int(line[1])
-        rss, hwm = _rss(agent.proc.pid)
+        rss, hwm = _rss(agent.pid())
         results.update(agent_rss_mib=round(rss, 1), agent_peak_rss_mib=round(hwm, 1),
                        agent_hub_requests_per_s=round(agent_rate, 3),
                        hub_lease_requests_per_s_all_clients=round(leases, 3),
@@ -137,9 +132,11 @@ def test_bench_agent(hub, edge_b, dev_env, operator, namespace, site_network, mo
                 site_network.cut(lan_ports=[_site_port(dev_env)], served_ports=[agent.alerts_port])
                 time.sleep(rng.uniform(1, STALE_AFTER + 5))
                 site_network.restore()
+            results_chaos_settle = time.monotonic()
             wait_for(lambda: settled(target), timeout=180, interval=0.5, what="converged after the chaos run")
             final = _status(hub, "edgedeployment", "detector", namespace)
             results["chaos"] = {"cycles": chaos, "converged_on": target,
+                                "last_restore_to_converged_s": round(time.monotonic() - results_chaos_settle, 2),
                                 "rollbacks": len(final.get("rollbacks") or []),
                                 "history": len(final.get("history") or [])}
             assert not final.get("rollbacks"), final.get("rollbacks")      # no alert: no rollback may appear

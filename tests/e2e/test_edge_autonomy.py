@@ -1,16 +1,17 @@
 """A pull site keeps producing when its WAN is cut, rolls back by itself on a site alert, and the
 hub learns everything once the link returns (docs/edge-autonomy.md).
 
-Given a hub and a pull site whose agent (`edgeline agent`, a real process) runs in a network
-namespace of its own (devenv/netns.py): the site's cluster is edge-b's real kube-apiserver with
-kwok nodes, reached over the site's LAN; the hub and the model server are its WAN. The test cuts
-the WAN with a kernel drop rule, never by stopping a process.
+Given a hub and a pull site whose agent (the agent image of `make images`, run by podman) runs in
+a network namespace of its own (devenv/netns.py): the site's cluster is edge-b's real
+kube-apiserver with kwok nodes, reached over the site's LAN; the hub and the model server are its
+WAN. The test cuts the WAN with a kernel drop rule, never by stopping a process.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -24,10 +25,10 @@ import yaml
 
 from edgeline.devenv.netns import SiteNetwork
 from edgeline.clusters.pull import site_namespace
-from tests.e2e.conftest import ROOT, kubectl_binary, wait_for
+from tests.e2e.conftest import ROOT, kubectl_binary, register_edge_cluster, wait_for
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
-from tests.helpers.manifests import edge_deployment, mlmodel
+from tests.helpers.manifests import ADMIT_ALL, edge_deployment, mlmodel
 
 API = "edgeline.io/v1alpha1"
 STALE_AFTER = 10
@@ -37,17 +38,50 @@ PROBE_INTERVAL = 10
 SITE_TOKEN = "site-alert-token"
 
 
-class AgentProcess:
-    """`edgeline agent` inside the site's network namespace."""
+def _images_env() -> dict[str, str]:
+    path = ROOT / ".edgeline" / "images.env"
+    if not path.exists():
+        pytest.fail("no .edgeline/images.env: `make images` builds the agent image")
+    found = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            found[key] = value
+    return found
+
+
+def _podman_env() -> dict[str, str]:
+    out = subprocess.run(["bash", "dev/install-container-tools.sh", "--env"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    env = dict(os.environ)
+    for line in out.splitlines():
+        key, value = line.removeprefix("export ").split("=", 1)
+        env[key] = value
+    return env
+
+
+class AgentContainer:
+    """The agent image (images/agent, `make images`) run by podman inside the site's network
+    namespace: the real container a site runs, with the hub and the model server as its WAN.
+    Read-only root filesystem, every capability dropped; its cache is a folder of the host."""
 
     def __init__(self, site: SiteNetwork, cluster: str, hub_kubeconfig: Path, site_kubeconfig: Path,
                  cache_dir: Path, log: Path, alerts_port: int = 9094):
         self.site, self.cluster, self.log = site, cluster, log
         self.alerts_port = alerts_port
-        self.argv = site.command([sys.executable, "-m", "edgeline", "agent", "--cluster", cluster,
-                                  "--hub-kubeconfig", str(hub_kubeconfig), "--kubeconfig", str(site_kubeconfig),
-                                  "--cache-dir", str(cache_dir), "--interval", "1",
-                                  "--alerts-listen", site.site_address, "--alerts-port", str(alerts_port)])
+        self.image = _images_env().get("AGENT_IMAGE") or pytest.fail("images.env names no AGENT_IMAGE")
+        self.env = _podman_env()
+        self.name = f"edgeline-agent-{cluster}"
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self.argv = [
+            "podman", "run", "--rm", "--name", self.name, "--network", f"ns:/run/netns/{site.namespace}",
+            "--read-only", "--cap-drop", "ALL", "--pull", "never",
+            "-v", f"{hub_kubeconfig}:{hub_kubeconfig}:ro", "-v", f"{site_kubeconfig}:{site_kubeconfig}:ro",
+            "-v", f"{cache_dir}:{cache_dir}",
+            "-e", f"EDGELINE_AGENT_ALERTS_TOKEN={SITE_TOKEN}",
+            self.image, "agent", "--cluster", cluster, "--hub-kubeconfig", str(hub_kubeconfig),
+            "--kubeconfig", str(site_kubeconfig), "--cache-dir", str(cache_dir), "--interval", "1",
+            "--alerts-listen", site.site_address, "--alerts-port", str(alerts_port)]
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -55,22 +89,51 @@ class AgentProcess:
         return f"http://{self.site.site_address}:{self.alerts_port}/alerts"
 
     def start(self) -> None:
+        subprocess.run(["podman", "rm", "--force", "--ignore", self.name], env=self.env, capture_output=True,
+                       timeout=60)
         out = self.log.open("ab")
-        env = {**os.environ, "EDGELINE_AGENT_ALERTS_TOKEN": SITE_TOKEN, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
         out.close()
 
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is None:
+            return
+        subprocess.run(["podman", "stop", "--time", "10", "--ignore", self.name], env=self.env,
+                       capture_output=True, timeout=60)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def pid(self) -> int:
+        """The agent's process id on the host (for its memory)."""
+        found = subprocess.run(["podman", "inspect", "--format", "{{.State.Pid}}", self.name], env=self.env,
+                               capture_output=True, text=True, timeout=60, check=True)
+        return int(found.stdout.strip())
+
+
+def pull_cluster(name: str, labels: dict[str, str]) -> dict:
+    return {"apiVersion": API, "kind": "EdgeCluster", "metadata": {"name": name, "labels": labels},
+            "spec": {"tier": "edge", "targetNamespace": f"ns-{name}", "staleAfterSeconds": STALE_AFTER,
+                     "connection": {"mode": "pull"}, "tenancy": ADMIT_ALL}}
+
+
+def join(hub, dev_env, cluster: str, out: Path) -> list[dict]:
+    """`edgeline cluster join` as the platform team runs it: the site's bootstrap manifests, and
+    the site's hub kubeconfig written to `out`."""
+    done = subprocess.run([sys.executable, "-m", "edgeline", "cluster", "join", cluster,
+                           "--kubeconfig", str(hub.kubeconfig), "--hub-server", _hub_url(dev_env),
+                           "--hub-kubeconfig-out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return list(yaml.safe_load_all(done.stdout))
 
 
 @pytest.fixture
@@ -134,16 +197,9 @@ def test_a_pull_site_rolls_back_alone_while_the_wan_is_cut_and_the_hub_learns_it
     cluster = f"{tag}-line-9"
 
     # Given a pull EdgeCluster, registered the way a platform team does it: create, join, run the agent.
-    hub.apply({"apiVersion": API, "kind": "EdgeCluster", "metadata": {"name": cluster, "labels": {
-        "edgeline.io/fleet": tag}}, "spec": {"tier": "edge", "targetNamespace": f"ns-{cluster}",
-                                            "staleAfterSeconds": STALE_AFTER, "connection": {"mode": "pull"}}})
+    hub.apply(pull_cluster(cluster, {"edgeline.io/fleet": tag}))
     site_hub_config = tmp_path / "site-hub.kubeconfig"
-    join = subprocess.run([sys.executable, "-m", "edgeline", "cluster", "join", cluster,
-                           "--kubeconfig", str(hub.kubeconfig), "--hub-server", _hub_url(dev_env),
-                           "--hub-kubeconfig-out", str(site_hub_config)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert join.returncode == 0, join.stderr
-    bootstrap = list(yaml.safe_load_all(join.stdout))
+    bootstrap = join(hub, dev_env, cluster, site_hub_config)
     assert {"Namespace", "Secret", "Deployment", "ClusterRole"} <= {d["kind"] for d in bootstrap}
 
     # The site's hub identity reads its own assignments and writes nothing but its report and Lease.
@@ -161,7 +217,7 @@ def test_a_pull_site_rolls_back_alone_while_the_wan_is_cut_and_the_hub_learns_it
         denied = as_site(*forbidden)
         assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), (forbidden, denied.stderr)
 
-    agent = AgentProcess(site_network, cluster, site_hub_config, dev_env.pod_kubeconfig("edge-b"),
+    agent = AgentContainer(site_network, cluster, site_hub_config, dev_env.pod_kubeconfig("edge-b"),
                          dev_env.state_dir / f"agent-{cluster}", tmp_path / "agent.log")
     agent.start()
     try:
@@ -262,3 +318,79 @@ def _story(hub, edge_b, dev_env, namespace, site_network, models, cluster, tag, 
     assert sum(1 for r in final["rollbacks"] if r.get("alert") == "DefectRateHigh") == 1
     events = hub.events("detector", namespace)
     assert any(e.get("reason") == "SiteRolledBack" for e in events)
+
+
+CHAOS_CYCLES = int(os.environ.get("EDGELINE_CHAOS_CYCLES", "5"))     # bench/agent runs 20
+
+
+def test_one_deployment_spans_push_and_pull_clusters_through_random_cuts(
+        hub, edge_a, edge_b, dev_env, operator, namespace, site_network, models, tmp_path):
+    """Given one EdgeDeployment over a push cluster (edge-a) and a pull site (edge-b, agent in its
+    namespace), when rollouts are made while the site's WAN is cut and restored at random, then
+    at the end both clusters run the last approved revision, the hub shows every cluster Ready,
+    and nothing was rolled back or reported twice."""
+    tag = "c" + uuid.uuid4().hex[:5]
+    site, push = f"{tag}-line-9", f"{tag}-line-1"
+    labels = {"edgeline.io/fleet": tag}
+    register_edge_cluster(hub, push, edge_a, labels, stale_after=STALE_AFTER)
+    hub.apply(pull_cluster(site, labels))
+    config = tmp_path / "site-hub.kubeconfig"
+    join(hub, dev_env, site, config)
+    agent = AgentContainer(site_network, site, config, dev_env.pod_kubeconfig("edge-b"),
+                           dev_env.state_dir / f"agent-{site}", tmp_path / "agent.log")
+    agent.start()
+    rng = random.Random(int(os.environ.get("EDGELINE_CHAOS_SEED", "17")))
+    try:
+        for cluster in (site, push):
+            hub.kubectl("wait", f"edgecluster/{cluster}", "--for=jsonpath={.status.phase}=Ready",
+                        "--timeout=120s", timeout=150)
+        hub.apply([mlmodel(namespace, v, uri, digest) for v, (uri, digest) in models.items() if v != "3.0.0"])
+        for version in ("1.0.0", "2.0.0"):
+            hub.kubectl("wait", f"mlmodel/detector-{version}", "-n", namespace, "--for=condition=Ready",
+                        "--timeout=90s", timeout=120)
+
+        def deploy(version):
+            hub.apply(edge_deployment(namespace, labels, version))
+
+        def converged(version):
+            s = _status(hub, "edgedeployment", "detector", namespace)
+            current = s.get("currentRevision") or {}
+            rows = {c["name"]: c for c in s.get("clusters") or []}
+            return (current.get("version") == version and s.get("phase") == "Healthy"
+                    and all(rows.get(c, {}).get("phase") == "Ready"
+                            and rows[c].get("revision") == current.get("revision") for c in (site, push)))
+
+        deploy("1.0.0")
+        wait_for(lambda: converged("1.0.0"), timeout=180, what="1.0.0 on the push and the pull cluster")
+
+        target, cuts = "1.0.0", 0
+        for _ in range(CHAOS_CYCLES):
+            target = "2.0.0" if target == "1.0.0" else "1.0.0"
+            deploy(target)
+            # Chaos timing (not a wait for a condition): the cut lands anywhere in the rollout.
+            time.sleep(rng.uniform(0, 2))
+            mark = len(agent.log_text())
+            site_network.cut(lan_ports=[_site_port(dev_env)], served_ports=[agent.alerts_port])
+            cuts += 1
+            wait_for(lambda: "hub out of reach" in agent.log_text()[mark:], timeout=30,
+                     what="the agent noticing the cut")
+            time.sleep(rng.uniform(0, STALE_AFTER + 5))    # sometimes long enough for Stale, sometimes not
+            mark = len(agent.log_text())
+            site_network.restore()
+            wait_for(lambda: "hub reached" in agent.log_text()[mark:], timeout=60,
+                     what="the agent reaching the hub again")
+
+        final = wait_for(lambda: converged(target) and _status(hub, "edgedeployment", "detector", namespace),
+                         timeout=180, interval=0.5, what=f"{target} converged after {cuts} cuts")
+        assert _status(hub, "edgecluster", site).get("phase") == "Ready"
+        assert not final.get("rollbacks"), final.get("rollbacks")        # no alert: no rollback appeared
+        assert not final.get("badRevisions")
+        assert "agent cycle failed" not in agent.log_text()
+        assert _site_revision(edge_b, site) == final["currentRevision"]["revision"]
+    except BaseException:
+        print("--- agent log\n" + agent.log_text()[-6000:])
+        raise
+    finally:
+        agent.stop()
+        hub.kubectl("delete", "edgedeployments", "--all", "-n", namespace, "--timeout=60s", check=False)
+        hub.kubectl("delete", "edgecluster", site, push, "--wait=false", check=False)
