@@ -122,7 +122,9 @@ class AgentContainer:
 def pull_cluster(name: str, labels: dict[str, str]) -> dict:
     return {"apiVersion": API, "kind": "EdgeCluster", "metadata": {"name": name, "labels": labels},
             "spec": {"tier": "edge", "targetNamespace": f"ns-{name}", "staleAfterSeconds": STALE_AFTER,
-                     "connection": {"mode": "pull"}, "tenancy": ADMIT_ALL}}
+                     "connection": {"mode": "pull"},
+                     # The runtime mounts the node's model cache (hostPath): Pod Security privileged.
+                     "tenancy": {**ADMIT_ALL, "podSecurity": "privileged"}}}
 
 
 def join(hub, dev_env, cluster: str, out: Path) -> list[dict]:

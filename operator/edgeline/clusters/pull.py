@@ -26,6 +26,7 @@ import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
 from lightkube.codecs import from_dict
 from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import ConfigMap, ServiceAccount
 from lightkube.types import PatchType
@@ -174,8 +175,10 @@ async def ensure_site(hub: AsyncClient, cluster: str) -> None:
 
 async def agent_token(hub: AsyncClient, cluster: str, seconds: int) -> str:
     """A token for the site's ServiceAccount (TokenRequest: bound, expiring, nothing stored)."""
-    result = await hub.create(ServiceAccount.Token(spec=TokenRequestSpec(audiences=[], expirationSeconds=seconds)),
-                              AGENT, namespace=site_namespace(cluster))
+    # lightkube reads the body's metadata (namespace) before it sends a create: it must exist.
+    request = ServiceAccount.Token(metadata=ObjectMeta(name=AGENT, namespace=site_namespace(cluster)),
+                                   spec=TokenRequestSpec(audiences=[], expirationSeconds=seconds))
+    result = await hub.create(request, AGENT, namespace=site_namespace(cluster))
     return result.status.token
 
 

@@ -22,6 +22,9 @@ from edgeline.domain.variants import Runs, pick
 from edgeline.render.runtime import object_name
 
 
+POD_SECURITY_TOO_STRICT = "PodSecurityTooStrict"
+
+
 def is_pull(entry: ClusterEntry | None) -> bool:
     return entry is not None and entry.mode == "pull"
 
@@ -38,6 +41,13 @@ async def observe(entry: ClusterEntry, cluster: str, owner: RuntimeOwner,
 async def apply(entry: ClusterEntry, action: Apply, owner: RuntimeOwner, ed: EdgeDeployment,
                 status: EdgeDeploymentStatus | None, reports: dict[str, WorkloadReport]) -> ActOutcome:
     cluster, revision = action.cluster, action.revision
+    level = effective_level(entry.facts.tenancy)
+    if level != "privileged":
+        # Said here, not found as Pods that Pod Security refuses on the site.
+        return ActOutcome(cluster, revision.revision, time.time(),
+                          f"{POD_SECURITY_TOO_STRICT}: a pull site's runtime reads its model from the node's cache "
+                          f"(a hostPath volume), which Pod Security admits only at privileged; EdgeCluster "
+                          f"{cluster} has spec.tenancy.podSecurity {level}")
     # What the site falls back on by itself: the hub's own choice for a rollback of this revision,
     # in the variant this cluster gets (picked as the rollout picks it).
     fallback = known_good(status, revision.revision) if status is not None else None
@@ -46,7 +56,7 @@ async def apply(entry: ClusterEntry, action: Apply, owner: RuntimeOwner, ed: Edg
         object_name=object_name(owner.namespace, owner.name), target_namespace=entry.namespace, revision=revision,
         last_known_good=fallback, requirements=ed.spec.placement.requirements, rollback=ed.spec.rollback,
         owner_uid=owner.uid, variant=action.variant, last_known_good_variant=variant_for(fallback, entry),
-        pod_security=effective_level(entry.facts.tenancy))
+        pod_security=level)
     try:
         await pull.publish(hub_client(), cluster, assignment)
     except pull.PullProblem as exc:
