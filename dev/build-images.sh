@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds Edgeline's two images, the operator and the edge runtime (images/*/Containerfile), with
+# Builds Edgeline's three images, the operator, the edge runtime and the pull site's agent
+# (images/*/Containerfile), with
 # podman on a base made here from Debian packages (no image registry is reachable on this kind
 # of machine), and writes what others need to find them:
 #
@@ -16,8 +17,8 @@
 # goes into it (Containerfile, pyproject.toml, README.md, operator/, base, that commit). A second
 # run with nothing changed only checks (about a second).
 #
-#   dev/build-images.sh                     build both (amd64, the machine's architecture)
-#   dev/build-images.sh --push HOST:PORT    build, then push both to HOST:PORT/edgeline/<name>
+#   dev/build-images.sh                     build all three (amd64, the machine's architecture)
+#   dev/build-images.sh --push HOST:PORT    build, then push them to HOST:PORT/edgeline/<name>
 #   dev/build-images.sh --arch arm64        the edge runtime for arm64 (needs qemu-user binfmt)
 set -euo pipefail
 shopt -s inherit_errexit
@@ -176,6 +177,8 @@ build_base=$(base_image build "$base_packages_build")
 if [ "$arch" = "$host_arch" ]; then
   build_image operator "$base" "$build_base"
   operator_ref=$IMAGE_REF operator_archive=$IMAGE_ARCHIVE
+  build_image agent "$base" "$build_base"
+  agent_ref=$IMAGE_REF agent_archive=$IMAGE_ARCHIVE
 fi
 build_image edge-runtime "$base" "$build_base"
 runtime_ref=$IMAGE_REF runtime_archive=$IMAGE_ARCHIVE
@@ -192,9 +195,13 @@ OPERATOR_IMAGE_SIZE_BYTES=$(podman image inspect --format '{{.Size}}' "$operator
 RUNTIME_IMAGE=$runtime_ref
 RUNTIME_IMAGE_ARCHIVE=$runtime_archive
 RUNTIME_IMAGE_SIZE_BYTES=$(podman image inspect --format '{{.Size}}' "$runtime_ref")
+AGENT_IMAGE=$agent_ref
+AGENT_IMAGE_ARCHIVE=$agent_archive
+AGENT_IMAGE_SIZE_BYTES=$(podman image inspect --format '{{.Size}}' "$agent_ref")
 EOF
   mv "$env_file.tmp" "$env_file"
-  log "operator $(size_of "$operator_ref"), edge-runtime $(size_of "$runtime_ref"); $((SECONDS - started_all)) s in all"
+  log "operator $(size_of "$operator_ref"), edge-runtime $(size_of "$runtime_ref"), agent $(size_of "$agent_ref");" \
+      "$((SECONDS - started_all)) s in all"
   log "wrote $env_file"
 else
   echo "RUNTIME_IMAGE_$arch=$runtime_ref" >".edgeline/images-$arch.env"
@@ -216,6 +223,8 @@ if [ -n "$push" ]; then
     copy "$operator_archive" "$push/edgeline/operator:$version"
     copy "$operator_archive" "$push/edgeline/operator:${operator_ref##*:}"
     copy "$runtime_archive" "$push/edgeline/edge-runtime:$version"
+    copy "$agent_archive" "$push/edgeline/agent:$version"
+    copy "$agent_archive" "$push/edgeline/agent:${agent_ref##*:}"
   fi
   copy "$runtime_archive" "$push/edgeline/edge-runtime:${runtime_ref##*:}"
 fi

@@ -25,6 +25,8 @@ COMMAND_GROUPS = {
     "history": ("list an EdgeDeployment's revisions, approvals and outcomes", "operator"),
     "rollback": ("roll an EdgeDeployment back to an earlier revision", "operator"),
     "runtime": ("the edge inference server", "runtime"),
+    "cluster": ("register pull sites (edgeline cluster join)", "operator"),
+    "agent": ("the pull site's agent (dials out to the hub)", "agent"),
 }
 
 

@@ -29,11 +29,24 @@ class SecretKeyRef(ApiModel):
 
 
 class Connection(ApiModel):
-    """The operator connects with the kubeconfig in the Secret (push). A pull mode, with an
-    agent on the cluster dialling out, would come with its own field when it exists."""
+    """push: the operator connects with the kubeconfig in the Secret. pull: an agent on the
+    cluster dials out to the hub, reads its assignments and writes its reports
+    (docs/edge-autonomy.md); the hub never opens a connection to the site."""
 
-    kubeconfig_secret_ref: SecretKeyRef = Field(
-        description="Secret in the operator's namespace with a kubeconfig for this cluster; only the operator reads it")
+    mode: Literal["push", "pull"] = Field(
+        "push", description="push: the operator calls the cluster's API server; pull: the site's agent "
+                            "(edgeline agent) dials out to the hub (docs/edge-autonomy.md)")
+    kubeconfig_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret in the operator's namespace with a kubeconfig for this cluster; only the operator "
+                          "reads it. Required for push, not allowed for pull")
+
+
+CONNECTION_RULES = [
+    {"rule": "(has(self.mode) && self.mode == 'pull') || has(self.kubeconfigSecretRef)",
+     "message": "connection.kubeconfigSecretRef is required when connection.mode is push"},
+    {"rule": "!(has(self.mode) && self.mode == 'pull') || !has(self.kubeconfigSecretRef)",
+     "message": "a pull cluster has no kubeconfig on the hub: remove connection.kubeconfigSecretRef"},
+]
 
 
 class MaintenanceWindow(ApiModel):
@@ -100,7 +113,8 @@ class Tenancy(ApiModel):
 
 class EdgeClusterSpec(ApiModel):
     tier: Literal["cloud", "edge"] = Field(description="cloud: a data-centre cluster; edge: a K3s cluster at a site")
-    connection: Connection = Field(description="How the operator reaches the cluster")
+    connection: Connection = Field(description="How the operator reaches the cluster",
+                                   json_schema_extra={"x-kubernetes-validations": CONNECTION_RULES})
     target_namespace: str = Field(
         "edgeline-workloads", max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         description="Namespace on the cluster that Edgeline's workloads go to; several EdgeClusters may share "

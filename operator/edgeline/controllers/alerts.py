@@ -14,7 +14,6 @@ loop starts a run when the alertname is in spec.triggers.alerts (docs/pipelines.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import secrets
@@ -24,12 +23,12 @@ import kopf
 from aiohttp import web
 from lightkube import ApiError
 from lightkube.types import PatchType
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgeline import metrics, webserver
 from edgeline.clusters.connections import hub_client
 from edgeline.clusters.resources import RESOURCES, create_secret_once, read_secret
 from edgeline.controllers import certificates, fast_revert, loop
+from edgeline.domain.alert_payload import AlertIn, Payload, ValidationError, authorized, parse
 from edgeline.domain.rollback import target_of
 from edgeline.settings import get_settings
 
@@ -40,18 +39,9 @@ TOKEN_SECRET = "edgeline-alerts"
 TLS_SECRET = "edgeline-alerts-tls"
 
 
-class _Alert(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    status: str
-    labels: dict[str, str]
-    startsAt: str = ""
-    fingerprint: str = ""
-
-
-class _Payload(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    version: str
-    alerts: list[_Alert]
+# The payload and the token rule are shared with the pull sites' agent (domain.alert_payload).
+_Alert = AlertIn
+_Payload = Payload
 
 
 def pipeline_of(labels: dict[str, str]) -> tuple[str, str] | None:
@@ -88,12 +78,12 @@ def make_app(token: str) -> web.Application:
     async def receive(request: web.Request) -> web.Response:
         received_at = time.time()
         offered = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+        if not authorized(offered, token):
             log.warning("alert webhook call without the right bearer token from %s", request.remote)
             metrics.ALERTS_RECEIVED.labels(result="unauthorized").inc()
             return web.Response(status=401, text="a valid bearer token is required")
         try:
-            payload = _Payload.model_validate(await request.json())
+            payload = parse(await request.json())
         except (ValueError, ValidationError) as exc:
             log.warning("alert webhook payload rejected: %s", str(exc).splitlines()[0])
             metrics.ALERTS_RECEIVED.labels(result="invalid").inc()

@@ -15,8 +15,8 @@ import kopf
 from edgeline import GROUP, VERSION, timestamps
 from edgeline.api.conditions import set_condition
 from edgeline.api.edgecluster import EdgeCluster
-from edgeline.clusters import events
-from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef
+from edgeline.clusters import events, pull
+from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef, hub_client
 from edgeline.clusters.probe import ClusterFacts, probe
 from edgeline.controllers import loop
 from edgeline.domain.cluster_health import assess
@@ -51,23 +51,31 @@ async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf
     settings = get_settings()
     cluster = EdgeCluster.model_validate(dict(body))
     status = dict(body.get("status") or {})
-    ref = cluster.spec.connection.kubeconfig_secret_ref
-    secret = SecretRef(settings.namespace, ref.name, ref.key)
     now = _now()
-
     facts: ClusterFacts | None = None
     problem: ConnectionProblem | None = None
-    try:
-        # The Secret is read again often enough that a rotated kubeconfig shows well within the
-        # cluster's stale time, not on every probe: a thousand probes every 10 s were 100 hub reads a second.
-        client = await memo.member_clusters.client_for(name, secret, cluster.spec.target_namespace,
-                                                       max_age_s=min(30.0, cluster.spec.stale_after_seconds / 4))
-        facts = await probe(client, settings.cluster_probe_timeout_s)
-    except ConnectionProblem as exc:
-        problem = exc
-        view = memo.member_clusters.views.peek(name)
-        if view is not None:     # its watch may be silent rather than broken (a frozen server)
-            view.suspect(f"{exc.reason}: {exc.message}")
+    heard: dt.datetime | None = None      # pull: when the site's agent last renewed its Lease
+    if cluster.spec.connection.mode == "pull":
+        # The hub never calls a pull site: its Lease and report say everything (clusters.pull).
+        facts, problem, heard = await _probe_pull_site(name, cluster.spec.stale_after_seconds, now, memo)
+    else:
+        ref = cluster.spec.connection.kubeconfig_secret_ref
+        try:
+            if ref is None:
+                raise ConnectionProblem("KubeconfigSecretRefMissing", "a push cluster needs "
+                                        "connection.kubeconfigSecretRef")
+            secret = SecretRef(settings.namespace, ref.name, ref.key)
+            # The Secret is read again often enough that a rotated kubeconfig shows well within the
+            # cluster's stale time, not on every probe: a thousand probes every 10 s were 100 hub reads a second.
+            client = await memo.member_clusters.client_for(
+                name, secret, cluster.spec.target_namespace,
+                max_age_s=min(30.0, cluster.spec.stale_after_seconds / 4))
+            facts = await probe(client, settings.cluster_probe_timeout_s)
+        except ConnectionProblem as exc:
+            problem = exc
+            view = memo.member_clusters.views.peek(name)
+            if view is not None:     # its watch may be silent rather than broken (a frozen server)
+                view.suspect(f"{exc.reason}: {exc.message}")
 
     health = assess(
         probe_ok=facts is not None,
@@ -75,7 +83,8 @@ async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf
         problem_message=problem.message if problem else None,
         ready_nodes=facts.ready_nodes if facts else 0,
         node_count=facts.node_count if facts else 0,
-        previous_heartbeat=timestamps.parse(status.get("lastHeartbeat")),
+        previous_heartbeat=heard if cluster.spec.connection.mode == "pull"
+        else timestamps.parse(status.get("lastHeartbeat")),
         now=now,
         stale_after=dt.timedelta(seconds=cluster.spec.stale_after_seconds),
     )
@@ -101,6 +110,14 @@ async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf
         changed = any(status.get(k) != v for k, v in new.items())
         if changed or previous is None or (now - previous).total_seconds() >= settings.cluster_heartbeat_write_s:
             new["lastHeartbeat"] = timestamps.format(now)
+    if heard is not None and cluster.spec.connection.mode == "pull":
+        # The site's own renewal, not the hub's look; written as seldom as a push cluster's heartbeat.
+        previous = timestamps.parse(status.get("lastHeartbeat"))
+        changed = any(status.get(k) != v for k, v in new.items() if k != "lastHeartbeat")
+        if changed or previous is None or (heard - previous).total_seconds() >= settings.cluster_heartbeat_write_s:
+            new["lastHeartbeat"] = timestamps.format(heard)
+        else:
+            new.pop("lastHeartbeat", None)
 
     conditions = list(status.get("conditions") or [])
     generation = body.metadata.get("generation")
@@ -124,6 +141,17 @@ async def probe_cluster(body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf
     for key, value in new.items():
         if status.get(key) != value:
             patch.status[key] = value
+
+
+async def _probe_pull_site(name: str, stale_after: int, now: dt.datetime, memo: kopf.Memo):
+    prepared = memo.setdefault("pull_sites_prepared", set())
+    if name not in prepared:
+        try:
+            await pull.ensure_site(hub_client(), name)
+            prepared.add(name)
+        except pull.PullProblem as exc:
+            return None, ConnectionProblem("HubError", str(exc)), None
+    return await pull.probe_site(hub_client(), name, stale_after, now)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

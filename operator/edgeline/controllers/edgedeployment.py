@@ -25,7 +25,7 @@ from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, Re
 from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters
 from edgeline.clusters.resources import merge_patch, patch_status
-from edgeline.controllers import alert_receipts, fast_revert, loop, shard_work, sharding
+from edgeline.controllers import alert_receipts, fast_revert, loop, pull_sites, shard_work, sharding
 from edgeline.controllers import analysis as checks
 from edgeline.controllers.indexes import ClusterEntry, client_for, hub_namespace, known_clusters
 from edgeline.controllers.line_consent import line_facts
@@ -179,8 +179,14 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
                               old_status.rollbacks)
     approval = gate(policy.approval, records, desired, old_status.bad_revisions, now, authors)
     to_observe = set(placement.selected) | {c.name for c in old_status.clusters}
+
+    def ours(cluster: str) -> bool:
+        # Pull sites are served on the hub (their assignments and reports): always by the leader.
+        entry = known.get(cluster)
+        return sharding.holds(cluster) or (entry is not None and entry.mode == "pull")
+    site_reports: dict = {}     # pull clusters' reports (clusters.pull), by cluster
     observations = dict(await asyncio.gather(*(
-        _observe(members, known.get(c), c, owner) for c in sorted(to_observe) if sharding.holds(c))))
+        _observe(members, known.get(c), c, owner, site_reports) for c in sorted(to_observe) if ours(c))))
     # Sharded: the clusters of other replicas' shards, as their holders reported them (controllers.shard_work).
     remote, reported = shard_work.remote_observations(snapshot["status"], to_observe - observations.keys(),
                                                       namespace, name)
@@ -205,13 +211,15 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         facts={c: entry.facts for c, entry in known.items()},
         model_metrics=dict(choice.model.metrics) if choice.model else {},
         model_stage=choice.model.stage if choice.model else None,
-        checks=resolved, measurements=measured, context=context))
+        checks=resolved, measurements=measured, context=context,
+        site_rollbacks=pull_sites.site_rollbacks(site_reports)))
 
     # --- act
     outcomes.clear()
-    split = split_actions(decision.actions, sharding.holds)
+    split = split_actions(decision.actions, ours)
     async with fast.lock:
-        outcomes.update(await _execute(members, known, split.local, owner, ed, observations))
+        outcomes.update(await _execute(members, known, split.local, owner, ed, observations,
+                                       decision.status, site_reports))
     for outcome in outcomes.values():
         if outcome.error and workloads.OwnedByAnother.reason in outcome.error:
             await events.warning(snapshot, workloads.OwnedByAnother.reason, f"EdgeCluster {outcome.cluster}: "
@@ -232,6 +240,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         await patch_status(PLURAL, name, namespace, patch)
     # Only after status holds the outcome: a crash in between repeats an idempotent decision.
     await alert_receipts.remove(PLURAL, name, namespace, [r.annotation for r in receipts])
+    await pull_sites.acknowledge(site_reports, namespace, name)
     fast.handled.difference_update(r.key for r in receipts)
     if decision.rollbacks_applied:
         fast.outcomes.clear()
@@ -248,9 +257,11 @@ class ApprovalInputs:
 
 
 async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster: str,
-                   owner: workloads.RuntimeOwner) -> tuple[str, Observation]:
+                   owner: workloads.RuntimeOwner, site_reports: dict | None = None) -> tuple[str, Observation]:
     if entry is None:
         return cluster, Observation(cluster, reachable=False, message=f"EdgeCluster {cluster} does not exist")
+    if pull_sites.is_pull(entry):
+        return cluster, await pull_sites.observe(entry, cluster, owner, {} if site_reports is None else site_reports)
     try:
         client = await client_for(members, cluster, entry)
         # The cluster's watched view (one watch per cluster, shared by every deployment).
@@ -267,7 +278,8 @@ async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster:
 
 
 async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], actions, owner: workloads.RuntimeOwner,
-                   ed: EdgeDeployment, observations: dict[str, Observation]) -> dict[str, ActOutcome]:
+                   ed: EdgeDeployment, observations: dict[str, Observation], status: EdgeDeploymentStatus | None = None,
+                   site_reports: dict | None = None) -> dict[str, ActOutcome]:
     namespace, name = owner.namespace, owner.name
 
     async def one(action: Apply | Remove) -> ActOutcome:
@@ -276,6 +288,10 @@ async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], acti
         if entry is None:
             return ActOutcome(action.cluster, revision, time.time(),
                               None if isinstance(action, Remove) else "EdgeCluster does not exist")
+        if pull_sites.is_pull(entry):
+            if isinstance(action, Apply):
+                return await pull_sites.apply(entry, action, owner, ed, status, site_reports or {})
+            return await pull_sites.remove(action.cluster, owner)
         try:
             client = await client_for(members, action.cluster, entry)
             if isinstance(action, Apply):
@@ -316,6 +332,11 @@ async def clean_up(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, 
             await events.warning(body, "RuntimeLeftBehind",
                                  f"EdgeCluster {state.name} no longer exists; the runtime objects "
                                  f"{object_name(namespace, name)} stay on that cluster")
+            continue
+        if pull_sites.is_pull(entry):
+            outcome = await pull_sites.remove(state.name, workloads.RuntimeOwner(namespace, name, body.metadata.uid))
+            if outcome.error:
+                pending.append((state.name, outcome.error))
             continue
         try:
             client = await client_for(memo.member_clusters, state.name, entry)

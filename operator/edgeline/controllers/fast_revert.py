@@ -110,7 +110,7 @@ async def revert_now(members: MemberClusters, known: dict[str, ClusterEntry], ed
     for write in writes:
         for cluster in write.clusters:
             entry = known.get(cluster)
-            if entry is None:
+            if entry is None or entry.mode == "pull":     # a pull site's revert is its assignment: the tick's
                 continue
 
             async def job(cluster=cluster, entry=entry, write=write) -> None:

@@ -12,7 +12,7 @@ import kopf
 from lightkube import AsyncClient
 
 from edgeline import GROUP, VERSION
-from edgeline.clusters.connections import MemberClusters, SecretRef
+from edgeline.clusters.connections import ConnectionProblem, MemberClusters, SecretRef
 from edgeline.controllers.loop import first
 from edgeline.domain.authors import CREATED_BY
 from edgeline.domain.model_choice import ModelSummary
@@ -37,6 +37,7 @@ class ClusterEntry:
     stale_after: int        # seconds without a sighting before its state counts as stale
     maintenance: dict | None = None     # spec.maintenance: windows and line consent (domain.windows)
     prometheus_url: str | None = None    # spec.monitoring.prometheusUrl: where its metric checks query
+    mode: str = "push"      # push: the hub calls the cluster; pull: its agent dials out (clusters.pull)
 
 
 @kopf.index(GROUP, VERSION, "edgeclusters")
@@ -53,6 +54,7 @@ def cluster_index(name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Stat
         secret=KubeconfigRef(secret.get("name"), secret.get("key", "kubeconfig")),
         namespace=spec.get("targetNamespace", "edgeline-workloads"),
         stale_after=int(spec.get("staleAfterSeconds", 300)),
+        mode=(spec.get("connection") or {}).get("mode", "push"),
         maintenance=dict(spec.get("maintenance") or {}) or None,
         prometheus_url=(spec.get("monitoring") or {}).get("prometheusUrl"))}
 
@@ -114,5 +116,8 @@ async def client_for(members: MemberClusters, cluster: str, entry: ClusterEntry)
     replaces the client when it changed, so a rotated Secret reaches them through the probe. A
     read here put a hub GET per cluster in front of a revert whenever the last read was older
     than 30 s (a quarter of the time), which was the long tail of the revert at 100 clusters."""
+    if entry.mode == "pull":
+        # The hub holds no credentials for a pull site: only its agent acts there (clusters.pull).
+        raise ConnectionProblem("PullCluster", f"EdgeCluster {cluster} is a pull site: the hub cannot call it")
     ref = SecretRef(get_settings().namespace, entry.secret.name, entry.secret.key)
     return await members.client_for(cluster, ref, entry.namespace, max_age_s=math.inf)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from edgeline.devenv import images, network, nodes, processes, registry
+from edgeline.devenv import images, netns, network, nodes, processes, registry
 from edgeline.pki import CertificateAuthority, write_service_account_keys
 from edgeline.devenv.topology import CLUSTERS, HUB_USERS, ClusterSpec
 
@@ -799,6 +799,7 @@ class DevEnvironment:
         net = state.get("network")
         if net:
             network.remove_service_rules(net["slot"])
+            netns.SiteNetwork(net["slot"]).delete()     # a pull site a test left behind (devenv/netns.py)
             for bridge in net.get("bridges", []):
                 network.delete_bridge(bridge)
             state["network"] = {}

@@ -33,6 +33,7 @@ from edgeline.domain.names import some
 from edgeline.domain.placement import ClusterFacts, Exclusion
 from edgeline.domain.rollback import AutoRollback, alert_verdicts
 from edgeline.domain.runtime_health import RuntimeProblem
+from edgeline.domain.site_reports import site_verdicts
 from edgeline.domain.variants import Pick, Runs, pick
 from edgeline.domain.tenancy import NAMESPACE_NOT_ALLOWED
 from edgeline.domain.waves import WavePlan
@@ -111,6 +112,7 @@ class Inputs:
     context: analysis.Context | None = None           # the deployment's name and namespace, for the checks' queries
     policy: EffectivePolicy | None = None    # the approval rules that apply (None: spec.approval, in unit tests)
     authors: list = field(default_factory=list)      # everyone who changed the spec since the last approved revision
+    site_rollbacks: list = field(default_factory=list)    # domain.site_reports.SiteRevert: pull sites' own reverts
 
 
 @dataclass
@@ -142,9 +144,16 @@ def decide(inp: Inputs) -> Decision:
     if checked.proposals:
         status.rollbacks[:0] = checked.proposals
         del status.rollbacks[20:]
+    # Rollbacks pull sites did by themselves (domain.site_reports): followed, or recorded as done.
+    site = site_verdicts(inp.site_rollbacks, inp.status, inp.spec.rollback)
+    if site.records:
+        status.rollbacks[:0] = reversed(site.records)
+        del status.rollbacks[20:]
+        status.bad_revisions += site.bad
+    decision.events.extend(site.events)
 
     goal, reason = _choose_goal(inp, status, progress, decision,
-                                [*inp.auto_rollbacks, *verdicts.automatic, *checked.automatic])
+                                [*inp.auto_rollbacks, *verdicts.automatic, *checked.automatic, *site.automatic])
     if goal is not None and goal.revision != progress.revision:
         # A rollback reverts every affected cluster at once; an update goes wave by wave.
         progress = RolloutProgress(revision=goal.revision, target=goal,

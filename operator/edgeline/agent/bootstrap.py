@@ -1,0 +1,82 @@
+"""What `edgeline cluster join` hands a platform team for one pull site: a kubeconfig of the
+site's own identity on the hub, and the manifests that run the agent on the site. Pure
+builders: the command fills them in."""
+
+from __future__ import annotations
+
+import base64
+
+AGENT_NAMESPACE = "edgeline-agent"
+AGENT = "edgeline-agent"
+CACHE_HOST_DIR = "/var/lib/edgeline-agent"
+ALERTS_PORT = 9094
+
+
+def hub_kubeconfig(cluster: str, server: str, ca_data: str | None, token: str, namespace: str,
+                   insecure: bool = False) -> dict:
+    """A kubeconfig for the site's ServiceAccount on the hub (token from a TokenRequest)."""
+    entry: dict = {"server": server}
+    if ca_data:
+        entry["certificate-authority-data"] = ca_data
+    elif insecure:
+        entry["insecure-skip-tls-verify"] = True
+    return {"apiVersion": "v1", "kind": "Config", "current-context": "hub",
+            "clusters": [{"name": "hub", "cluster": entry}],
+            "users": [{"name": f"edgeline-site-{cluster}", "user": {"token": token}}],
+            "contexts": [{"name": "hub", "context": {"cluster": "hub", "user": f"edgeline-site-{cluster}",
+                                                     "namespace": namespace}}]}
+
+
+def site_manifests(cluster: str, kubeconfig_yaml: str, alerts_token: str, image: str) -> list[dict]:
+    """Namespace, Secret (hub kubeconfig, alert token), identity and RBAC on the site, the agent
+    Deployment (one replica: the cache and the state are one folder) and its alert Service."""
+    labels = {"app.kubernetes.io/name": "edgeline-agent", "app.kubernetes.io/managed-by": "edgeline",
+              "edgeline.io/cluster": cluster[:63]}
+    meta = {"namespace": AGENT_NAMESPACE, "labels": labels}
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": AGENT, **meta},
+              "data": {"hub-kubeconfig": base64.b64encode(kubeconfig_yaml.encode()).decode(),
+                       "alerts-token": base64.b64encode(alerts_token.encode()).decode()}}
+    # On its own cluster the agent does what the hub's operator does to a push cluster.
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": AGENT, "labels": labels}, "rules": [
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "create", "patch"]},
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},
+                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch", "delete"]},
+                {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+                {"apiGroups": [""], "resources": ["services", "configmaps"],
+                 "verbs": ["get", "list", "create", "patch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": AGENT, "labels": labels},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": AGENT},
+               "subjects": [{"kind": "ServiceAccount", "name": AGENT, "namespace": AGENT_NAMESPACE}]}
+    env = [{"name": "EDGELINE_AGENT_CLUSTER", "value": cluster},
+           {"name": "EDGELINE_AGENT_HUB_KUBECONFIG", "value": "/etc/edgeline/hub/hub-kubeconfig"},
+           {"name": "EDGELINE_AGENT_CACHE_DIR", "value": "/var/lib/edgeline-agent"},
+           {"name": "EDGELINE_AGENT_CACHE_HOST_DIR", "value": CACHE_HOST_DIR},
+           {"name": "EDGELINE_AGENT_ALERTS_PORT", "value": str(ALERTS_PORT)},
+           {"name": "EDGELINE_AGENT_ALERTS_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": AGENT, "key": "alerts-token"}}}]
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": AGENT, **meta}, "spec": {
+        "replicas": 1, "strategy": {"type": "Recreate"},
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "edgeline-agent"}},
+        "template": {"metadata": {"labels": labels}, "spec": {
+            "serviceAccountName": AGENT,
+            "containers": [{
+                "name": "agent", "image": image, "args": ["agent"], "env": env,
+                "ports": [{"name": "alerts", "containerPort": ALERTS_PORT}],
+                "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [{"name": "hub", "mountPath": "/etc/edgeline/hub", "readOnly": True},
+                                 {"name": "cache", "mountPath": "/var/lib/edgeline-agent"}]}],
+            "volumes": [{"name": "hub", "secret": {"secretName": AGENT, "items": [
+                            {"key": "hub-kubeconfig", "path": "hub-kubeconfig"}]}},
+                        # The node's disk: the runtime Pods mount the same folder read-only.
+                        {"name": "cache", "hostPath": {"path": CACHE_HOST_DIR, "type": "DirectoryOrCreate"}}]}}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": AGENT, **meta}, "spec": {
+        "selector": {"app.kubernetes.io/name": "edgeline-agent"},
+        "ports": [{"name": "alerts", "port": ALERTS_PORT, "targetPort": "alerts"}]}}
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AGENT_NAMESPACE, "labels": labels}},
+            secret, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": AGENT, **meta}},
+            role, binding, deployment, service]

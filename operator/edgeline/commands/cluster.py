@@ -1,0 +1,87 @@
+"""`edgeline cluster join NAME`: the bootstrap of a pull site (docs/edge-autonomy.md).
+
+Prepares the hub side of EdgeCluster NAME (connection.mode: pull): its namespace, report,
+Lease, ServiceAccount and narrow Role; asks the hub for a token of that identity; and prints
+the manifests to apply on the site (kubectl apply -f - on the site's cluster). The hub never
+needs a way into the site.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import secrets
+import sys
+from pathlib import Path
+
+from edgeline import __version__
+
+DEFAULT_IMAGE = f"ghcr.io/edgeline/agent:{__version__}"     # images/agent/Containerfile (not yet built by dev/build-images.sh)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    cluster = sub.add_parser("cluster", help="register pull sites (edgeline cluster join)",
+                             description="Work with EdgeClusters.")
+    actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    join = actions.add_parser("join", help="print the bootstrap of a pull site",
+                              description=__doc__.splitlines()[0])
+    join.add_argument("name", help="EdgeCluster (connection.mode: pull)")
+    join.add_argument("--kubeconfig", help="kubeconfig of the hub (default: $KUBECONFIG / ~/.kube/config)")
+    join.add_argument("--hub-server", help="hub API URL as the site reaches it (default: the kubeconfig's)")
+    join.add_argument("--image", default=DEFAULT_IMAGE, help=f"agent image (default: {DEFAULT_IMAGE})")
+    join.add_argument("--token-seconds", type=int, default=365 * 24 * 3600,
+                      help="lifetime of the site's hub token (default: one year)")
+    join.add_argument("--hub-kubeconfig-out", help="also write the site's hub kubeconfig to this file")
+    join.set_defaults(func=run_join)
+
+
+def run_join(args: argparse.Namespace) -> int:
+    return asyncio.run(_join(args))
+
+
+async def _join(args: argparse.Namespace) -> int:
+    import yaml
+    from lightkube import ApiError, AsyncClient, KubeConfig
+
+    from edgeline.agent.bootstrap import hub_kubeconfig, site_manifests
+    from edgeline.clusters import pull
+    from edgeline.clusters.resources import RESOURCES
+
+    config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else KubeConfig.from_env()
+    hub = AsyncClient(config, field_manager="edgeline")
+    try:
+        try:
+            found = (await hub.get(RESOURCES["edgeclusters"], args.name)).to_dict()
+        except ApiError as exc:
+            print(f"EdgeCluster {args.name}: {exc.status.message}", file=sys.stderr)
+            return 1
+        mode = ((found.get("spec") or {}).get("connection") or {}).get("mode", "push")
+        if mode != "pull":
+            print(f"EdgeCluster {args.name} has connection.mode {mode}; join is for pull sites", file=sys.stderr)
+            return 1
+        await pull.ensure_site(hub, args.name)
+        token = await pull.agent_token(hub, args.name, args.token_seconds)
+    finally:
+        await hub.close()
+    single = config.get()
+    cluster = single.cluster
+    ca = None
+    if cluster.certificate_auth_data:
+        ca = cluster.certificate_auth_data
+    elif cluster.certificate_auth:
+        path = Path(cluster.certificate_auth)
+        if not path.is_absolute() and single.fname:
+            path = Path(single.fname).parent / path
+        ca = base64.b64encode(path.read_bytes()).decode()
+    kubeconfig = yaml.safe_dump(hub_kubeconfig(args.name, args.hub_server or cluster.server, ca, token,
+                                               pull.site_namespace(args.name), bool(cluster.insecure)))
+    if args.hub_kubeconfig_out:
+        out = Path(args.hub_kubeconfig_out)
+        out.write_text(kubeconfig)
+        out.chmod(0o600)
+    manifests = site_manifests(args.name, kubeconfig, secrets.token_urlsafe(24), args.image)
+    sys.stdout.write(yaml.safe_dump_all(manifests, sort_keys=False))
+    print(f"# apply on the site: kubectl apply -f - ; EdgeCluster {args.name} turns Ready once the agent "
+          "renews its Lease", file=sys.stderr)
+    return 0

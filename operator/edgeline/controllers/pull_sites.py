@@ -1,0 +1,92 @@
+"""The EdgeDeployment loop's side of pull clusters (clusters.pull): observe through the site's
+report and Lease, apply by publishing an assignment, remove by withdrawing it, and turn the
+rollbacks a site did by itself into inputs of the rollout decision.
+
+The loop calls these instead of the push calls when a cluster's connection.mode is pull; the
+decision gets the same Observation and ActOutcome either way."""
+
+from __future__ import annotations
+
+import time
+
+from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, RevisionRef, VariantRef
+from edgeline.clusters import pull
+from edgeline.clusters.connections import hub_client
+from edgeline.clusters.workloads import RuntimeOwner
+from edgeline.controllers.indexes import ClusterEntry
+from edgeline.domain.rollback import known_good
+from edgeline.domain.rollout import ActOutcome, Apply, Observation
+from edgeline.domain.site_reports import SiteRevert, WorkloadReport
+from edgeline.domain.tenancy import effective_level
+from edgeline.domain.variants import Runs, pick
+from edgeline.render.runtime import object_name
+
+
+POD_SECURITY_TOO_STRICT = "PodSecurityTooStrict"
+
+
+def is_pull(entry: ClusterEntry | None) -> bool:
+    return entry is not None and entry.mode == "pull"
+
+
+async def observe(entry: ClusterEntry, cluster: str, owner: RuntimeOwner,
+                  reports: dict[str, WorkloadReport]) -> Observation:
+    observation, report = await pull.observe(hub_client(), cluster, object_name(owner.namespace, owner.name),
+                                             entry.stale_after, owner_uid=owner.uid)
+    if report is not None:
+        reports[cluster] = report
+    return observation
+
+
+async def apply(entry: ClusterEntry, action: Apply, owner: RuntimeOwner, ed: EdgeDeployment,
+                status: EdgeDeploymentStatus | None, reports: dict[str, WorkloadReport]) -> ActOutcome:
+    cluster, revision = action.cluster, action.revision
+    level = effective_level(entry.facts.tenancy)
+    if level != "privileged":
+        # Said here, not found as Pods that Pod Security refuses on the site.
+        return ActOutcome(cluster, revision.revision, time.time(),
+                          f"{POD_SECURITY_TOO_STRICT}: a pull site's runtime reads its model from the node's cache "
+                          f"(a hostPath volume), which Pod Security admits only at privileged; EdgeCluster "
+                          f"{cluster} has spec.tenancy.podSecurity {level}")
+    # What the site falls back on by itself: the hub's own choice for a rollback of this revision,
+    # in the variant this cluster gets (picked as the rollout picks it).
+    fallback = known_good(status, revision.revision) if status is not None else None
+    assignment = pull.Assignment(
+        deployment_namespace=owner.namespace, deployment=owner.name,
+        object_name=object_name(owner.namespace, owner.name), target_namespace=entry.namespace, revision=revision,
+        last_known_good=fallback, requirements=ed.spec.placement.requirements, rollback=ed.spec.rollback,
+        owner_uid=owner.uid, variant=action.variant, last_known_good_variant=variant_for(fallback, entry),
+        pod_security=level)
+    try:
+        await pull.publish(hub_client(), cluster, assignment)
+    except pull.PullProblem as exc:
+        return ActOutcome(cluster, revision.revision, time.time(), str(exc))
+    return ActOutcome(cluster, revision.revision, pull.reached_at(reports.get(cluster), revision.revision))
+
+
+async def remove(cluster: str, owner: RuntimeOwner) -> ActOutcome:
+    try:
+        await pull.withdraw(hub_client(), cluster, object_name(owner.namespace, owner.name), owner.uid)
+    except pull.PullProblem as exc:
+        return ActOutcome(cluster, None, time.time(), str(exc))
+    return ActOutcome(cluster, None, time.time())
+
+
+def variant_for(revision: RevisionRef | None, entry: ClusterEntry) -> VariantRef | None:
+    """The variant of `revision` this cluster runs, picked as the rollout picks it (domain.variants)."""
+    if revision is None or not revision.variants:
+        return None
+    return pick(revision.variants, entry.facts, Runs.of(revision.runtime)).variant
+
+
+def site_rollbacks(reports: dict[str, WorkloadReport]) -> list[SiteRevert]:
+    """Rollbacks the sites did on their own and still report (the decision skips recorded ones)."""
+    return [SiteRevert(cluster, r) for cluster, report in sorted(reports.items()) for r in report.rollbacks]
+
+
+async def acknowledge(reports: dict[str, WorkloadReport], namespace: str, name: str) -> None:
+    """After status holds what the sites' rollbacks led to: they need not be reported again."""
+    for cluster, report in reports.items():
+        if report.rollbacks:
+            await pull.acknowledge(hub_client(), cluster, object_name(namespace, name),
+                                   [r.key for r in report.rollbacks])
