@@ -66,7 +66,12 @@ def model_index(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, sta
         stage=effective_stage(spec.get("stage"), dict(meta.get("annotations") or {})).stage,
         variants=variants_of(dict(spec), dict(status)), has_variants=bool(spec.get("variants")),
         variants_digest=status.get("variantsDigest"),
-        metrics=tuple(sorted((str(k), float(v)) for k, v in (spec.get("metrics") or {}).items())))}
+        metrics=tuple(sorted((str(k), float(v)) for k, v in (spec.get("metrics") or {}).items())),
+        reference_profile=_profile(spec.get("referenceProfile")))}
+
+
+def _profile(ref) -> tuple[str, str] | None:
+    return (str(ref["uri"]), str(ref["sha256"])) if ref and ref.get("uri") and ref.get("sha256") else None
 
 
 @kopf.index(GROUP, VERSION, "edgedeployments")

@@ -25,6 +25,7 @@ class ModelSummary:
     has_variants: bool = False                       # spec.variants is not empty
     variants_digest: str | None = None               # status.variantsDigest
     metrics: tuple[tuple[str, float], ...] = ()      # spec.metrics, for approvers
+    reference_profile: tuple[str, str] | None = None  # spec.referenceProfile (uri, sha256), for the drift score
 
 
 @dataclass(frozen=True)
