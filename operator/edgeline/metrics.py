@@ -59,3 +59,9 @@ PIPELINE_RUN_SECONDS = Histogram(
 )
 
 LEADER = Gauge("edgeline_leader", "1 while this replica holds the leader Lease and runs the controllers, else 0")
+
+# What approvers see beside a shadow run on the dashboard (MLModel spec.metrics of the version
+# awaiting approval); series of a deployment that no longer waits are removed (controllers.shadow).
+PENDING_MODEL_METRIC = Gauge(
+    "edgeline_pending_model_metric", "Evaluation metrics (MLModel spec.metrics) of the model version an "
+    "EdgeDeployment waits to have approved", ["namespace", "deployment", "version", "metric"])

@@ -212,11 +212,14 @@ def _as_promql(expr: str) -> str:
 def _known_series() -> set[str]:
     from edgeline import metrics  # noqa: F401  (registers the operator's metrics)
     from prometheus_client import REGISTRY
-    from edgeline.runtime.metrics import RuntimeMetrics
+    from edgeline.runtime.metrics import INFERENCE_BUCKETS, RuntimeMetrics
+    from edgeline.runtime.shadow import ShadowMetrics
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     names = set()
-    for registry in (REGISTRY, RuntimeMetrics({}).registry):
+    shadowing = RuntimeMetrics({})      # a runtime with a candidate in shadow has these too
+    ShadowMetrics(shadowing.registry, shadowing.identity, "2", INFERENCE_BUCKETS)
+    for registry in (REGISTRY, shadowing.registry):
         for family in registry.collect():
             if family.name.startswith("edgeline_"):
                 names |= {family.name + s for s in suffixes.get(family.type, ("",))}

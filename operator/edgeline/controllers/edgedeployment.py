@@ -221,6 +221,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         metrics.ROLLBACKS.labels(reason="alert" if record.mode == "Automatic" else "manual").inc()
         if record.mode == "Automatic" and record.latency_ms is not None:
             metrics.ROLLBACK_LATENCY.observe(record.latency_ms / 1000)
+    shadow_reads.export_pending_metrics(namespace, name, decision.status)
     patch = merge_patch(snapshot["status"], decision.status.dump())
     if patch:
         await patch_status(PLURAL, name, namespace, patch)

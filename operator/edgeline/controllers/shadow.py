@@ -55,3 +55,21 @@ async def comparisons(status: EdgeDeploymentStatus, namespace: str, deployment: 
                     break       # the same Prometheus would fail the next ones too
             out.append(shadow.comparison(cluster, answers, now))
     return out
+
+
+_exported: dict[tuple[str, str], set[tuple[str, str]]] = {}     # only what /metrics shows, never state
+
+
+def export_pending_metrics(namespace: str, deployment: str, status: EdgeDeploymentStatus) -> None:
+    """edgeline_pending_model_metric for the version awaiting approval, so that the dashboard shows
+    MLModel spec.metrics beside the shadow comparison; removed once nothing waits."""
+    from edgeline.metrics import PENDING_MODEL_METRIC
+
+    pending = status.pending_approval
+    version = pending.revision.version or "" if pending else ""
+    now = {(version, k) for k in (pending.metrics or {})} if pending else set()
+    for label in _exported.get((namespace, deployment), set()) - now:
+        PENDING_MODEL_METRIC.remove(namespace, deployment, *label)
+    for label in now:
+        PENDING_MODEL_METRIC.labels(namespace, deployment, *label).set(pending.metrics[label[1]])
+    _exported[(namespace, deployment)] = now
