@@ -40,14 +40,14 @@ def start_runtime(artifacts, tmp_path):
     server, root = artifacts
     started: list[RuntimeProcess] = []
 
-    def start(candidate: str, digest: str | None = None) -> RuntimeProcess:
+    def start(candidate: str, digest: str | None = None, **extra: str) -> RuntimeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELINE_")}
         env.update({"EDGELINE_DEPLOYMENT": IDENTITY["deployment"], "EDGELINE_NAMESPACE": IDENTITY["namespace"],
                     "EDGELINE_CLUSTER": IDENTITY["cluster"], "EDGELINE_MODEL_DIR": str(tmp_path / "models"),
                     "EDGELINE_MODEL_SHA256": onnx_models.file_digest(root / "good.onnx"),
                     "EDGELINE_SHADOW_MODEL_URI": f"{server.url}/{candidate}",
                     "EDGELINE_SHADOW_MODEL_SHA256": digest or onnx_models.file_digest(root / candidate),
-                    "EDGELINE_SHADOW_MODEL_VERSION": "2.0.0", "EDGELINE_SHADOW_QUEUE": "2"})
+                    "EDGELINE_SHADOW_MODEL_VERSION": "2.0.0", "EDGELINE_SHADOW_QUEUE": "2", **extra})
         runtime = RuntimeProcess(["--model-uri", f"{server.url}/good.onnx", "--model-name", MODEL_NAME,
                                   "--model-version", "1.0.0", "--host", "127.0.0.1", "--port", "0"], env)
         started.append(runtime)
@@ -92,7 +92,8 @@ def test_a_candidate_that_fails_every_inference_changes_no_answer(start_runtime,
 
 def test_a_slow_candidate_is_left_behind_not_waited_for(start_runtime, artifacts):
     _, root = artifacts
-    runtime = start_runtime("slow.onnx")
+    # (4 MB of weights against the served 1.4 kB: allowed here, refused by default, below)
+    runtime = start_runtime("slow.onnx", EDGELINE_SHADOW_MAX_SIZE_RATIO="10000")
     assert runtime.event("shadow_ready"), runtime.log_text()
     served_exactly(runtime, root, 30)
     # The candidate could not keep up: requests were dropped from the shadow, and the ones it did
@@ -112,3 +113,11 @@ def test_a_candidate_with_the_wrong_digest_is_not_loaded_and_the_model_serves(st
     assert runtime.metrics()[("edgeline_runtime_shadow_ready", frozenset(labels.items()))] == 1
     served_exactly(runtime, root, 5)
     assert shadow_count(runtime, "agree") == 0 and shadow_count(runtime, "dropped") == 0
+
+
+def test_a_candidate_much_larger_than_the_served_model_is_not_loaded_beside_it(start_runtime, artifacts):
+    _, root = artifacts
+    runtime = start_runtime("slow.onnx")
+    failed = runtime.event("shadow_failed")
+    assert failed and failed["reason"] == "CandidateTooLarge" and "EDGELINE_SHADOW_MAX_SIZE_RATIO" in failed["message"]
+    served_exactly(runtime, root, 3)

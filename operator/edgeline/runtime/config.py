@@ -69,6 +69,9 @@ class RuntimeConfig(BaseSettings):
     shadow_reference_profile_sha256: str = Field("", description="sha256:<hex> of that profile")
     shadow_queue: int = Field(4, ge=1, le=1024, description="Mirrored requests waiting for the candidate at most; "
                                                            "more are dropped (counted), never queued")
+    shadow_max_size_ratio: float = Field(2.0, gt=0, description="A shadow candidate larger than this many times "
+                                                                "the served model is not loaded (it would share "
+                                                                "the Pod's memory limit with what serves)")
     shadow_tolerance: float = Field(1e-3, ge=0, description="Largest absolute difference of a non-classifier output "
                                                            "that still counts as agreement")
 

@@ -146,10 +146,10 @@ async def _prepare(runtime: Runtime, limits: Limits) -> None:
     log("ready")
     if config.shadow_model_uri:
         # After ready, never before: the candidate must not delay (or fail) what serves.
-        await _start_shadow(runtime, model, limits)
+        await _start_shadow(runtime, model, limits, fetched.size_bytes)
 
 
-async def _start_shadow(runtime: Runtime, served, limits: Limits) -> None:
+async def _start_shadow(runtime: Runtime, served, limits: Limits, served_bytes: int) -> None:
     """The candidate in shadow (edgeline.runtime.shadow): fetched and verified like the served
     model, then offered every answered request. A candidate that cannot be fetched, verified or
     loaded leaves the runtime serving as before: edgeline_runtime_shadow_ready{state="Failed"}
@@ -167,6 +167,12 @@ async def _start_shadow(runtime: Runtime, served, limits: Limits) -> None:
         fetched = await _in_thread(fetch_verified, config.shadow_model_uri, config.shadow_model_sha256,
                                    config.model_dir / "shadow", limits=limits,
                                    external_data=config.shadow_model_external_data)
+        if fetched.size_bytes > config.shadow_max_size_ratio * max(served_bytes, 1):
+            shadow.failed()
+            log("shadow_failed", "error", reason="CandidateTooLarge", version=version,
+                message=f"the candidate has {fetched.size_bytes} bytes, more than {config.shadow_max_size_ratio:g} "
+                        f"times the served model's {served_bytes}: not loaded beside it (EDGELINE_SHADOW_MAX_SIZE_RATIO)")
+            return
         model = await _in_thread(load_model, fetched.path, fetched.sha256, config.provider,
                                  intra_op_threads=config.intra_op_threads)
     except ArtifactError as exc:
