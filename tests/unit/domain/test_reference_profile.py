@@ -84,3 +84,11 @@ def test_a_shadow_candidate_is_configured_by_digest_and_labelled_on_the_deployme
     assert deployment["metadata"]["labels"]["edgeline.io/revision"] == "r1"
     assert LABEL_SHADOW_REVISION not in next(o for o in render("ns", "d", REV1, Target("edge-a", "w"))
                                              if o["kind"] == "Deployment")["metadata"]["labels"]
+
+
+def test_the_shadow_settings_are_reserved_names():
+    from edgeline.api.reserved import reserved_env
+    from edgeline.render.runtime import shadow_config
+
+    candidate = RevisionRef(revision="r2", version="2.0.0", digest=PROFILE, uri="https://m/2.onnx")
+    assert all(reserved_env(name) for name in shadow_config(candidate))
