@@ -22,3 +22,16 @@ def test_the_shadow_follows_the_metrics_and_is_absent_without_one():
     lines = evidence_lines({"metrics": {"accuracy": 0.97}, "revision": {}, "shadow": SHADOW})
     assert lines[1] == "metrics     accuracy 0.97" and lines[2].startswith("shadow      2.0.0")
     assert shadow_lines(None) == []
+
+
+def test_the_status_tree_shows_the_shadow_run_under_its_own_branch():
+    import datetime as dt
+
+    from edgeline.commands.status import format_tree, status_summary
+
+    obj = {"metadata": {"name": "detector", "namespace": "factory"}, "spec": {},
+           "status": {"phase": "AwaitingApproval", "desiredRevision": {"revision": "r2"},
+                      "pendingApproval": {"revision": {"revision": "r2"}, "shadow": SHADOW}}}
+    tree = format_tree(status_summary(obj, dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)))
+    assert "shadow: 2.0.0 beside 1.0.0 on line-1, line-2" in tree
+    assert "line-1: agreement 97.2% of 400 requests (0 failed, 2 dropped)" in tree
