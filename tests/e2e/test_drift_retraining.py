@@ -180,8 +180,10 @@ def _explain(mon, edge, line):
 
 
 def _point_at(hub, line, prometheus_url):
+    """The line's EdgeCluster names the Prometheus that holds its series (its labels kept: they place it)."""
     cluster = hub.get("edgecluster", line)
-    hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster", "metadata": {"name": line},
+    hub.apply({"apiVersion": "edgeline.io/v1alpha1", "kind": "EdgeCluster",
+               "metadata": {"name": line, "labels": cluster["metadata"].get("labels") or {}},
                "spec": {**cluster["spec"], "monitoring": {"prometheusUrl": prometheus_url}}})
 
 
