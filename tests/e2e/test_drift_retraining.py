@@ -248,6 +248,8 @@ def test_drift_starts_retraining_and_the_candidate_awaits_approval_with_its_shad
                                                  or {}).get("runs") or [] if r.get("trigger") == "Alert"), None),
                        timeout=240, what="a retraining run started by the drift alert")
         candidate = f"{MODEL}-2.0.0"
+        wait_for(lambda: hub.kubectl("get", "mlmodel", candidate, "-n", namespace, check=False).returncode == 0,
+                 timeout=120, what=lambda: f"the run's candidate MLModel (run: {json.dumps(run)[:1500]})")
         hub.kubectl("wait", f"mlmodel/{candidate}", "-n", namespace, "--for=condition=Ready", "--timeout=180s",
                     timeout=200)
         spec = hub.get("mlmodel", candidate, "-n", namespace)["spec"]
