@@ -22,6 +22,13 @@ profile (so drift is scored), one request to each in turns (so that other work o
 hits both alike), /metrics scraped between rounds; p50/p99 of each and the p50
 overhead, plus QualityTracker.observe timed in process for batches of 1 and 32. Results:
 bench/results/runtime_quality.json.
+
+    .venv/bin/python bench/runtime/bench_infer.py --shadow [--rounds 10] [--requests 300]
+
+measures what a candidate in shadow costs the served model (edgeline.runtime.shadow): two runtimes
+serving 1.0.0 side by side, one alone and one mirroring every request to the sample 2.0.0 in shadow,
+in turns as above; p50/p99 of each, the p50 overhead, and the shadow's own counts (compared,
+dropped). Results: bench/results/runtime_shadow.json.
 """
 
 from __future__ import annotations
@@ -229,17 +236,104 @@ def quality_overhead(args) -> None:
     print(f"wrote {args.out}")
 
 
+def alternate(ports: dict[str, int], body: bytes, rounds: int, requests: int) -> dict[str, list[float]]:
+    """Latency of one request to each runtime in turns (round 0 warms up, not counted), a scrape
+    of each between rounds."""
+    timings: dict[str, list[float]] = {name: [] for name in ports}
+    connections = {name: http.client.HTTPConnection("127.0.0.1", port) for name, port in ports.items()}
+    headers = {"Content-Type": "application/json"}
+    names = list(ports)
+    for round_ in range(rounds + 1):
+        for i in range(requests):
+            for name in (names if i % 2 == 0 else names[::-1]):
+                started = time.perf_counter()
+                connections[name].request("POST", PATH, body, headers)
+                response = connections[name].getresponse()
+                response.read()
+                assert response.status == 200, response.status
+                if round_:
+                    timings[name].append(time.perf_counter() - started)
+        for port in ports.values():
+            scrape(port)
+    for connection in connections.values():
+        connection.close()
+    return timings
+
+
+def shadow_counts(port: int) -> dict[str, float]:
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    connection.close()
+    counts = {}
+    for outcome in ("agree", "disagree", "failed", "dropped"):
+        found = re.search(rf'edgeline_runtime_shadow_requests_total\{{[^}}]*outcome="{outcome}"[^}}]*\}} (\S+)', text)
+        counts[outcome] = float(found.group(1)) if found else 0.0
+    return counts
+
+
+def shadow_overhead(args) -> None:
+    load_at_start = round(os.getloadavg()[0], 2)
+    model, candidate = sample_model("1.0.0"), sample_model("2.0.0")
+    body = json.dumps(infer_body(images(1, seed=0))).encode()
+    with tempfile.TemporaryDirectory(prefix="edgeline-bench-") as scratch:
+        alone, alone_port = start_runtime(model, Path(scratch) / "alone")
+        shadowed, shadowed_port = start_runtime(model, Path(scratch) / "shadowed", {
+            "EDGELINE_SHADOW_MODEL_URI": candidate.as_uri(), "EDGELINE_SHADOW_MODEL_SHA256": file_digest(candidate),
+            "EDGELINE_SHADOW_MODEL_VERSION": "2.0.0"})
+        try:
+            deadline = time.monotonic() + 60
+            while 'state="Ready"} 1.0' not in _metrics_text(shadowed_port) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            timings = alternate({"alone": alone_port, "shadow": shadowed_port}, body, args.rounds, args.requests)
+            counts = shadow_counts(shadowed_port)
+        finally:
+            for proc in (alone, shadowed):
+                proc.terminate()
+                proc.wait(timeout=30)
+    off_p50, on_p50 = percentile(timings["alone"], 50), percentile(timings["shadow"], 50)
+    results = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
+                    "load_average_1m_at_start": load_at_start},
+        "model": f"{MODEL_NAME} 1.0.0 served, 2.0.0 in shadow; input (1, 3, 64, 64) FP32, batch 1; quality "
+                 "metrics on in both (no profile)",
+        "rounds": args.rounds, "requests_per_round": args.requests,
+        "shadow_off_p50_ms": off_p50 * 1000, "shadow_off_p99_ms": percentile(timings["alone"], 99) * 1000,
+        "shadow_on_p50_ms": on_p50 * 1000, "shadow_on_p99_ms": percentile(timings["shadow"], 99) * 1000,
+        "p50_overhead_percent": (on_p50 - off_p50) / off_p50 * 100,
+        "shadow_outcomes": counts,
+    }
+    out = args.out if args.out != ROOT / "bench" / "results" / "runtime.json" else \
+        ROOT / "bench" / "results" / "runtime_shadow.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"served alone          p50 {results['shadow_off_p50_ms']:.2f} ms  p99 {results['shadow_off_p99_ms']:.2f} ms")
+    print(f"with 2.0.0 in shadow  p50 {results['shadow_on_p50_ms']:.2f} ms  p99 {results['shadow_on_p99_ms']:.2f} ms")
+    print(f"p50 overhead          {results['p50_overhead_percent']:+.1f} %   shadow outcomes {counts}")
+    print(f"wrote {out}")
+
+
+def _metrics_text(port: int) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    connection.close()
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests (per round with --quality)")
     parser.add_argument("--quality", action="store_true", help="measure the quality metrics' overhead instead")
-    parser.add_argument("--rounds", type=int, default=10, help="alternating rounds of --quality")
+    parser.add_argument("--shadow", action="store_true", help="measure a shadow candidate's overhead instead")
+    parser.add_argument("--rounds", type=int, default=10, help="alternating rounds of --quality or --shadow")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the concurrent phase")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "runtime.json")
     args = parser.parse_args()
     if args.quality:
         return quality_overhead(args)
+    if args.shadow:
+        return shadow_overhead(args)
 
     load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine skews the figures
     model = sample_model("1.0.0")

@@ -65,3 +65,9 @@ CLUSTER_WRITES = Counter(
     "edgeline_cluster_writes_total", "Runtime writes (apply, remove) this replica made to member clusters, by "
     "EdgeCluster (sharded operation: only the holder of a cluster's shard writes to it)", ["cluster", "action"],
 )
+
+# What approvers see beside a shadow run on the dashboard (MLModel spec.metrics of the version
+# awaiting approval); series of a deployment that no longer waits are removed (controllers.shadow).
+PENDING_MODEL_METRIC = Gauge(
+    "edgeline_pending_model_metric", "Evaluation metrics (MLModel spec.metrics) of the model version an "
+    "EdgeDeployment waits to have approved", ["namespace", "deployment", "version", "metric"])

@@ -87,3 +87,33 @@ def golden_sample(model_path: Path, *, batch: int = 2, seed: int = 7, absolute: 
 def write_json(document: dict, path: Path) -> Path:
     path.write_text(json.dumps(document))
     return path
+
+
+def slow_defect_detector(version: str = "2.0.0", rounds: int = 6) -> onnx.ModelProto:
+    """defect-detector 1.0.0 that answers exactly as 1.0.0 does, after `rounds` 1024x1024
+    MatMuls over the image that it adds to its probabilities times zero (hundreds of ms on one
+    core): a candidate that is correct but slow."""
+    model = onnx.load(str(sample_model("1.0.0")))
+    graph = model.graph
+    image = graph.input[0].name
+    final = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = ["probs_raw" if out == final else out for out in node.output]
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(np.array([-1, 64], np.int64), "slow_shape"),
+             numpy_helper.from_array((rng.random((64, 1024), dtype=np.float32) * 1e-3), "slow_w0"),
+             numpy_helper.from_array((rng.random((1024, 1024), dtype=np.float32) * 1e-3), "slow_w"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "slow_zero")]
+    nodes = [onnx.helper.make_node("Reshape", [image, "slow_shape"], ["slow_rows"]),
+             onnx.helper.make_node("MatMul", ["slow_rows", "slow_w0"], ["slow_0"])]
+    for i in range(rounds):
+        nodes.append(onnx.helper.make_node("MatMul", [f"slow_{i}", "slow_w"], [f"slow_{i + 1}"]))
+    nodes += [onnx.helper.make_node("ReduceSum", [f"slow_{rounds}"], ["slow_sum"], keepdims=0),
+              onnx.helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"]),
+              onnx.helper.make_node("Add", ["probs_raw", "slow_nothing"], [final])]
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    model.producer_version = version
+    model.doc_string = f"Slow defect detector {version}: the answers of 1.0.0, slowly"
+    onnx.checker.check_model(model, full_check=True)
+    return model

@@ -127,6 +127,20 @@ def test_rbac_is_least_privilege_without_wildcards_or_cluster_admin(helm):
     assert user_roles["edgeline-viewer"]["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
 
 
+def test_only_a_hub_with_pull_sites_may_create_namespaces_configmaps_leases_and_roles(helm):
+    def operator_rules(*args):
+        return [r for kind, name, r in _rules(render(helm, *args))
+                if kind == "ClusterRole" and name == "edgeline-operator"]
+
+    pull_only = {"serviceaccounts", "configmaps", "leases", "roles", "rolebindings"}
+    assert not [r for r in operator_rules() if pull_only & set(r["resources"])]
+    granted = {(res, verb) for r in operator_rules("--set", "pullSites.enabled=true")
+               for res in r["resources"] for verb in r["verbs"]}
+    assert {("namespaces", "create"), ("serviceaccounts", "create"), ("configmaps", "delete"),
+            ("leases", "update"), ("roles", "create"), ("rolebindings", "create")} <= granted
+    assert ("namespaces", "delete") not in granted and ("secrets", "get") not in granted
+
+
 def test_other_values_show_up_where_they_belong(helm, tmp_path):
     values = tmp_path / "values.yaml"
     # From a file numbers arrive as floats: they must still reach the operator as plain numbers.
@@ -214,11 +228,14 @@ def _as_promql(expr: str) -> str:
 def _known_series() -> set[str]:
     from edgeline import metrics  # noqa: F401  (registers the operator's metrics)
     from prometheus_client import REGISTRY
-    from edgeline.runtime.metrics import RuntimeMetrics
+    from edgeline.runtime.metrics import INFERENCE_BUCKETS, RuntimeMetrics
+    from edgeline.runtime.shadow import ShadowMetrics
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     names = set()
-    for registry in (REGISTRY, RuntimeMetrics({}).registry):
+    shadowing = RuntimeMetrics({})      # a runtime with a candidate in shadow has these too
+    ShadowMetrics(shadowing.registry, shadowing.identity, "2", INFERENCE_BUCKETS)
+    for registry in (REGISTRY, shadowing.registry):
         for family in registry.collect():
             if family.name.startswith("edgeline_"):
                 names |= {family.name + s for s in suffixes.get(family.type, ("",))}

@@ -14,7 +14,8 @@ from edgeline.api.common import (DNS_LABEL, DNS_SUBDOMAIN, LABEL_KEY, NON_EMPTY_
                                  Quantity, ResourceRequirements, ShortText)
 from edgeline.api.conditions import Condition
 from edgeline.api.edgecluster import MaintenanceWindow
-from edgeline.api.mlmodel import DIGEST
+from edgeline.api.mlmodel import DIGEST, ReferenceProfileRef
+from edgeline.api.shadow import SHADOW_RULES, Shadow, ShadowStatus
 from edgeline.api.reserved import env_rule
 
 # The edge runtime image this release builds (images/edge-runtime, `make images`), under the name it
@@ -194,6 +195,11 @@ class EdgeDeploymentSpec(ApiModel):
                                description="Metric checks each wave must pass before the rollout goes on "
                                            "(docs/analysis.md)",
                                json_schema_extra={"default": {}, "x-kubernetes-validations": ANALYSIS_RULES})
+    shadow: Shadow | None = Field(
+        None, description="Clusters that run a revision awaiting approval in shadow beside the served one: it gets "
+                          "a copy of the live requests, its answers are discarded, and approvers see how it compares "
+                          "(docs/analysis.md#shadow-runs)",
+        json_schema_extra={"x-kubernetes-validations": SHADOW_RULES})
 
 
 # --- status ---------------------------------------------------------------------------------------
@@ -221,6 +227,8 @@ class RevisionRef(ApiModel):
     uri: str | None = Field(None, description="Model artifact URI")
     runtime: Runtime | None = Field(None, description="Runtime spec of the revision, so that it can be restored")
     external_data: dict[str, str] | None = Field(None, description="Digests of the model's external data files")
+    reference_profile: ReferenceProfileRef | None = Field(
+        None, description="The model's reference profile (MLModel spec.referenceProfile), for the drift score")
     variants: list[VariantRef] | None = Field(None, description="Every artifact of the model version; each cluster "
                                                                 "gets the one that fits it (MLModel spec.variants)")
     variants_digest: str | None = Field(None, description="Digest over every variant, covered by the revision")
@@ -254,6 +262,9 @@ class PendingApproval(ApiModel):
     needed: int | None = Field(None, description="Distinct approvers needed")
     metrics: dict[str, float] | None = Field(None, description="Evaluation metrics of the model version "
                                                                "(MLModel spec.metrics), for approvers")
+    shadow: ShadowStatus | None = Field(None, description="The candidate in shadow on spec.shadow's clusters: how its "
+                                                          "answers, latency and drift compare with the served "
+                                                          "version's (docs/analysis.md#shadow-runs)")
     stage: str | None = Field(None, description="Effective stage of the model version")
 
 
@@ -340,6 +351,8 @@ class ClusterHandoff(ApiModel):
     action: Literal["Apply", "Remove"] = Field(description="What the holder of the cluster's shard carries out")
     revision: RevisionRef | None = Field(None, description="Revision to apply")
     variant: VariantRef | None = Field(None, description="Model variant for that cluster")
+    shadow: RevisionRef | None = Field(None, description="Candidate revision run in shadow beside it (spec.shadow)")
+    shadowVariant: VariantRef | None = Field(None, description="The candidate's variant for that cluster")
 
 
 class ReportedProblem(ApiModel):

@@ -37,6 +37,15 @@ class Artifact(ApiModel):
                     "digest; a model that names a file not listed here is Invalid")
 
 
+class ReferenceProfileRef(ApiModel):
+    """The statistics of the training data a runtime scores drift against (docs/runtime.md#the-reference-profile),
+    written by the training step beside the model."""
+
+    uri: str = Field(max_length=2048, pattern=r"^(https?|file)://.+",
+                     description="http(s):// or file:// URI of the reference profile (JSON)")
+    sha256: str = Field(pattern=DIGEST, max_length=71, description="Digest of the profile, sha256:<64 hex>")
+
+
 class Requirements(ApiModel):
     max_opset: int | None = Field(None, ge=1, le=100, description="Newest default-domain opset the runtime supports")
     min_runtime_version: str | None = Field(None, max_length=32, description="Oldest runtime version that can serve it")
@@ -73,6 +82,10 @@ class MLModelSpec(ApiModel):
         "development", description="Lifecycle stage; production demands an artifact digest")
     artifact: Artifact = Field(description="The model file and how to verify it")
     metrics: dict[str, float] = Field({}, description="Evaluation metrics (name to value), shown to approvers")
+    reference_profile: ReferenceProfileRef | None = Field(
+        None, description="Reference profile of the training data; runtimes serving this version score input and "
+                          "prediction drift against it. Without one the model is served without a drift score "
+                          "(condition ReferenceProfile False, NoReferenceProfile)")
     requirements: Requirements | None = Field(None, description="What a runtime must offer to serve the model")
     description: str | None = Field(None, max_length=1024, description="What the model does, for people")
     platform: Platform | None = Field(None, description="The platform spec.artifact (variant default) is for; "

@@ -23,6 +23,7 @@ from edgeline.domain.runtime_health import ContainerFacts, needs_log
 from edgeline.metrics import MEMBER_REQUESTS
 from edgeline.render.runtime import (CONFIG_COMPONENT, LABEL_COMPONENT, LABEL_DEPLOYMENT, LABEL_NAMESPACE,
                                      LABEL_OWNER_UID, LABEL_REVISION, MANAGED_BY, legacy_object_name)
+from edgeline.render.runtime import LABEL_SHADOW_REVISION
 
 log = logging.getLogger(__name__)
 RUNTIME_CONTAINER = "runtime"
@@ -54,6 +55,7 @@ class WorkloadState:
     message: str | None = None
     containers: tuple[ContainerFacts, ...] = field(default=())   # read only while not ready
     foreign: bool = False       # an object of that name exists but its owner uid is not ours
+    shadow: str | None = None   # the candidate revision attached in shadow (render LABEL_SHADOW_REVISION)
 
 
 @dataclass(frozen=True)
@@ -359,7 +361,8 @@ def _state_of(deployment: Deployment) -> WorkloadState:
         if cond.type == "Progressing" and cond.status == "False":
             message = cond.message
     return WorkloadState(exists=True, revision=labels.get(LABEL_REVISION), replicas=wanted,
-                         ready_replicas=ready_n, ready=ready, message=message)
+                         ready_replicas=ready_n, ready=ready, message=message,
+                         shadow=labels.get(LABEL_SHADOW_REVISION))
 
 
 async def _delete_if_present(client: AsyncClient, kind, name: str, namespace: str) -> None:

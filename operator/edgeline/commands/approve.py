@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the kubeconfig's)")
     parser.add_argument("--revision", help="approve exactly this revision (as in status.pendingApproval)")
     parser.add_argument("--comment", help="why, kept with the approval")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="show what would be approved and the evidence (metrics, shadow run); approve nothing")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     parser.set_defaults(func=run_approve)
 
@@ -107,6 +109,9 @@ def run_approve(args: argparse.Namespace) -> int:
         print("  " + line)
     for line in evidence_lines(pending):
         print(line)
+    if args.dry_run:
+        print("dry run: nothing approved")
+        return 0
     manifest = approval_manifest(obj, target, user.username, list(user.groups or []), args.comment)
     try:
         created = client.create(RESOURCES["approvals"].from_dict(manifest))
@@ -131,4 +136,38 @@ def evidence_lines(pending: dict) -> list[str]:
         lines.append("variants    " + ", ".join(
             f"{v.get('name')} ({'/'.join(x for x in (v.get('architecture'), v.get('accelerator')) if x) or 'any'}"
             f", {v.get('digest') or 'no digest'})" for v in variants))
+    return lines + shadow_lines(pending.get("shadow"))
+
+
+def _figure(value, unit: str = "", digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}{unit}"
+
+
+def _drift(drift: dict | None) -> str:
+    return ", ".join(f"{k} {v:.3g}" for k, v in sorted((drift or {}).items())) or "-"
+
+
+def shadow_lines(shadow: dict | None) -> list[str]:
+    """Candidate against current on each cluster of the shadow run (status.pendingApproval.shadow),
+    beside the metrics above: agreement, latency p50/p95 on the same mirrored requests, drift."""
+    if not shadow:
+        return []       # no spec.shadow: nothing ran in shadow
+    lines = [f"shadow      {shadow.get('version')} beside {shadow.get('currentVersion')} on "
+             f"{', '.join(shadow.get('clusters') or [])} since {shadow.get('since')} (answers discarded)"]
+    compared = {c["cluster"]: c for c in shadow.get("comparisons") or []}
+    for cluster in shadow.get("clusters") or []:
+        c = compared.get(cluster)
+        if c is None:
+            lines.append(f"  {cluster}: not measured yet")
+            continue
+        agreement = "-" if c.get("agreement") is None else f"{c['agreement'] * 100:.1f}%"
+        lines.append(f"  {cluster}: agreement {agreement} of {c.get('requests') or 0} requests"
+                     f" ({c.get('failed') or 0} failed, {c.get('dropped') or 0} dropped)")
+        lines.append(f"    latency p50/p95  candidate {_figure(c.get('candidateP50Ms'))}/"
+                     f"{_figure(c.get('candidateP95Ms'))} ms, current {_figure(c.get('currentP50Ms'))}/"
+                     f"{_figure(c.get('currentP95Ms'))} ms")
+        lines.append(f"    drift            candidate {_drift(c.get('candidateDrift'))}; "
+                     f"current {_drift(c.get('currentDrift'))}")
+        if c.get("message"):
+            lines.append(f"    note             {c['message']}")
     return lines

@@ -99,7 +99,8 @@ def status_summary(obj: dict, now: dt.datetime) -> dict:
         "desiredRevision": _revision(desired), "currentRevision": _revision(current),
         "pendingApproval": {"revision": (pending.get("revision") or {}).get("revision"),
                             "approvals": len(pending.get("approvals") or []), "needed": pending.get("needed"),
-                            "requestedBy": pending.get("requestedBy")} if pending else None,
+                            "requestedBy": pending.get("requestedBy"),
+                            "shadow": pending.get("shadow")} if pending else None,
         "paused": (meta.get("annotations") or {}).get("edgeline.io/pause") == "true",
         "message": _ready_message(status),
         "waves": waves,
@@ -198,6 +199,11 @@ def format_tree(summary: dict) -> str:
             leaves.append(leaf)
         leaves += [_check_text(c) for c in wave.get("checks") or []]
         branches.append((head, leaves))
+    if pending and pending.get("shadow"):
+        from edgeline.commands.approve import shadow_lines
+
+        shown = shadow_lines(pending["shadow"])
+        branches.append((shown[0].replace("shadow      ", "shadow: ", 1), [line.strip() for line in shown[1:]]))
     for pin in summary["pinned"]:
         branches.append((f"pinned: {pin['cluster']} stays on {pin['revision']} ({pin['reason'] or 'rollback'})", []))
     for excluded in summary["excluded"]:

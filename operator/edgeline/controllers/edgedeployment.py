@@ -22,14 +22,17 @@ import kopf
 
 from edgeline import GROUP, VERSION, metrics
 from edgeline.api.edgedeployment import EdgeDeployment, EdgeDeploymentStatus, RevisionRef
+from edgeline.api.mlmodel import ReferenceProfileRef
 from edgeline.clusters import events, workloads
 from edgeline.clusters.connections import ConnectionProblem, MemberClusters
 from edgeline.clusters.resources import merge_patch, patch_status
 from edgeline.controllers import alert_receipts, fast_revert, loop, pull_sites, shard_work, sharding
 from edgeline.controllers import analysis as checks
+from edgeline.controllers import shadow as shadow_reads
 from edgeline.controllers.indexes import ClusterEntry, client_for, hub_namespace, known_clusters
 from edgeline.controllers.line_consent import line_facts
 from edgeline.domain import authors as spec_authors
+from edgeline.domain import shadow
 from edgeline.domain.analysis import Context
 from edgeline.domain.approval_policy import effective_policy
 from edgeline.domain.approval_status import counted_records, gate
@@ -151,6 +154,9 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
             mlmodel=choice.model.name, model=choice.model.model, version=choice.model.version,
             digest=choice.model.digest, uri=choice.model.uri, runtime=ed.spec.runtime,
             external_data=dict(choice.model.external_data) or None,
+            reference_profile=ReferenceProfileRef(uri=choice.model.reference_profile[0],
+                                                  sha256=choice.model.reference_profile[1])
+            if choice.model.reference_profile else None,
             variants=list(choice.model.variants) if variants else None,
             variants_digest=choice.model.variants_digest if variants else None)
     known = known_clusters(cluster_index)
@@ -196,6 +202,10 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     resolved = checks.checks_of(ed.spec, namespace, check_template_index)
     context = Context(name, namespace, ed.spec.rollout.wave_timeout_seconds)
     measured = await checks.measurements(resolved, old_status, waves, context, known, now)
+    # A candidate in shadow: where it runs, and how it compares (domain.shadow, controllers.shadow).
+    shadow_clusters = shadow.clusters_of(ed.spec.shadow, list(placement.selected),
+                                         {n: known[n].facts.labels for n in placement.selected})
+    compared = await shadow_reads.comparisons(old_status, namespace, name, known, now)
 
     # --- decide
     decision = decide(Inputs(
@@ -212,7 +222,8 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         model_metrics=dict(choice.model.metrics) if choice.model else {},
         model_stage=choice.model.stage if choice.model else None,
         checks=resolved, measurements=measured, context=context,
-        site_rollbacks=pull_sites.site_rollbacks(site_reports)))
+        site_rollbacks=pull_sites.site_rollbacks(site_reports),
+        shadow_clusters=shadow_clusters, shadow_comparisons=compared))
 
     # --- act
     outcomes.clear()
@@ -234,6 +245,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
         metrics.ROLLBACKS.labels(reason="alert" if record.mode == "Automatic" else "manual").inc()
         if record.mode == "Automatic" and record.latency_ms is not None:
             metrics.ROLLBACK_LATENCY.observe(record.latency_ms / 1000)
+    shadow_reads.export_pending_metrics(namespace, name, decision.status)
     patch = merge_patch(snapshot["status"], shard_work.status_with_handoff(decision.status,
                                                                           shard_work.handoff(split.handed_off)))
     if patch:
@@ -274,7 +286,8 @@ async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster:
         return cluster, Observation(cluster, reachable=False, message=str(exc))
     return cluster, Observation(cluster, reachable=True, exists=state.exists, revision=state.revision,
                                 ready_replicas=state.ready_replicas, replicas=state.replicas, ready=state.ready,
-                                message=state.message, problem=classify(state.containers, state.revision))
+                                message=state.message, problem=classify(state.containers, state.revision),
+                                shadow=state.shadow)
 
 
 async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], actions, owner: workloads.RuntimeOwner,
@@ -296,7 +309,8 @@ async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], acti
             client = await client_for(members, action.cluster, entry)
             if isinstance(action, Apply):
                 objects = render(namespace, name, action.revision, Target(action.cluster, entry.namespace),
-                                 ed.spec.placement.requirements, variant=action.variant, owner_uid=owner.uid)
+                                 ed.spec.placement.requirements, variant=action.variant, owner_uid=owner.uid,
+                                 shadow=action.shadow, shadow_variant=action.shadow_variant)
                 seen = observations.get(action.cluster)
                 await workloads.apply(client, entry.namespace, objects, ensure_namespace=not (seen and seen.exists),
                                       pod_security=effective_level(entry.facts.tenancy),

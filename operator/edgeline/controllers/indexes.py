@@ -72,7 +72,12 @@ def model_index(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, sta
         variants_digest=status.get("variantsDigest"),
         metrics=tuple(sorted((str(k), float(v)) for k, v in (spec.get("metrics") or {}).items())),
         made_by=tuple(str(made) for key in (CREATED_BY, PROMOTED_BY)
-                      if (made := (meta.get("annotations") or {}).get(key))))}
+                      if (made := (meta.get("annotations") or {}).get(key))),
+        reference_profile=_profile(spec.get("referenceProfile")))}
+
+
+def _profile(ref) -> tuple[str, str] | None:
+    return (str(ref["uri"]), str(ref["sha256"])) if ref and ref.get("uri") and ref.get("sha256") else None
 
 
 @kopf.index(GROUP, VERSION, "edgedeployments")

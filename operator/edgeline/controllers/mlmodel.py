@@ -21,6 +21,7 @@ from prometheus_client import Gauge
 
 from edgeline import GROUP, VERSION, metrics, timestamps
 from edgeline.api.conditions import set_condition
+from edgeline.domain import reference_profile
 from edgeline.api.mlmodel import MLModel
 from edgeline.artifacts.errors import ArtifactError, CredentialsUnavailable, ValidationAbandoned
 from edgeline.artifacts.policy import check_credentials
@@ -113,6 +114,7 @@ async def validate_model(body: kopf.Body, name: str, namespace: str, retry: int,
     model = MLModel.model_validate(dict(body))
     settings = get_settings()
     verdict = Verdict(body)
+    verdict.set(*reference_profile.condition(model.spec))
     attempts = status.get("validation") or {}
     unfinished = attempts.get("unfinished", 0) if attempts.get("generation") == verdict.generation else 0
     if unfinished >= settings.validation_max_attempts:

@@ -74,7 +74,10 @@ def handoff(actions) -> list[dict] | None:
     for action in actions:
         if isinstance(action, Apply):
             out.append({"cluster": action.cluster, "action": "Apply", "revision": action.revision.dump(),
-                        **({"variant": action.variant.dump()} if action.variant is not None else {})})
+                        **({"variant": action.variant.dump()} if action.variant is not None else {}),
+                        **({"shadow": action.shadow.dump()} if action.shadow is not None else {}),
+                        **({"shadowVariant": action.shadow_variant.dump()}
+                           if action.shadow_variant is not None else {})})
         else:
             out.append({"cluster": action.cluster, "action": "Remove"})
     return sorted(out, key=lambda h: h["cluster"]) or None
@@ -150,7 +153,10 @@ async def _one(body: dict, shards, held: set[int], known: dict[str, ClusterEntry
     if handed:
         ed = EdgeDeployment.model_validate({**body, "status": {}})
         actions = [Apply(h["cluster"], RevisionRef.model_validate(h["revision"]),
-                         VariantRef.model_validate(h["variant"]) if h.get("variant") else None)
+                         VariantRef.model_validate(h["variant"]) if h.get("variant") else None,
+                         # A candidate in shadow travels with it (else the holder would detach it).
+                         RevisionRef.model_validate(h["shadow"]) if h.get("shadow") else None,
+                         VariantRef.model_validate(h["shadowVariant"]) if h.get("shadowVariant") else None)
                    if h["action"] == "Apply" else Remove(h["cluster"]) for h in handed]
         done = await execute(members, known, actions, owner, ed, observations)
         for cluster, outcome in done.items():

@@ -43,7 +43,8 @@ class ModelObservation:
 def candidate_model(pipeline: str, run: Run, template: MLModelTemplate, outputs: dict[str, str]
                     ) -> tuple[CreateModel | None, tuple[str, str] | None]:
     """The MLModel a successful run hands to validation: outputs uri and sha256 (and
-    optionally version; otherwise <run date>-<run number>), metric.* outputs as metrics.
+    optionally version; otherwise <run date>-<run number>), metric.* outputs as metrics,
+    referenceProfileUri and referenceProfileSha256 as spec.referenceProfile.
     Returns the action, or (reason, message) of why the outputs make no valid MLModel."""
     missing = [k for k in ("uri", "sha256") if not outputs.get(k)]
     if missing:
@@ -74,6 +75,13 @@ def candidate_model(pipeline: str, run: Run, template: MLModelTemplate, outputs:
                   "description": f"Candidate produced by DataPipeline {pipeline} run {run.name}"}
     if metrics:
         spec["metrics"] = metrics
+    profile = DIGEST.match((outputs.get("referenceProfileSha256") or "").strip().lower())
+    if outputs.get("referenceProfileUri") and profile:
+        # The training step's profile of its data, for the drift score (docs/pipelines.md).
+        spec["referenceProfile"] = {"uri": outputs["referenceProfileUri"], "sha256": f"sha256:{profile.group(2)}"}
+    elif outputs.get("referenceProfileUri") or outputs.get("referenceProfileSha256"):
+        return None, ("InvalidOutputs", f"step {template.from_step} reports a reference profile without a valid "
+                                        "referenceProfileUri and referenceProfileSha256 (sha256 digest)")
     if template.max_opset:
         spec["requirements"] = {"maxOpset": template.max_opset}
     labels = {**template.labels, PIPELINE_LABEL: pipeline, RUN_LABEL: run.name}

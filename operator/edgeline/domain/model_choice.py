@@ -26,6 +26,7 @@ class ModelSummary:
     variants_digest: str | None = None               # status.variantsDigest
     metrics: tuple[tuple[str, float], ...] = ()      # spec.metrics, for approvers
     made_by: tuple[str, ...] = ()                    # creator and promoter, as the API server recorded (domain.authors)
+    reference_profile: tuple[str, str] | None = None  # spec.referenceProfile (uri, sha256), for the drift score
 
 
 @dataclass(frozen=True)

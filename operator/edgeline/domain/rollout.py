@@ -25,7 +25,7 @@ from edgeline.api.conditions import Condition, set_condition
 from edgeline.api.edgedeployment import (ClusterState, EdgeDeploymentSpec, EdgeDeploymentStatus, EffectiveApproval,
                                          ExcludedCluster, HistoryEntry, PinnedCluster, RevisionRef, RollbackRecord,
                                          RolloutProgress, VariantRef)
-from edgeline.domain import analysis, deployment_conditions, windows
+from edgeline.domain import analysis, deployment_conditions, shadow, windows
 from edgeline.domain.approval_policy import EffectivePolicy
 from edgeline.domain.approval_status import REVERTED, ApprovalState, approval_state
 from edgeline.domain.deployment_conditions import Verdict
@@ -57,6 +57,7 @@ class Observation:
     ready: bool = False
     message: str | None = None
     problem: RuntimeProblem | None = None   # what the runtime Pods show while not ready
+    shadow: str | None = None               # the candidate revision attached in shadow (domain.shadow)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Apply:
     cluster: str
     revision: RevisionRef
     variant: VariantRef | None = None       # the model variant for this cluster (domain.variants)
+    shadow: RevisionRef | None = None       # a candidate run in shadow beside it (domain.shadow)
+    shadow_variant: VariantRef | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class Inputs:
     policy: EffectivePolicy | None = None    # the approval rules that apply (None: spec.approval, in unit tests)
     authors: list = field(default_factory=list)      # everyone who changed the spec since the last approved revision
     site_rollbacks: list = field(default_factory=list)    # domain.site_reports.SiteRevert: pull sites' own reverts
+    shadow_clusters: list = field(default_factory=list)      # domain.shadow.clusters_of spec.shadow
+    shadow_comparisons: list = field(default_factory=list)   # api.shadow.ShadowComparison read this tick
 
 
 @dataclass
@@ -176,6 +181,8 @@ def decide(inp: Inputs) -> Decision:
         decision.events += [("Warning", "LineIdleTimeout", f"{name}: {note}") for name, note in gates.notes]
     reached = progress.wave if progress.wave is not None else -1
     applied_now = {a.cluster for a in decision.actions if isinstance(a, Apply)}
+    if goal is not None:
+        _shadow(inp, decision, goal, gates)     # the served revision again, with or without a candidate
 
     clusters: list[ClusterState] = []
     previous = {c.name: c for c in inp.status.clusters}
@@ -219,6 +226,29 @@ def decide(inp: Inputs) -> Decision:
     return decision
 
 
+def _shadow(inp: Inputs, decision: Decision, goal: RevisionRef, gates: _Gatekeeper) -> None:
+    """The candidate awaiting approval attached in shadow to the served revision on the clusters
+    spec.shadow chose, or detached again (domain.shadow)."""
+    candidate = shadow.candidate_of(inp.spec.shadow, decision.held_reason, inp.desired, goal)
+    views = {name: shadow.ClusterView(name, o.reachable, o.exists, o.revision, o.shadow, o.ready)
+             for name, o in inp.observations.items()}
+    busy = {a.cluster for a in decision.actions} | {p.cluster for p in decision.status.pinned}
+
+    def variant(cluster: str, revision: RevisionRef) -> tuple[bool, VariantRef | None]:
+        chosen = variant_for(inp, cluster, revision)
+        return (chosen is None or chosen.variant is not None), (chosen.variant if chosen else None)
+
+    for step in shadow.plan(candidate, goal, inp.shadow_clusters, views, busy, variant,
+                            lambda name: gates(name, False)):
+        decision.actions.append(Apply(step.cluster, step.revision, step.variant, step.shadow, step.shadow_variant))
+        if step.shadow is not None:
+            decision.events.append(("Normal", "ShadowStarted", f"{step.cluster}: revision {step.shadow.revision} "
+                                                              f"({_label(step.shadow)}) runs in shadow beside "
+                                                              f"{_label(step.revision)}; its answers are discarded"))
+        else:
+            decision.events.append(("Normal", "ShadowStopped", f"{step.cluster}: the shadow candidate is detached"))
+
+
 def _report(inp: Inputs, status: EdgeDeploymentStatus, decision: Decision) -> None:
     """What people read: approval, conditions, and the phase the conditions add up to."""
     policy = inp.policy.approval if inp.policy is not None else inp.spec.approval
@@ -227,9 +257,14 @@ def _report(inp: Inputs, status: EdgeDeploymentStatus, decision: Decision) -> No
                               inp.approvals, inp.author, inp.now, inp.authors or None)
     status.approval, status.pending_approval = approval.summary, approval.pending
     if status.pending_approval is not None:
-        # What approvers judge the version by: its evaluation metrics and stage.
+        # What approvers judge the version by: its evaluation metrics and stage, and how it did in shadow.
         status.pending_approval.metrics = dict(inp.model_metrics) or None
         status.pending_approval.stage = inp.model_stage
+        previous = inp.status.pending_approval.shadow if inp.status.pending_approval else None
+        status.pending_approval.shadow = shadow.status_of(
+            previous, shadow.candidate_of(inp.spec.shadow, decision.held_reason, inp.desired, status.rollout.target
+                                          if status.rollout else None),
+            status.current_revision, inp.shadow_clusters, inp.shadow_comparisons, inp.now)
     if inp.policy is not None:
         status.approval_policy = EffectiveApproval(**policy.model_dump(), sources=list(inp.policy.sources),
                                                    ignored=list(inp.policy.ignored))

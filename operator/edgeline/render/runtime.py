@@ -28,6 +28,7 @@ LABEL_NAMESPACE = "edgeline.io/deployment-namespace"
 LABEL_REVISION = "edgeline.io/revision"
 LABEL_COMPONENT = "edgeline.io/component"
 LABEL_OWNER_UID = "edgeline.io/owner-uid"      # uid of the hub EdgeDeployment (ownerReferences cannot cross clusters)
+LABEL_SHADOW_REVISION = "edgeline.io/shadow-revision"   # a candidate run in shadow beside the revision
 CONFIG_COMPONENT = "runtime-config"
 GPU_PROVIDERS = {"CUDA", "TensorRT"}
 
@@ -79,7 +80,8 @@ def selector_labels(deployment_namespace: str, deployment: str) -> dict[str, str
 
 def render(deployment_namespace: str, deployment: str, revision: RevisionRef, target: Target,
            requirements: PlacementRequirements | None = None, variant: VariantRef | None = None,
-           owner_uid: str = "") -> list[dict]:
+           owner_uid: str = "", shadow: RevisionRef | None = None,
+           shadow_variant: VariantRef | None = None) -> list[dict]:
     """`variant`: the model variant chosen for this cluster (domain.variants); its artifact, its
     architecture and its execution provider replace the revision's defaults. `owner_uid`: the hub
     EdgeDeployment's uid, a label on every object and in the selector, so that nothing of another
@@ -106,6 +108,8 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
     }
     if revision.version:
         labels["edgeline.io/model-version"] = _label_value(revision.version)
+    if shadow is not None:
+        labels[LABEL_SHADOW_REVISION] = shadow.revision
     meta = {"name": name, "namespace": target.namespace, "labels": labels,
             "annotations": {"edgeline.io/model": f"{revision.mlmodel or ''}", "edgeline.io/digest": revision.digest or ""}}
     config = {
@@ -129,6 +133,12 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
         # Only when set: the ConfigMap of a revision without one keeps its name (and its Pods).
         config["EDGELINE_GOLDEN_SAMPLE_URI"] = runtime.golden_sample.uri
         config["EDGELINE_GOLDEN_SAMPLE_SHA256"] = runtime.golden_sample.sha256
+    if revision.reference_profile is not None:
+        # Only when set, like the golden sample: a revision without one keeps its ConfigMap's name.
+        config["EDGELINE_REFERENCE_PROFILE_URI"] = revision.reference_profile.uri
+        config["EDGELINE_REFERENCE_PROFILE_SHA256"] = revision.reference_profile.sha256
+    if shadow is not None:
+        config.update(shadow_config(shadow, shadow_variant))
     config_meta = {**meta, "name": config_name(name, config), "labels": {**labels, LABEL_COMPONENT: CONFIG_COMPONENT}}
     configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": config_meta, "data": config, "immutable": True}
     deployment_obj = {
@@ -154,6 +164,21 @@ def render(deployment_namespace: str, deployment: str, revision: RevisionRef, ta
                  "ports": [{"name": "http", "port": runtime.port, "targetPort": "http", "protocol": "TCP"}]},
     }
     return [configmap, deployment_obj, service]
+
+
+def shadow_config(shadow: RevisionRef, variant: VariantRef | None = None) -> dict[str, str]:
+    """The runtime's settings for a candidate in shadow (edgeline.runtime.shadow): fetched and
+    verified by digest like the served model."""
+    uri, digest, external = shadow.uri, shadow.digest, shadow.external_data
+    if variant is not None:
+        uri, digest, external = variant.uri, variant.digest, variant.external_data
+    config = {"EDGELINE_SHADOW_MODEL_URI": uri or "", "EDGELINE_SHADOW_MODEL_SHA256": digest or "",
+              "EDGELINE_SHADOW_MODEL_VERSION": shadow.version or "",
+              "EDGELINE_SHADOW_MODEL_EXTERNAL_DATA": json.dumps(external, sort_keys=True) if external else ""}
+    if shadow.reference_profile is not None:
+        config["EDGELINE_SHADOW_REFERENCE_PROFILE_URI"] = shadow.reference_profile.uri
+        config["EDGELINE_SHADOW_REFERENCE_PROFILE_SHA256"] = shadow.reference_profile.sha256
+    return config
 
 
 def _pod_spec(config: str, runtime: Runtime, requirements: PlacementRequirements | None) -> dict:

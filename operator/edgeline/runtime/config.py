@@ -57,6 +57,23 @@ class RuntimeConfig(BaseSettings):
                                                        "(JSON, docs/runtime.md); empty: no drift score")
     reference_profile_sha256: str = Field("", description="sha256:<hex> the reference profile must have")
     shutdown_grace_s: float = Field(10.0, ge=0, description="Time in-flight requests get after SIGTERM")
+    # A candidate in shadow (edgeline.runtime.shadow): mirrored requests, answers discarded.
+    shadow_model_uri: str = Field("", description="http(s):// or file:// URI of a candidate model run in shadow; "
+                                                  "empty: no shadow")
+    shadow_model_sha256: str = Field("", description="sha256:<hex> the shadow candidate must have")
+    shadow_model_version: str = Field("", description="Version of the shadow candidate (the shadow_version label)")
+    shadow_model_external_data: Annotated[dict[str, str], NoDecode] = Field(
+        {}, description="External data files of the shadow candidate and their digests, as JSON")
+    shadow_reference_profile_uri: str = Field("", description="The shadow candidate's reference profile; empty: "
+                                                              "no drift score for it")
+    shadow_reference_profile_sha256: str = Field("", description="sha256:<hex> of that profile")
+    shadow_queue: int = Field(4, ge=1, le=1024, description="Mirrored requests waiting for the candidate at most; "
+                                                           "more are dropped (counted), never queued")
+    shadow_max_size_ratio: float = Field(2.0, gt=0, description="A shadow candidate larger than this many times "
+                                                                "the served model is not loaded (it would share "
+                                                                "the Pod's memory limit with what serves)")
+    shadow_tolerance: float = Field(1e-3, ge=0, description="Largest absolute difference of a non-classifier output "
+                                                           "that still counts as agreement")
 
     @field_validator("model_name", "model_version", mode="before")
     @classmethod
@@ -72,7 +89,8 @@ class RuntimeConfig(BaseSettings):
             raise ValueError("must be sha256:<64 hex digits>")
         return "sha256:" + match.group(2).lower()
 
-    @field_validator("reference_profile_sha256", "golden_sample_sha256")
+    @field_validator("reference_profile_sha256", "golden_sample_sha256", "shadow_model_sha256",
+                     "shadow_reference_profile_sha256")
     @classmethod
     def _profile_digest(cls, value: str) -> str:
         return "" if value.strip() == "" else cls._digest(value)
@@ -82,12 +100,17 @@ class RuntimeConfig(BaseSettings):
         if self.reference_profile_uri and not self.reference_profile_sha256:
             raise ValueError("reference_profile_sha256 is required when reference_profile_uri is set "
                              "(EDGELINE_REFERENCE_PROFILE_SHA256)")
+        if self.shadow_model_uri and not self.shadow_model_sha256:
+            raise ValueError("shadow_model_sha256 is required when shadow_model_uri is set "
+                             "(EDGELINE_SHADOW_MODEL_SHA256): a candidate is verified like the served model")
+        if self.shadow_reference_profile_uri and not self.shadow_reference_profile_sha256:
+            raise ValueError("shadow_reference_profile_sha256 is required when shadow_reference_profile_uri is set")
         if self.golden_sample_uri and not self.golden_sample_sha256:
             raise ValueError("golden_sample_sha256 is required when golden_sample_uri is set "
                              "(EDGELINE_GOLDEN_SAMPLE_SHA256)")
         return self
 
-    @field_validator("model_external_data", mode="before")
+    @field_validator("model_external_data", "shadow_model_external_data", mode="before")
     @classmethod
     def _external_data(cls, value):
         if value in ("", None):

@@ -64,6 +64,8 @@ async def _main(runtime: Runtime, limits: Limits) -> int:
     preparing.cancel()
     await webserver.stop(runner)  # stops listening, lets in-flight requests finish within the grace period
     runtime.executor.shutdown(wait=False, cancel_futures=True)
+    if runtime.shadow is not None:
+        runtime.shadow.shutdown()
     log("stopped")
     return 0
 
@@ -142,6 +144,59 @@ async def _prepare(runtime: Runtime, limits: Limits) -> None:
     state.stage, state.ready = "Ready", True
     metrics.ready(True)
     log("ready")
+    if config.shadow_model_uri:
+        # After ready, never before: the candidate must not delay (or fail) what serves.
+        await _start_shadow(runtime, model, limits, fetched.size_bytes)
+
+
+async def _start_shadow(runtime: Runtime, served, limits: Limits, served_bytes: int) -> None:
+    """The candidate in shadow (edgeline.runtime.shadow): fetched and verified like the served
+    model, then offered every answered request. A candidate that cannot be fetched, verified or
+    loaded leaves the runtime serving as before: edgeline_runtime_shadow_ready{state="Failed"}
+    and a `shadow_failed` log line say why."""
+    from edgeline.runtime.metrics import INFERENCE_BUCKETS
+    from edgeline.runtime.shadow import Shadow, ShadowMetrics
+
+    config, log = runtime.config, runtime.log
+    version = config.shadow_model_version or config.shadow_model_sha256.removeprefix("sha256:")[:12]
+    shadow_metrics = ShadowMetrics(runtime.metrics.registry, runtime.metrics.identity, version, INFERENCE_BUCKETS)
+    shadow = Shadow(shadow_metrics, log, queue=config.shadow_queue, tolerance=config.shadow_tolerance)
+    runtime.shadow = shadow
+    log("shadow_fetching", version=version, model_uri=_shown(config.shadow_model_uri))
+    try:
+        fetched = await _in_thread(fetch_verified, config.shadow_model_uri, config.shadow_model_sha256,
+                                   config.model_dir / "shadow", limits=limits,
+                                   external_data=config.shadow_model_external_data)
+        if fetched.size_bytes > config.shadow_max_size_ratio * max(served_bytes, 1):
+            shadow.failed()
+            log("shadow_failed", "error", reason="CandidateTooLarge", version=version,
+                message=f"the candidate has {fetched.size_bytes} bytes, more than {config.shadow_max_size_ratio:g} "
+                        f"times the served model's {served_bytes}: not loaded beside it (EDGELINE_SHADOW_MAX_SIZE_RATIO)")
+            return
+        model = await _in_thread(load_model, fetched.path, fetched.sha256, config.provider,
+                                 intra_op_threads=config.intra_op_threads)
+    except ArtifactError as exc:
+        shadow.failed()
+        log("shadow_failed", "error", reason=exc.reason, message=exc.message, version=version)
+        return
+    tracker = None
+    if config.shadow_reference_profile_uri:
+        try:
+            profile = await _in_thread(load_profile, config.shadow_reference_profile_uri,
+                                       config.shadow_reference_profile_sha256, config.model_dir / "shadow", limits,
+                                       model.inputs, model.outputs)
+            tracker = QualityTracker(window=config.drift_window, profile=profile)
+        except (ArtifactError, ProfileInvalid) as exc:
+            log("shadow_reference_profile_invalid", "warning",
+                message=exc.message if isinstance(exc, ArtifactError) else str(exc))
+    missing = sorted({s.name for s in served.outputs} - {s.name for s in model.outputs})
+    if missing:
+        shadow.failed()
+        log("shadow_failed", "error", reason="OutputsDiffer", version=version,
+            message=f"the candidate lacks the served model's outputs {', '.join(missing)}: nothing to compare")
+        return
+    shadow.loaded(model, tracker)
+    log("shadow_ready", version=version, digest=model.digest, drift_profile=tracker is not None)
 
 
 async def _start_quality(runtime: Runtime, model, limits: Limits) -> None:

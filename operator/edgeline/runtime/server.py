@@ -32,8 +32,9 @@ except ImportError:  # pragma: no cover - the standard library does the same, sl
         return json.dumps(value, separators=(",", ":")).encode()
 
 
-# status, body, error message, and (inputs, outputs, first input name) for the quality statistics
-_Outcome = tuple[int, bytes, "str | None", "tuple[dict, dict, str] | None"]
+# status, body, error message, and (inputs, outputs, first input name, inference seconds) for the
+# quality statistics and the shadow candidate
+_Outcome = tuple[int, bytes, "str | None", "tuple[dict, dict, str, float] | None"]
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Runtime:
         self.log = log
         self.state = ModelState()
         self.executor = ThreadPoolExecutor(max_workers=config.inference_threads, thread_name_prefix="infer")
+        self.shadow = None  # edgeline.runtime.shadow.Shadow, when a candidate runs in shadow
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -156,9 +158,14 @@ class Runtime:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self._infer_blocking, model, raw)
 
-    def _observe_later(self, inputs: dict, outputs: dict, first_input: str) -> None:
+    def _observe_later(self, inputs: dict, outputs: dict, first_input: str, seconds: float) -> None:
         """Queues the quality statistics of one answered request (edgeline.runtime.quality) in the
-        inference pool, once the answer was handed to the connection."""
+        inference pool, and offers it to the shadow candidate (its own thread), once the answer
+        was handed to the connection."""
+        if self.shadow is not None:
+            self.shadow.offer(inputs, outputs, seconds, first_input)
+        if self.metrics.quality is None:
+            return
         try:
             self.executor.submit(self._observe, inputs, outputs, first_input)
         except RuntimeError:
@@ -184,10 +191,11 @@ class Runtime:
             outputs = model.infer(parsed.inputs, parsed.outputs)
         except InferenceFailed as exc:
             return 500, b"", f"inference failed: {exc}", None
-        self.metrics.inference(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.inference(seconds)
         response = encode_infer_response(self.config.model_name, self.config.model_version, parsed.id, outputs)
-        if self.metrics.quality is not None:
-            return 200, encode_json(response), None, (parsed.inputs, outputs, model.inputs[0].name)
+        if self.metrics.quality is not None or self.shadow is not None:
+            return 200, encode_json(response), None, (parsed.inputs, outputs, model.inputs[0].name, seconds)
         return 200, encode_json(response), None, None
 
     # -- names ------------------------------------------------------------------------------

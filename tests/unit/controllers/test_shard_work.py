@@ -43,6 +43,16 @@ def test_the_hand_off_names_each_cluster_and_the_whole_revision(sharded):
     assert "handoff" not in shard_work.status_with_handoff(EdgeDeploymentStatus.model_validate(dumped), None)
 
 
+def test_a_candidate_in_shadow_travels_with_the_hand_off(sharded):
+    # Without it the shard's holder would apply the served revision alone, detach the candidate,
+    # and the leader would ask for it again every tick.
+    candidate = REV.model_copy(update={"revision": "r3", "version": "3.0.0"})
+    entries = shard_work.handoff([Apply("b-1", REV, shadow=candidate)])
+    assert entries[0]["shadow"] == candidate.dump()
+    dumped = shard_work.status_with_handoff(EdgeDeploymentStatus(phase="AwaitingApproval"), entries)
+    assert EdgeDeploymentStatus.model_validate(dumped).handoff[0].shadow == candidate
+
+
 def test_reports_read_back_per_shard_and_a_writes_outcome_counts_once(sharded):
     now = time.time()
     status = {"shardReports": {"1": {"holder": "replica-b", "clusters": [
