@@ -29,7 +29,8 @@ from edgeline.devenv.monitoring import HttpDiscovery, Monitoring, Webhook
 from edgeline.devenv.pod_discovery import PodDiscovery
 from edgeline.runtime.quality import build_profile
 from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, runtime_config, wait_for
-from tests.e2e.test_real_containers import MODEL, REAL_NODE_LABEL, Real, _ready, models, real  # noqa: F401
+from tests.helpers.real_runtime import MODEL, REAL_NODE_LABEL, Real, models, real  # noqa: F401
+from tests.helpers.real_runtime import ready as _ready
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.runtime_process import http
 
