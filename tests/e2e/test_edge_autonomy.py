@@ -357,8 +357,9 @@ def test_one_deployment_spans_push_and_pull_clusters_through_random_cuts(
     register_edge_cluster(hub, push, edge_a, labels, stale_after=STALE_AFTER)
     hub.apply(pull_cluster(site, labels))
     config = tmp_path / "site-hub.kubeconfig"
-    join(hub, dev_env, site, config)
-    agent = AgentContainer(site_network, site, config, dev_env.pod_kubeconfig("edge-b"),
+    bootstrap = join(hub, dev_env, site, config)
+    site_config = site_identity(edge_b, dev_env, "edge-b", bootstrap, tmp_path / "site-agent.kubeconfig")
+    agent = AgentContainer(site_network, site, config, site_config,
                            dev_env.state_dir / f"agent-{site}", tmp_path / "agent.log")
     agent.start()
     rng = random.Random(int(os.environ.get("EDGELINE_CHAOS_SEED", "17")))
