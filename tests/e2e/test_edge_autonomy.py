@@ -28,6 +28,7 @@ from edgeline.clusters.pull import site_namespace
 from tests.e2e.conftest import ROOT, kubectl_binary, register_edge_cluster, wait_for
 from tests.helpers import onnx_models, runtime_models
 from tests.helpers.artifact_server import ArtifactServer
+from tests.helpers.kubeconfig import token_kubeconfig
 from tests.helpers.manifests import ADMIT_ALL, edge_deployment, mlmodel
 
 API = "edgeline.io/v1alpha1"
@@ -127,6 +128,20 @@ def pull_cluster(name: str, labels: dict[str, str]) -> dict:
                      "tenancy": {**ADMIT_ALL, "podSecurity": "privileged"}}}
 
 
+SITE_IDENTITY_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+
+
+def site_identity(edge, dev_env, site: str, bootstrap: list[dict], out: Path) -> Path:
+    """The site side of the join: its Namespace, ServiceAccount and RBAC, applied on the site's
+    cluster as printed, and a kubeconfig of that ServiceAccount (a TokenRequest, as the agent's
+    Pod would get it mounted) for the agent container, which runs outside the cluster here."""
+    edge.apply([d for d in bootstrap if d["kind"] in SITE_IDENTITY_KINDS])
+    [account] = [d for d in bootstrap if d["kind"] == "ServiceAccount"]
+    token = edge.kubectl("create", "token", account["metadata"]["name"], "-n", account["metadata"]["namespace"],
+                         "--duration", "2h").stdout.strip()
+    return token_kubeconfig(dev_env.pod_kubeconfig(site), "edgeline-agent", token, out)
+
+
 def join(hub, dev_env, cluster: str, out: Path) -> list[dict]:
     """`edgeline cluster join` as the platform team runs it: the site's bootstrap manifests, and
     the site's hub kubeconfig written to `out`."""
@@ -219,7 +234,12 @@ def test_a_pull_site_rolls_back_alone_while_the_wan_is_cut_and_the_hub_learns_it
         denied = as_site(*forbidden)
         assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), (forbidden, denied.stderr)
 
-    agent = AgentContainer(site_network, cluster, site_hub_config, dev_env.pod_kubeconfig("edge-b"),
+    # On the site, the agent runs as the join's ServiceAccount with its ClusterRole, not as an admin.
+    site_config = site_identity(edge_b, dev_env, "edge-b", bootstrap, tmp_path / "site-agent.kubeconfig")
+    can = subprocess.run([kubectl_binary(), "--kubeconfig", str(site_config), "auth", "can-i", "delete", "nodes"],
+                         capture_output=True, text=True, timeout=60)
+    assert can.stdout.strip() == "no", (can.stdout, can.stderr)
+    agent = AgentContainer(site_network, cluster, site_hub_config, site_config,
                          dev_env.state_dir / f"agent-{cluster}", tmp_path / "agent.log")
     agent.start()
     try:
@@ -337,8 +357,9 @@ def test_one_deployment_spans_push_and_pull_clusters_through_random_cuts(
     register_edge_cluster(hub, push, edge_a, labels, stale_after=STALE_AFTER)
     hub.apply(pull_cluster(site, labels))
     config = tmp_path / "site-hub.kubeconfig"
-    join(hub, dev_env, site, config)
-    agent = AgentContainer(site_network, site, config, dev_env.pod_kubeconfig("edge-b"),
+    bootstrap = join(hub, dev_env, site, config)
+    site_config = site_identity(edge_b, dev_env, "edge-b", bootstrap, tmp_path / "site-agent.kubeconfig")
+    agent = AgentContainer(site_network, site, config, site_config,
                            dev_env.state_dir / f"agent-{site}", tmp_path / "agent.log")
     agent.start()
     rng = random.Random(int(os.environ.get("EDGELINE_CHAOS_SEED", "17")))

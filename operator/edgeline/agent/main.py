@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx2 as httpx
 from lightkube import AsyncClient, KubeConfig
 
-from edgeline import webserver
 from edgeline.agent import receiver
 from edgeline.agent.site import Agent, AgentConfig
 from edgeline.clusters import pull
@@ -38,15 +37,14 @@ async def serve(config: AgentConfig, hub_kubeconfig: Path, site_kubeconfig: Path
         loop.add_signal_handler(sig, stop.set)
     runner = None
     if alerts_port and alerts_token:
-        runner = await webserver.start(receiver.make_app(agent, alerts_token), alerts_listen, alerts_port,
-                                       shutdown_timeout=2.0)
-        log.info("site alert receiver on %s:%d/alerts", alerts_listen, webserver.port(runner, alerts_port))
+        runner = await receiver.start(agent.on_alert, alerts_token, alerts_listen, alerts_port)
+        log.info("site alert receiver on %s:%d/alerts", alerts_listen, receiver.port(runner, alerts_port))
     elif alerts_port:
         log.warning("no alert token (EDGELINE_AGENT_ALERTS_TOKEN): the site alert receiver stays off")
     log.info("agent of cluster %s started; hub namespace %s", config.cluster, agent.namespace)
     try:
         await agent.run(stop)
     finally:
-        await webserver.stop(runner)
+        await receiver.stop(runner)
         await hub.close()
         await site.close()

@@ -21,6 +21,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
@@ -35,8 +36,10 @@ from edgeline import FIELD_MANAGER, timestamps
 from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, RollbackPolicy, VariantRef
 from edgeline.clusters.connections import ConnectionProblem
 from edgeline.clusters.probe import ClusterFacts
-from edgeline.domain.rollout import Observation
 from edgeline.domain.site_reports import WorkloadReport, lease_fresh, unheard_message
+
+if TYPE_CHECKING:  # the agent imports this module too; it needs no rollout logic (memory, docs/edge-autonomy.md)
+    from edgeline.domain.rollout import Observation
 
 SITE_PREFIX = "edgeline-site-"
 REPORT = "edgeline-report"
@@ -287,6 +290,8 @@ async def acknowledge(hub: AsyncClient, cluster: str, object_name: str, keys: li
 async def observe(hub: AsyncClient, cluster: str, object_name: str, stale_after: int,
                   now: dt.datetime | None = None, owner_uid: str = "") -> tuple[Observation, WorkloadReport | None]:
     """The same Observation a push cluster yields, from the site's Lease and report."""
+    from edgeline.domain.rollout import Observation  # the operator's side only
+
     now = now or dt.datetime.now(dt.timezone.utc)
     try:
         renewed, _ = await lease_renewed(hub, cluster)
