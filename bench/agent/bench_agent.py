@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tests.e2e.conftest import ROOT
 from tests.e2e.test_edge_autonomy import (PROBE_INTERVAL, STALE_AFTER, AgentContainer, _site_port,  # noqa: F401
-                                          _status, join, models, pull_cluster, site_network)
+                                          _status, join, models, pull_cluster, site_identity, site_network)
 from tests.e2e.conftest import wait_for
 from tests.helpers.manifests import edge_deployment, mlmodel
 
@@ -59,9 +59,10 @@ def test_bench_agent(hub, edge_b, dev_env, operator, namespace, site_network, mo
     cluster = f"{tag}-line-9"
     hub.apply(pull_cluster(cluster, {"edgeline.io/fleet": tag}))
     config = tmp_path / "site-hub.kubeconfig"
-    join(hub, dev_env, cluster, config)
+    bootstrap = join(hub, dev_env, cluster, config)
+    site_config = site_identity(edge_b, dev_env, "edge-b", bootstrap, tmp_path / "site-agent.kubeconfig")
     interval = float(os.environ.get("BENCH_AGENT_INTERVAL", "5"))
-    agent = AgentContainer(site_network, cluster, config, dev_env.pod_kubeconfig("edge-b"),
+    agent = AgentContainer(site_network, cluster, config, site_config,
                          dev_env.state_dir / f"agent-{cluster}", tmp_path / "agent.log")
     agent.argv[agent.argv.index("--interval") + 1] = str(interval)
     agent.start()
