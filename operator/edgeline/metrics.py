@@ -71,3 +71,8 @@ CLUSTER_WRITES = Counter(
 PENDING_MODEL_METRIC = Gauge(
     "edgeline_pending_model_metric", "Evaluation metrics (MLModel spec.metrics) of the model version an "
     "EdgeDeployment waits to have approved", ["namespace", "deployment", "version", "metric"])
+
+# The artifact scratch folder at start (controllers.mlmodel): free space against the worst case.
+SCRATCH_FREE = Gauge("edgeline_artifact_scratch_free_bytes", "Free bytes in the artifact scratch folder at start")
+SCRATCH_NEEDED = Gauge("edgeline_artifact_scratch_needed_bytes",
+                       "Scratch space the worst case needs: validation concurrency x largest artifact")

@@ -17,7 +17,6 @@ import time
 import kopf
 from lightkube import ApiError
 from lightkube.resources.core_v1 import Secret
-from prometheus_client import Gauge
 
 from edgeline import GROUP, VERSION, metrics, timestamps
 from edgeline.api.conditions import set_condition
@@ -41,11 +40,6 @@ PLURAL = "mlmodels"
 FINISHED = ("Ready", "Invalid")
 # Transient failures (a stalled server, a 503) are retried with a growing delay.
 RETRY_DELAYS_S = (10, 30, 60, 120, 300)
-
-SCRATCH_FREE = Gauge("edgeline_artifact_scratch_free_bytes", "Free bytes in the artifact scratch folder at start")
-SCRATCH_NEEDED = Gauge("edgeline_artifact_scratch_needed_bytes",
-                       "Scratch space the worst case needs: validation concurrency x largest artifact")
-
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -91,8 +85,8 @@ async def prepare_scratch_folder(logger: logging.Logger, **_) -> None:
         logger.error(f"the artifact scratch folder {settings.artifact_dir} cannot be used: {exc}; "
                      "model validations will fail with StorageFailed")
         return
-    SCRATCH_FREE.set(report.free_bytes)
-    SCRATCH_NEEDED.set(report.needed_bytes)
+    metrics.SCRATCH_FREE.set(report.free_bytes)
+    metrics.SCRATCH_NEEDED.set(report.needed_bytes)
     if report.removed:
         logger.info(f"removed {report.removed} unfinished validation folder(s) from {settings.artifact_dir}")
     if not report.sufficient:
