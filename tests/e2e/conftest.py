@@ -16,6 +16,8 @@ import socket
 import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +243,24 @@ class OperatorProcess:
 
     def alerts_ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.alerts_ca_file())
+
+    def post_runtime_alert(self, namespace: str, cluster: str, revision: str) -> int:
+        """Alertmanager's webhook for one firing EdgelineRuntimeErrorRateHigh about `detector` on
+        `cluster` at `revision`, over HTTPS with the bearer token; the receiver's HTTP status."""
+        labels = {"alertname": "EdgelineRuntimeErrorRateHigh", "severity": "critical", "namespace": namespace,
+                  "edgeline_deployment": "detector", "cluster": cluster, "revision": revision}
+        payload = {"version": "4", "status": "firing", "receiver": "edgeline", "groupLabels": {},
+                   "commonLabels": labels,
+                   "alerts": [{"status": "firing", "labels": labels, "annotations": {},
+                               "startsAt": "2026-12-05T10:00:00Z", "fingerprint": uuid.uuid4().hex[:16]}]}
+        request = urllib.request.Request(self.alerts_url, data=json.dumps(payload).encode(), method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {ALERTS_TOKEN}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=self.alerts_ssl()) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
 
     @property
     def metrics_url(self) -> str:

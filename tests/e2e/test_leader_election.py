@@ -6,13 +6,12 @@ the Lease and the rollout completes, nothing done twice in a way that matters.""
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.request
 import uuid
 
 import pytest
 
-from tests.e2e.conftest import (ALERTS_TOKEN, OPERATOR_NAMESPACE, STATE_DIR, OperatorProcess, apply_sample_models,
+from tests.e2e.conftest import (OPERATOR_NAMESPACE, STATE_DIR, OperatorProcess, apply_sample_models,
                                 register_edge_cluster, wait_for)
 from tests.helpers.artifact_server import serve
 from tests.helpers.manifests import SAMPLE_MODELS, edge_deployment
@@ -83,22 +82,6 @@ def _wait(hub, namespace, check, what, timeout=120) -> dict:
                     what=f"{what} (last: {json.dumps(_status(hub, namespace))[:1200]})")
 
 
-def _post_alert(op: OperatorProcess, namespace: str, cluster: str, revision: str) -> int:
-    labels = {"alertname": "EdgelineRuntimeErrorRateHigh", "severity": "critical", "namespace": namespace,
-              "edgeline_deployment": "detector", "cluster": cluster, "revision": revision}
-    payload = {"version": "4", "status": "firing", "receiver": "edgeline", "groupLabels": {}, "commonLabels": labels,
-               "alerts": [{"status": "firing", "labels": labels, "annotations": {},
-                           "startsAt": "2026-12-05T10:00:00Z", "fingerprint": uuid.uuid4().hex[:16]}]}
-    request = urllib.request.Request(op.alerts_url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {ALERTS_TOKEN}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10, context=op.alerts_ssl()) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def test_a_second_replica_serves_but_only_the_leader_acts_also_on_alerts_it_receives(hub, replicas, fleet,
                                                                                      namespace, model_url):
     leader, follower = replicas
@@ -118,7 +101,7 @@ def test_a_second_replica_serves_but_only_the_leader_acts_also_on_alerts_it_rece
                 "2.0.0 rolled out")["currentRevision"]
 
     # The alert reaches the replica that does not lead; the leader rolls back.
-    assert _post_alert(follower, namespace, names[0], bad["revision"]) == 200
+    assert follower.post_runtime_alert(namespace, names[0], bad["revision"]) == 200
     status = _wait(hub, namespace, lambda s: s.get("phase") == "RolledBack", "the rollback by the leader")
     assert status["currentRevision"]["revision"] == good["revision"] and len(status["rollbacks"]) == 1
     assert leader_gauge(follower) == 0.0 and holder(hub) != FOLLOWER

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.error
 import urllib.request
 import uuid
 import zlib
 
 import pytest
 
-from tests.e2e.conftest import (ALERTS_TOKEN, OPERATOR_NAMESPACE, STATE_DIR, OperatorProcess, apply_sample_models,
+from tests.e2e.conftest import (OPERATOR_NAMESPACE, STATE_DIR, OperatorProcess, apply_sample_models,
                                 register_edge_cluster, wait_for)
 from tests.helpers.artifact_server import serve
 from tests.helpers.manifests import SAMPLE_MODELS, edge_deployment
@@ -129,22 +128,6 @@ def running(edge, cluster: str) -> str | None:
     return found[0]["spec"]["template"]["metadata"]["labels"].get(REVISION) if found else None
 
 
-def _post_alert(op: OperatorProcess, namespace: str, cluster: str, revision: str) -> int:
-    labels = {"alertname": "EdgelineRuntimeErrorRateHigh", "severity": "critical", "namespace": namespace,
-              "edgeline_deployment": "detector", "cluster": cluster, "revision": revision}
-    payload = {"version": "4", "status": "firing", "receiver": "edgeline", "groupLabels": {}, "commonLabels": labels,
-               "alerts": [{"status": "firing", "labels": labels, "annotations": {},
-                           "startsAt": "2026-12-06T03:00:00Z", "fingerprint": uuid.uuid4().hex[:16]}]}
-    request = urllib.request.Request(op.alerts_url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {ALERTS_TOKEN}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10, context=op.alerts_ssl()) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def _clusters_of(holder: str, hub, names) -> set[str]:
     holders = shard_holders(hub)
     return {n for n in names if holders[shard_of(n)] == holder}
@@ -178,7 +161,7 @@ def test_each_replica_writes_only_to_its_shard_and_an_alert_reverts_both_shards(
     assert {c["name"] for r in reports.values() for c in r["clusters"]} == _clusters_of(follower, hub, names)
 
     # An alert (received by the follower) reverts every cluster of both shards.
-    assert _post_alert(replicas[follower].process, namespace, names[0], bad["revision"]) == 200
+    assert replicas[follower].process.post_runtime_alert(namespace, names[0], bad["revision"]) == 200
     status = _wait(hub, namespace, lambda s: s.get("phase") == "RolledBack" and s.get("ready") == "4/4",
                    "the rollback on all four clusters")
     assert status["currentRevision"]["revision"] == good["revision"] and len(status["rollbacks"]) == 1
