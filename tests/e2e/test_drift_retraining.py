@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import uuid
 
 import numpy as np
@@ -29,10 +28,8 @@ from edgeline.devenv.monitoring import HttpDiscovery, Monitoring, Webhook
 from edgeline.devenv.pod_discovery import PodDiscovery
 from edgeline.runtime.quality import build_profile
 from tests.e2e.conftest import ALERTS_TOKEN, ROOT, register_edge_cluster, runtime_config, wait_for
-from tests.helpers.real_runtime import MODEL, REAL_NODE_LABEL, Real, models, real  # noqa: F401
-from tests.helpers.real_runtime import ready as _ready
+from tests.helpers.real_runtime import MODEL, REAL_NODE_LABEL, Real, Traffic, models, real  # noqa: F401
 from tests.helpers import onnx_models, runtime_models
-from tests.helpers.runtime_process import http
 
 RULES = ROOT / "manifests" / "monitoring" / "prometheus-rules.yaml"
 PIPELINE = "defect-retraining"
@@ -106,55 +103,27 @@ def _compared(status: dict, key: str = "requests") -> dict | None:
     return found[0] if found else None
 
 
-class Camera:
-    """A frame every 50 ms to every ready runtime Pod of the line; `brighten` shifts the red
-    channel (a lamp over the line changed). Keeps every answer: (code, version, probabilities)."""
+class Camera(Traffic):
+    """The line's camera (real_runtime.Traffic); `brighten` shifts the red channel (a lamp over the
+    line changed). Keeps every answer: (code, version, probabilities, frames)."""
+
+    timeout_s = 5.0
 
     def __init__(self, edge, line):
-        self.edge, self.line = edge, line
+        super().__init__(edge, [line])
         self.brighten = 0.0
-        self.targets: list[str] = []
         self.answers: list[tuple[int, str | None, list | None, np.ndarray]] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._discover, daemon=True),
-                        threading.Thread(target=self._send, daemon=True)]
 
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
+    def frames(self, seed: int) -> np.ndarray:
+        frames = runtime_models.images(1, seed=seed)
+        frames[:, 0] += self.brighten
+        return frames
 
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=10)
-
-    def _discover(self):
-        while not self.stop.is_set():
-            proc = self.edge.kubectl("get", "pods", "-n", f"ns-{self.line}", "-l", "edgeline.io/deployment=detector",
-                                     "-o", "json", check=False)
-            if proc.returncode == 0:
-                self.targets = [p["status"]["podIP"] for p in json.loads(proc.stdout)["items"]
-                                if _ready(p) and not p["metadata"].get("deletionTimestamp")]
-            self.stop.wait(0.5)
-
-    def _send(self):
-        seed = 0
-        while not self.stop.is_set():
-            seed += 1
-            frames = runtime_models.images(1, seed=seed)
-            frames[:, 0] += self.brighten
-            body = runtime_models.infer_body(frames)
-            for ip in list(self.targets):
-                try:
-                    code, answer = http("POST", f"http://{ip}:8080/v2/models/{MODEL}/infer", body, timeout=5)
-                except OSError:
-                    continue        # a Pod that has just gone: the next round asks the new one
-                output = next((o["data"] for o in answer.get("outputs", []) if o["name"] == "probabilities"),
-                              None) if isinstance(answer, dict) else None
-                version = answer.get("model_version") if isinstance(answer, dict) else None
-                self.answers.append((code, version, output, frames))
-            self.stop.wait(0.05)
+    def note(self, at: float, code: int, answer, frames: np.ndarray) -> None:
+        output = next((o["data"] for o in answer.get("outputs", []) if o["name"] == "probabilities"),
+                      None) if isinstance(answer, dict) else None
+        version = answer.get("model_version") if isinstance(answer, dict) else None
+        self.answers.append((code, version, output, frames))
 
 
 def _monitoring(tmp_path, edge_a, line, operator):

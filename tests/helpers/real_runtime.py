@@ -188,21 +188,33 @@ class Traffic:
             self.targets = found
             self.stop.wait(0.5)
 
+    # A short deadline: a Pod that has just gone (its IP no longer answers) must not hold up the others'
+    # traffic for long, or the new Pod's error ratio has no requests (NaN).
+    timeout_s = 2.0
+
+    def frames(self, seed: int) -> np.ndarray:
+        """The next frame the camera sends (a subclass can change the scene)."""
+        return runtime_models.images(1)
+
+    def note(self, at: float, code: int, answer, frames: np.ndarray) -> None:
+        version = answer.get("model_version") if isinstance(answer, dict) else None
+        self.answers.append((at, code, version))
+        if code >= 500 and self.first_error is None:
+            self.first_error = at
+        elif code == 200 and self.first_error is not None and version not in self.first_good_after_error:
+            self.first_good_after_error[version] = at
+
     def _send(self):
-        body = runtime_models.infer_body(runtime_models.images(1))
+        seed = 0
         while not self.stop.is_set():
+            seed += 1
+            frames = self.frames(seed)
+            body = runtime_models.infer_body(frames)
             for ip in list(self.targets):
                 try:
-                    # A short deadline: a Pod that has just gone (its IP no longer answers) must not hold up
-                    # the others' traffic for long, or the new Pod's error ratio has no requests (NaN).
-                    code, answer = http("POST", f"http://{ip}:8080/v2/models/{MODEL}/infer", body, timeout=2)
+                    code, answer = http("POST", f"http://{ip}:8080/v2/models/{MODEL}/infer", body,
+                                        timeout=self.timeout_s)
                 except Exception:  # noqa: BLE001  (a refused, reset or timed-out request: the next round tries)
                     continue
-                now = time.time()
-                version = answer.get("model_version") if isinstance(answer, dict) else None
-                self.answers.append((now, code, version))
-                if code >= 500 and self.first_error is None:
-                    self.first_error = now
-                elif code == 200 and self.first_error is not None and version not in self.first_good_after_error:
-                    self.first_good_after_error[version] = now
+                self.note(time.time(), code, answer, frames)
             self.stop.wait(0.05)
