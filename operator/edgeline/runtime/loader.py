@@ -64,6 +64,9 @@ def fetch_verified(uri: str, sha256: str, model_dir: Path, *, limits: Limits,
     verify_digest(result, sha256, what="the model")
     try:
         for location in _safe(external_locations(result.path)):
+            if uri.startswith("oci://"):
+                raise ExternalDataNotListed("the model reads external data files, and an oci:// artifact carries "
+                                            "the model file alone")
             expected = listed.get(location)
             if expected is None:
                 raise ExternalDataNotListed(f"the model reads external data file {location!r}, for which the "
