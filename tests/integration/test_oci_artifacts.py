@@ -10,9 +10,6 @@ No Kubernetes cluster is needed; a missing docker-registry fails these tests, it
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,60 +21,13 @@ from edgeline.api.edgedeployment import RevisionRef
 from edgeline.artifacts import errors
 from edgeline.artifacts.fetch import Limits, fetch_artifact
 from edgeline.artifacts.validation import validate_artifact
-from edgeline.devenv import registry as devenv_registry
 from edgeline.settings import Settings
 from tests.helpers import onnx_models, runtime_models
+from tests.helpers.registry import RunningRegistry, free_port, push
 from tests.helpers.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 # The operator's own fetch path, allowed to reach loopback as the dev environment's operator is.
 OPERATOR = Settings(artifact_allowed_cidrs="127.0.0.1/32", artifact_retries=1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RunningRegistry:
-    """docker-registry serving on 127.0.0.1 with its storage under `base`; `upstream` makes it a
-    pull-through cache of that registry (distribution's proxy.remoteurl)."""
-
-    def __init__(self, base: Path, upstream: str | None = None):
-        binary = devenv_registry.registry_binary()  # RegistryError when it is missing: the test fails
-        self.base = base
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.address = f"127.0.0.1:{self.port}"
-        config = base / "config.yml"
-        devenv_registry.write_config(config, base / "storage", self.port)
-        if upstream:
-            config.write_text(config.read_text() + f"proxy:\n  remoteurl: {upstream}\n")
-        self.log = (base / "registry.log").open("ab")
-        self.process = subprocess.Popen([binary, "serve", str(config)], stdout=self.log, stderr=self.log)
-        wait_for(self._answers, timeout=30, what=lambda: f"docker-registry on {self.address} to answer "
-                                                         f"(log: {(base / 'registry.log').read_text()[-500:]})")
-
-    def _answers(self) -> bool:
-        if self.process.poll() is not None:
-            pytest.fail(f"docker-registry exited: {(self.base / 'registry.log').read_text()[-800:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/v2/", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def blobs(self) -> set[str]:
-        """Digests of the blobs in its storage (what a mirror has kept)."""
-        folder = self.base / "storage" / "docker" / "registry" / "v2" / "blobs" / "sha256"
-        return {"sha256:" + p.parent.name for p in folder.glob("*/*/data")} if folder.is_dir() else set()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +42,6 @@ def model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "defect-detector-1.0.0.onnx"
     path.write_bytes(runtime_models.sample_model("1.0.0").read_bytes())
     return path
-
-
-def push(path: Path, target: str) -> dict:
-    """`edgeline model push` as a person runs it."""
-    proc = subprocess.run([sys.executable, "-m", "edgeline", "model", "push", "-o", "json", str(path), target],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +134,8 @@ def test_a_site_gets_the_model_through_its_mirror_and_keeps_getting_it_with_the_
         first = cache.ensure(tmp_path_factory.mktemp("site-1"), revision, mirrors=(mirror.url,))
         cold_s = time.monotonic() - started
         assert first.read_bytes() == model.read_bytes() == direct.read_bytes()
-        assert artifact["sha256"] in mirror.blobs(), "the model did not come through the mirror"
+        # The mirror stores what it passed on in the background, right after serving it.
+        wait_for(lambda: artifact["sha256"] in mirror.blobs(), timeout=20, what="the mirror to keep the model")
 
         origin.stop()  # the WAN is down
         started = time.monotonic()
