@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     inspect = actions.add_parser(
         "inspect", help="hash, check and describe an ONNX model",
         description="Hash, check (onnx.checker with shape inference) and describe an ONNX model: a local path, "
-                    "file://, http:// or https://. Prints what Edgeline writes into MLModel.status.inspection.")
+                    "file://, http://, https:// or oci://REGISTRY/REPOSITORY@sha256:DIGEST. Prints what Edgeline writes into MLModel.status.inspection.")
     inspect.add_argument("source", metavar="PATH_OR_URI",
                          help="a file or URI; or mlmodel/NAME: which of its variants each registered EdgeCluster "
                               "would get, and why")
