@@ -80,6 +80,8 @@ def test_a_wrong_artifact_sha256_is_refused_with_both_digests(pushed, tmp_path):
     outcome = validate_artifact(pushed["uri"], wrong, settings=OPERATOR.model_copy(update={"artifact_dir": tmp_path}))
     assert outcome.reason == "DigestMismatch"
     assert pushed["sha256"] in outcome.message and wrong in outcome.message
+    # Told by the manifest, before any byte of the model was downloaded.
+    assert "the model layer of oci://" in outcome.message
 
 
 def test_a_tag_only_reference_is_refused_without_fetching(origin, pushed, tmp_path):

@@ -50,7 +50,7 @@ def ensure(root: Path, revision: RevisionRef, limits: Limits | None = None,
     folder = folder_of(root, revision.digest)
     target = folder / MODEL_FILE
     try:
-        limits = replace(limits or Limits(retries=1), registry_mirrors=tuple(mirrors))
+        limits = replace(limits or Limits(retries=1), registry_mirrors=tuple(mirrors), expected_sha256=revision.digest)
         result = fetch_artifact(revision.uri, target, limits=limits)
         verify_digest(result, revision.digest, what="the model")
     except Exception as exc:  # noqa: BLE001 - every fetch failure means the same here: not cached

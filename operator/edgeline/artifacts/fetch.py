@@ -67,6 +67,9 @@ class Limits:
     # oci:// only: site-local pull-through registries (http(s)://host:port) asked before the
     # registry the reference names (docs/edge-autonomy.md); the digest is verified either way.
     registry_mirrors: tuple[str, ...] = ()
+    # The digest the caller will demand (verify_digest); oci:// compares it with the manifest's
+    # layer digest before downloading, so a wrong artifact.sha256 costs no download.
+    expected_sha256: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:

@@ -485,6 +485,9 @@ class OciFetcher:
         shown = str(ref)
         manifest = parse_manifest(registry.manifest(ref.repository, ref.digest), ref.digest, shown)
         layer = model_layer(manifest, shown)
+        expected = (limits.expected_sha256 or "").lower()
+        if expected and expected != layer.digest:
+            raise DigestMismatch(expected=expected, actual=layer.digest, what=f"the model layer of {shown}")
         if layer.size > limits.max_bytes:
             raise TooLarge(f"{shown} is {layer.size} bytes, over the limit of {limits.max_bytes} bytes")
         result = registry.blob(ref.repository, layer, dest, started)

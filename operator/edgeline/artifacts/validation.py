@@ -91,7 +91,8 @@ def validate_artifact(uri: str, expected_sha256: str | None, *, settings: Settin
         outcome.error = StorageFailed(f"cannot use the scratch folder {settings.artifact_dir}: {exc.strerror}")
         return outcome
     try:
-        fetched = fetch_artifact(uri, workdir / "model.onnx", limits=limits, credentials=credentials)
+        fetched = fetch_artifact(uri, workdir / "model.onnx", limits=replace(limits, expected_sha256=expected_sha256),
+                                 credentials=credentials)
         verify_digest(fetched, expected_sha256)
         outcome.fetch = fetched
         budget = limits.max_bytes - fetched.size_bytes
