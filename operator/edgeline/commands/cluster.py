@@ -33,10 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     join.add_argument("--token-seconds", type=int, default=365 * 24 * 3600,
                       help="lifetime of the site's hub token (default: one year)")
     join.add_argument("--hub-kubeconfig-out", help="also write the site's hub kubeconfig to this file")
-    join.add_argument("--registry-mirror", default=None, metavar="URL",
+    join.add_argument("--registry-mirror", default=None, metavar="URL", type=_http_url,
                       help="site-local registry mirror (http(s)://host:port, a pull-through cache) the agent asks "
                            "first for oci:// models (docs/edge-autonomy.md)")
     join.set_defaults(func=run_join)
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an http:// or https:// URL")
+    return value.rstrip("/")
 
 
 def run_join(args: argparse.Namespace) -> int:

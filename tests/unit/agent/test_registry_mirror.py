@@ -43,3 +43,11 @@ def test_a_tag_only_reference_never_enters_the_cache(tmp_path):
     with pytest.raises(cache.CacheMiss, match="names a tag, not a manifest digest"):
         cache.ensure(tmp_path, revision, mirrors=("http://127.0.0.1:1",))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_join_refuses_a_mirror_that_is_not_a_url(capsys):
+    from edgeline.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["cluster", "join", "line-7", "--registry-mirror", "mirror.site:5000"])
+    assert "is not an http:// or https:// URL" in capsys.readouterr().err
