@@ -27,7 +27,8 @@ def hub_kubeconfig(cluster: str, server: str, ca_data: str | None, token: str, n
                                                      "namespace": namespace}}]}
 
 
-def site_manifests(cluster: str, kubeconfig_yaml: str, alerts_token: str, image: str) -> list[dict]:
+def site_manifests(cluster: str, kubeconfig_yaml: str, alerts_token: str, image: str,
+                   registry_mirror: str | None = None) -> list[dict]:
     """Namespace, Secret (hub kubeconfig, alert token), identity and RBAC on the site, the agent
     Deployment (one replica: the cache and the state are one folder) and its alert Service."""
     labels = {"app.kubernetes.io/name": "edgeline-agent", "app.kubernetes.io/managed-by": "edgeline",
@@ -57,6 +58,8 @@ def site_manifests(cluster: str, kubeconfig_yaml: str, alerts_token: str, image:
            {"name": "EDGELINE_AGENT_ALERTS_PORT", "value": str(ALERTS_PORT)},
            {"name": "EDGELINE_AGENT_ALERTS_TOKEN",
             "valueFrom": {"secretKeyRef": {"name": AGENT, "key": "alerts-token"}}}]
+    if registry_mirror:  # oci:// models through the site's pull-through registry first
+        env.append({"name": "EDGELINE_AGENT_REGISTRY_MIRROR", "value": registry_mirror})
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": AGENT, **meta}, "spec": {
         "replicas": 1, "strategy": {"type": "Recreate"},
         "selector": {"matchLabels": {"app.kubernetes.io/name": "edgeline-agent"}},

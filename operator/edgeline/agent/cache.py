@@ -7,6 +7,7 @@ Blocking; the agent runs it in a thread."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from edgeline.api.edgedeployment import RevisionRef
@@ -33,8 +34,11 @@ def cached(root: Path, revision: RevisionRef) -> Path | None:
     return None
 
 
-def ensure(root: Path, revision: RevisionRef, limits: Limits | None = None) -> Path:
-    """The revision's model in the cache, fetched and verified if it is not there yet."""
+def ensure(root: Path, revision: RevisionRef, limits: Limits | None = None,
+           mirrors: tuple[str, ...] = ()) -> Path:
+    """The revision's model in the cache, fetched and verified if it is not there yet. oci://
+    models are asked of `mirrors` (the site's pull-through registries) first, then of their
+    registry: the manifest digest pins the bytes, whichever answers."""
     found = cached(root, revision)
     if found is not None:
         return found
@@ -46,7 +50,8 @@ def ensure(root: Path, revision: RevisionRef, limits: Limits | None = None) -> P
     folder = folder_of(root, revision.digest)
     target = folder / MODEL_FILE
     try:
-        result = fetch_artifact(revision.uri, target, limits=limits or Limits(retries=1))
+        limits = replace(limits or Limits(retries=1), registry_mirrors=tuple(mirrors), expected_sha256=revision.digest)
+        result = fetch_artifact(revision.uri, target, limits=limits)
         verify_digest(result, revision.digest, what="the model")
     except Exception as exc:  # noqa: BLE001 - every fetch failure means the same here: not cached
         shutil.rmtree(folder, ignore_errors=True)

@@ -48,6 +48,7 @@ class AgentConfig:
     interval_s: float = 5.0
     lease_duration_s: int = 30
     hub_timeout_s: float = 5.0
+    registry_mirrors: tuple[str, ...] = ()   # oci:// models through the site's mirror first
 
 
 class Agent:
@@ -235,7 +236,7 @@ class Agent:
                     wanted[artifact.digest] = artifact
         for revision in wanted.values():
             try:
-                await asyncio.to_thread(cache.ensure, root, revision)
+                await asyncio.to_thread(cache.ensure, root, revision, None, self.config.registry_mirrors)
                 log.info("cached %s (revision %s)", revision.digest, revision.revision)
             except cache.CacheMiss as exc:
                 log.warning("%s", exc)

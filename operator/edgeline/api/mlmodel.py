@@ -22,10 +22,21 @@ class ExternalDataFile(ApiModel):
     sha256: str = Field(pattern=DIGEST, max_length=71, description="Digest of the file, sha256:<64 hex>")
 
 
+# oci:// names an artifact by its manifest digest; a tag could later mean other bytes (docs/decisions.md, oci).
+OCI_PINNED = {"rule": "!self.startsWith('oci://') || "
+                      "self.matches('^oci://[^/@]+/[a-z0-9]+([._/-]+[a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9._-]*)?"
+                      "@sha256:[a-f0-9]{64}$')",
+              "message": "an oci:// artifact must be pinned by its manifest digest, "
+                         "oci://<registry>/<repository>@sha256:<64 hex> (a tag alone is refused: artifacts are "
+                         "immutable; `edgeline model push` prints the pinned reference)"}
+
+
 class Artifact(ApiModel):
     uri: str = Field(
-        description="Where the model file is: http://, https:// or file:// (s3:// and oci:// are planned)",
-        max_length=2048, pattern=r"^(https?|file)://.+")
+        description="Where the model file is: http://, https://, file://, or oci://<registry>/<repository>@sha256:"
+                    "<manifest digest> (an OCI artifact pinned by digest; s3:// is planned)",
+        max_length=2048, pattern=r"^(https?|file|oci)://.+",
+        json_schema_extra={"x-kubernetes-validations": [OCI_PINNED]})
     sha256: str | None = Field(None, pattern=DIGEST, max_length=71,
                                description="Digest of the file, sha256:<64 hex>; required when stage is production")
     credentials_secret_ref: LocalSecretRef | None = Field(
@@ -190,6 +201,10 @@ class MLModel(Resource):
          "message": "artifact.sha256 is required when stage is production", "fieldPath": ".artifact.sha256"},
         {"rule": "!has(self.variants) || self.stage != 'production' || self.variants.all(v, has(v.artifact.sha256))",
          "message": "every variant needs artifact.sha256 when stage is production", "fieldPath": ".variants"},
+        {"rule": "!self.artifact.uri.startsWith('oci://') || !has(self.artifact.externalData) || "
+                 "size(self.artifact.externalData) == 0",
+         "message": "an oci:// artifact carries the model file alone: external data files need an https:// "
+                    "artifact", "fieldPath": ".artifact.externalData"},
         {"rule": "!has(self.variants) || self.variants.all(v, v.name != 'default' && "
                  "self.variants.exists_one(w, w.name == v.name))",
          "message": "variant names must be unique and not 'default' (spec.artifact is the default variant)",

@@ -167,3 +167,16 @@ class ExternalDataNotListed(ArtifactError):
     """The model names external data files whose digests the spec does not give."""
 
     reason = "ExternalDataNotListed"
+
+
+class ReferenceInvalid(ArtifactError):
+    """An oci:// reference that is malformed or not pinned by a manifest digest (a tag can move)."""
+
+    reason = "ReferenceInvalid"
+
+
+class ManifestInvalid(ArtifactError):
+    """The registry's manifest is not one model artifact (an image index, no model layer, several,
+    a compressed layer, not JSON)."""
+
+    reason = "ManifestInvalid"

@@ -1,7 +1,8 @@
 """Fetching model artifacts: streamed to disk in 1 MiB chunks while hashed, never held whole.
 
-Schemes live in a registry: supporting s3:// or oci:// is one class with a `fetch()`
-method decorated with `@register("s3")`; callers only ever call `fetch_artifact()`.
+Schemes live in a registry: supporting s3:// is one class with a `fetch()` method decorated
+with `@register("s3")`; callers only ever call `fetch_artifact()`. oci:// lives in
+`artifacts.oci` (registered when this module is imported).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ log = logging.getLogger("edgeline.artifacts")
 
 CHUNK = 1024 * 1024
 # Schemes the design plans for; named in the error so users know it is not a typo.
-PLANNED_SCHEMES = ("s3", "oci")
+PLANNED_SCHEMES = ("s3",)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,12 @@ class Limits:
     ca_bundle: Path | None = None
     deadline_s: float = 1800.0  # the whole fetch, retries included
     policy: FetchPolicy | None = None
+    # oci:// only: site-local pull-through registries (http(s)://host:port) asked before the
+    # registry the reference names (docs/edge-autonomy.md); the digest is verified either way.
+    registry_mirrors: tuple[str, ...] = ()
+    # The digest the caller will demand (verify_digest); oci:// compares it with the manifest's
+    # layer digest before downloading, so a wrong artifact.sha256 costs no download.
+    expected_sha256: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -243,6 +250,26 @@ def local_path(uri: str) -> Path:
 REDIRECTS = (301, 302, 303, 307, 308)
 
 
+def retrying(attempt_once, limits: Limits, deadline: float):
+    """attempt_once() again after connection errors, 5xx and 429 (Truncated too), with
+    exponential backoff, at most `limits.retries` attempts in all, never past `deadline`."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return attempt_once()
+        except (FetchFailed, Truncated) as exc:
+            # A stall (FetchTimeout) is not retried here: it already cost a whole read timeout,
+            # and the controller retries transient failures later with its own backoff.
+            if not exc.transient or attempt >= max(1, limits.retries):
+                raise
+            pause = min(limits.backoff_s * 2 ** (attempt - 1), limits.max_backoff_s)
+            pause = max(pause, min(getattr(exc, "retry_after", 0.0), limits.max_backoff_s))
+            if time.monotonic() + pause >= deadline:
+                raise
+            time.sleep(pause)
+
+
 @register("http", "https")
 class HttpFetcher:
     """http(s)://: an overall deadline besides connect and read timeouts, redirects followed by
@@ -257,21 +284,7 @@ class HttpFetcher:
         if credentials and urllib.parse.urlsplit(uri).scheme.lower() != "https":
             raise CredentialsRefused(f"credentials are only sent over https://, and {_safe(uri)} is not https")
         auth = _auth_headers(credentials)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._once(uri, dest_path, limits, auth, started, deadline)
-            except (FetchFailed, Truncated) as exc:
-                # A stall (FetchTimeout) is not retried here: it already cost a whole read timeout,
-                # and the controller retries transient failures later with its own backoff.
-                if not exc.transient or attempt >= max(1, limits.retries):
-                    raise
-                pause = min(limits.backoff_s * 2 ** (attempt - 1), limits.max_backoff_s)
-                pause = max(pause, min(getattr(exc, "retry_after", 0.0), limits.max_backoff_s))
-                if time.monotonic() + pause >= deadline:
-                    raise
-                time.sleep(pause)
+        return retrying(lambda: self._once(uri, dest_path, limits, auth, started, deadline), limits, deadline)
 
     def _once(self, uri: str, dest: Path, limits: Limits, auth: dict, started: float, deadline: float) -> FetchResult:
         url = uri
@@ -334,9 +347,11 @@ class HttpFetcher:
         return result
 
 
-def _open(parts: urllib.parse.SplitResult, limits: Limits, headers: dict, deadline: float):
+def _open(parts: urllib.parse.SplitResult, limits: Limits, headers: dict, deadline: float, *,
+          method: str = "GET", body=None):
     """One request to the host of `parts`, at an address that passed the policy. Returns the
-    response (its body unread) and the pool to close after it."""
+    response (its body unread) and the pool to close after it. `body` (bytes or a file) goes
+    with uploads (`edgeline model push`)."""
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise UnsupportedScheme(f"{scheme}:// cannot be fetched over HTTP")
@@ -368,8 +383,9 @@ def _open(parts: urllib.parse.SplitResult, limits: Limits, headers: dict, deadli
         else:
             pool = urllib3.HTTPConnectionPool(str(address), port, timeout=timeout, maxsize=1, retries=False)
         try:
-            response = pool.urlopen("GET", target, headers={**headers, "Host": host_header}, redirect=False,
-                                    retries=False, preload_content=False, assert_same_host=False, timeout=timeout)
+            response = pool.urlopen(method, target, body=body, headers={**headers, "Host": host_header},
+                                    redirect=False, retries=False, preload_content=False, assert_same_host=False,
+                                    timeout=timeout)
             return response, pool
         except urllib3.exceptions.ReadTimeoutError:
             pool.close()
@@ -453,3 +469,7 @@ def _auth_headers(credentials: dict | None) -> dict:
     if credentials.get("username") and "password" in credentials:
         return urllib3.make_headers(basic_auth=f"{credentials['username']}:{credentials['password']}")
     raise CredentialsInvalid("the credentials Secret needs `token`, or `username` and `password`")
+
+
+# oci:// registers itself here (it builds on the HTTP code above).
+from edgeline.artifacts import oci as _oci  # noqa: E402,F401  (registers oci://)

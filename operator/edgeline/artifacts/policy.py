@@ -173,8 +173,9 @@ def check_credentials(uri: str, namespace: str, name: str, secret_type: str | No
     server). With `labels` None the Secret is not read yet and only the URI is judged.
     Not labelled is CredentialsUnavailable (transient: labelling it fixes it); the rest is permanent."""
     scheme = uri.split(":", 1)[0].lower()
-    if scheme != "https":
-        raise CredentialsRefused(f"spec.artifact.credentialsSecretRef is only used with https:// URIs; "
+    # oci:// registries are spoken to over https; the oci client refuses credentials over plain http.
+    if scheme not in ("https", "oci"):
+        raise CredentialsRefused(f"spec.artifact.credentialsSecretRef is only used with https:// and oci:// URIs; "
                                  f"Edgeline does not send credentials over {scheme}://")
     if labels is None:
         return

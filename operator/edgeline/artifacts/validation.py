@@ -68,6 +68,10 @@ class ValidationOutcome:
         return bool(self.error and self.error.transient)
 
 
+ONE_FILE_ONLY = ("the model reads external data files, and an oci:// artifact carries the model file alone; "
+                 "serve a model with external data over https://")
+
+
 def validate_artifact(uri: str, expected_sha256: str | None, *, settings: Settings,
                       credentials: dict | None = None, external_data: dict[str, str] | None = None,
                       workdir: Path | None = None, limits: Limits | None = None) -> ValidationOutcome:
@@ -87,12 +91,16 @@ def validate_artifact(uri: str, expected_sha256: str | None, *, settings: Settin
         outcome.error = StorageFailed(f"cannot use the scratch folder {settings.artifact_dir}: {exc.strerror}")
         return outcome
     try:
-        fetched = fetch_artifact(uri, workdir / "model.onnx", limits=limits, credentials=credentials)
+        fetched = fetch_artifact(uri, workdir / "model.onnx", limits=replace(limits, expected_sha256=expected_sha256),
+                                 credentials=credentials)
         verify_digest(fetched, expected_sha256)
         outcome.fetch = fetched
         budget = limits.max_bytes - fetched.size_bytes
         listed = external_data or {}
-        for location in _safe_locations(external_data_files(fetched.path)):
+        locations = _safe_locations(external_data_files(fetched.path))
+        if locations and uri.startswith("oci://"):
+            raise ExternalDataNotListed(ONE_FILE_ONLY)
+        for location in locations:
             if external_data is not None and location not in listed:
                 raise ExternalDataNotListed(
                     f"the model reads external data file {location!r}, which spec.artifact.externalData does not "

@@ -41,7 +41,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="address of the site alert receiver [EDGELINE_AGENT_ALERTS_LISTEN]")
     agent.add_argument("--alerts-port", type=int, default=int(_env("ALERTS_PORT", "9094")),
                        help="port of the site alert receiver, 0: off [EDGELINE_AGENT_ALERTS_PORT]")
+    agent.add_argument("--registry-mirror", action="append", default=None, metavar="URL",
+                       help="site-local registry mirror (http(s)://host:port, a pull-through cache) asked first "
+                            "for oci:// models; repeatable [EDGELINE_AGENT_REGISTRY_MIRROR, comma-separated]")
     agent.set_defaults(func=run)
+
+
+def registry_mirrors(given: list[str] | None, env: str | None) -> tuple[str, ...]:
+    """The mirrors from the flags, else from the environment; each an http(s):// URL."""
+    items = given if given else [item.strip() for item in (env or "").split(",") if item.strip()]
+    for item in items:
+        if not item.startswith(("http://", "https://")):
+            raise SystemExit(f"edgeline agent: --registry-mirror {item!r} must be an http:// or https:// URL")
+    return tuple(item.rstrip("/") for item in items)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cache_dir = Path(args.cache_dir)
     config = AgentConfig(cluster=args.cluster, cache_dir=cache_dir,
-                         cache_host_dir=args.cache_host_dir or str(cache_dir), interval_s=args.interval)
+                         cache_host_dir=args.cache_host_dir or str(cache_dir), interval_s=args.interval,
+                         registry_mirrors=registry_mirrors(args.registry_mirror, _env("REGISTRY_MIRROR")))
     asyncio.run(serve(config, Path(args.hub_kubeconfig), Path(args.kubeconfig) if args.kubeconfig else None,
                       args.alerts_listen, args.alerts_port, _env("ALERTS_TOKEN")))
     return 0

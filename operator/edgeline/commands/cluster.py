@@ -33,7 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     join.add_argument("--token-seconds", type=int, default=365 * 24 * 3600,
                       help="lifetime of the site's hub token (default: one year)")
     join.add_argument("--hub-kubeconfig-out", help="also write the site's hub kubeconfig to this file")
+    join.add_argument("--registry-mirror", default=None, metavar="URL", type=_http_url,
+                      help="site-local registry mirror (http(s)://host:port, a pull-through cache) the agent asks "
+                           "first for oci:// models (docs/edge-autonomy.md)")
     join.set_defaults(func=run_join)
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an http:// or https:// URL")
+    return value.rstrip("/")
 
 
 def run_join(args: argparse.Namespace) -> int:
@@ -80,7 +89,8 @@ async def _join(args: argparse.Namespace) -> int:
         out = Path(args.hub_kubeconfig_out)
         out.write_text(kubeconfig)
         out.chmod(0o600)
-    manifests = site_manifests(args.name, kubeconfig, secrets.token_urlsafe(24), args.image)
+    manifests = site_manifests(args.name, kubeconfig, secrets.token_urlsafe(24), args.image,
+                               registry_mirror=args.registry_mirror)
     sys.stdout.write(yaml.safe_dump_all(manifests, sort_keys=False))
     print(f"# apply on the site: kubectl apply -f - ; EdgeCluster {args.name} turns Ready once the agent "
           "renews its Lease", file=sys.stderr)

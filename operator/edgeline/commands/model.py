@@ -4,6 +4,7 @@
     edgeline model inspect --digest model.onnx     # sha256:<hex>, for artifact.sha256 in a manifest
     edgeline model inspect -o json https://models.example/detector-1.2.0.onnx
     edgeline model inspect mlmodel/detector-2-0-0 -n factory   # which variant would go to which EdgeCluster
+    edgeline model push detector.onnx oci://registry.example:5000/models/detector:1.2.0
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     inspect = actions.add_parser(
         "inspect", help="hash, check and describe an ONNX model",
         description="Hash, check (onnx.checker with shape inference) and describe an ONNX model: a local path, "
-                    "file://, http:// or https://. Prints what Edgeline writes into MLModel.status.inspection.")
+                    "file://, http://, https:// or oci://REGISTRY/REPOSITORY@sha256:DIGEST. Prints what Edgeline writes into MLModel.status.inspection.")
     inspect.add_argument("source", metavar="PATH_OR_URI",
                          help="a file or URI; or mlmodel/NAME: which of its variants each registered EdgeCluster "
                               "would get, and why")
@@ -33,6 +34,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     inspect.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text",
                          help="text (default) for people, json or yaml for tools")
     inspect.set_defaults(func=run_inspect)
+    push = actions.add_parser(
+        "push", help="upload an ONNX file to an OCI registry as a model artifact",
+        description="Upload an ONNX file to an OCI registry as a model artifact (an OCI manifest with the empty "
+                    "config and one layer of type application/vnd.edgeline.model.onnx.v1) and print the "
+                    "digest-pinned reference and the file's sha256, for MLModel spec.artifact. Speaks https; "
+                    "plain http only to a registry on a non-public address (loopback, a lab range) that does not "
+                    "answer https.")
+    push.add_argument("file", metavar="FILE.onnx")
+    push.add_argument("target", metavar="oci://REGISTRY/REPOSITORY[:TAG]")
+    push.add_argument("--username", default=None, help="registry user (the password comes from "
+                                                       "EDGELINE_REGISTRY_PASSWORD); default: anonymous")
+    push.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text",
+                      help="text (default): a spec.artifact block to paste; json or yaml for tools")
+    push.set_defaults(func=run_push)
     from edgeline.commands import golden
 
     golden.register(actions)
@@ -58,6 +73,45 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(report, sort_keys=False), end="")
     else:
         print(render_text(report))
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    import os
+
+    from edgeline.artifacts.errors import ArtifactError
+    from edgeline.artifacts.fetch import Limits
+    from edgeline.artifacts.oci import push
+    from edgeline.settings import get_settings
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"edgeline: {path} does not exist or is not a file", file=sys.stderr)
+        return 1
+    credentials = None
+    if args.username:
+        credentials = {"username": args.username, "password": os.environ.get("EDGELINE_REGISTRY_PASSWORD", "")}
+    try:
+        # The person's own upload: no fetch policy (that guards the operator's network position).
+        pushed = push(path, args.target, Limits.from_settings(get_settings()), credentials)
+    except (ArtifactError, OSError) as exc:
+        reason = getattr(exc, "reason", type(exc).__name__)
+        print(f"edgeline: {reason}: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    report = {"uri": str(pushed.reference), "sha256": pushed.sha256, "sizeBytes": pushed.size_bytes}
+    if pushed.tag:
+        report["tag"] = pushed.tag
+    if args.output == "json":
+        print(json.dumps(report, indent=2))
+    elif args.output == "yaml":
+        import yaml
+
+        print(yaml.safe_dump(report, sort_keys=False), end="")
+    else:
+        print(f"pushed {path.name} ({pushed.size_bytes:,} bytes)" + (f" as tag {pushed.tag}" if pushed.tag else ""))
+        print("artifact:")
+        print(f"  uri: {report['uri']}")
+        print(f"  sha256: {report['sha256']}")
     return 0
 
 

@@ -31,7 +31,7 @@ class RuntimeConfig(BaseSettings):
     # the operator reads the same name for its own namespace, but they never share a process.
     model_config = SettingsConfigDict(env_prefix="EDGELINE_", extra="ignore", protected_namespaces=())
 
-    model_uri: str = Field(..., min_length=1, description="http(s):// or file:// URI of the ONNX model")
+    model_uri: str = Field(..., min_length=1, description="http(s)://, file:// or oci:// URI of the ONNX model")
     model_sha256: str = Field(..., description="sha256:<hex> the model's bytes must have")
     model_external_data: Annotated[dict[str, str], NoDecode] = Field(
         {}, description="External data files of the model and their digests, as JSON: {\"weights.bin\": \"sha256:...\"}")

@@ -60,10 +60,13 @@ def fetch_verified(uri: str, sha256: str, model_dir: Path, *, limits: Limits,
             return Fetched(target, sha256, target.stat().st_size, True, time.monotonic() - started)
     except OSError as exc:
         raise StorageFailed(f"cannot use the model folder {model_dir}: {exc.strerror or exc}") from None
-    result: FetchResult = fetch_artifact(uri, target, limits=limits)
+    result: FetchResult = fetch_artifact(uri, target, limits=dataclasses.replace(limits, expected_sha256=sha256))
     verify_digest(result, sha256, what="the model")
     try:
         for location in _safe(external_locations(result.path)):
+            if uri.startswith("oci://"):
+                raise ExternalDataNotListed("the model reads external data files, and an oci:// artifact carries "
+                                            "the model file alone")
             expected = listed.get(location)
             if expected is None:
                 raise ExternalDataNotListed(f"the model reads external data file {location!r}, for which the "

@@ -128,7 +128,7 @@ def test_tls_is_verified(tmp_path):
 
 
 @pytest.mark.parametrize("uri, planned", [
-    ("s3://bucket/m.onnx", True), ("oci://registry/models/m:1", True), ("ftp://host/m.onnx", False),
+    ("s3://bucket/m.onnx", True), ("ftp://host/m.onnx", False),
     ("models/m.onnx", False),
 ])
 def test_unsupported_schemes_are_refused_clearly(tmp_path, uri, planned):
