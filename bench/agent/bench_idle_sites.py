@@ -11,14 +11,15 @@ and its real cycle: renew the Lease, list the assignments, read the report, writ
 when it changed. **The site side is a stub**: no site API server; the agent reports fixed cluster
 facts and has no runtime to observe (an idle site with nothing assigned). That is enough here: the
 bench measures the hub. Agents run in a few processes (`--per-worker` each), started at random
-offsets within one interval, as real sites would be. One site runs alone in its own process so that
-it can be killed to time "killed site -> Stale".
+offsets within one interval, as real sites would be. Per size, one new site runs alone in its own
+process so that it can be killed after the window to time "killed site -> Stale".
 
 Per size (cumulative: the sites of a smaller size stay for the next) over a steady window, with
 everything Ready: hub API requests/s by verb and resource (deltas of `apiserver_request_total` from
 the hub's /metrics), CPU-s/s and RSS of the hub's kube-apiserver, etcd and the operator, the agents'
-own count of hub requests, agent cycle time p50/p99 (one cycle: all of its hub calls). At the end,
-one site's process is killed (SIGKILL) and the time until its EdgeCluster shows Stale is taken.
+own count of hub requests, agent cycle time p50/p99 (one cycle: all of its hub calls), whether the
+operator still runs; then one site's process is killed (SIGKILL) and the time until its EdgeCluster
+shows Stale is taken (that site stays dead for the larger sizes: `sites_alive`).
 
     .venv/bin/python bench/agent/bench_idle_sites.py [--sizes 100 1000] [--window 120] [--label L]
 
@@ -319,6 +320,25 @@ def measure(env, pids: dict[str, int], workers: Workers, window: float) -> dict:
     }
 
 
+def killed_site(access, name: str, proc: subprocess.Popen, operator: subprocess.Popen) -> dict:
+    """Kills one site's agent (SIGKILL, as a power cut would) and times its EdgeCluster to Stale."""
+    lease = access.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/edgeline-site-{name}/leases/"
+                                  "edgeline-agent")
+    killed = time.monotonic()
+    proc.kill()
+    proc.wait(10)
+    path = f"/apis/edgeline.io/v1alpha1/edgeclusters/{name}"
+    try:
+        wait(lambda: (access.request("GET", path, timeout=30).get("status") or {}).get("phase") == "Stale"
+             or operator.poll() is not None, 300, "the killed site Stale", 0.5)
+    except TimeoutError:
+        return {"killed_site_to_stale_s": None, "killed_site_note": "not Stale within 300 s"}
+    if operator.poll() is not None:
+        return {"killed_site_to_stale_s": None, "killed_site_note": "the operator had exited"}
+    return {"killed_site_to_stale_s": round(time.monotonic() - killed, 1),
+            "killed_site_last_renewal": lease["spec"].get("renewTime")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
@@ -327,6 +347,8 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=5.0, help="the agent's cycle (its default: 5 s)")
     parser.add_argument("--stale-after", type=int, default=30, help="EdgeCluster staleAfterSeconds")
     parser.add_argument("--per-worker", type=int, default=250, help="agents per worker process")
+    parser.add_argument("--probe-interval", type=float, default=None,
+                        help="EDGELINE_CLUSTER_PROBE_INTERVAL_S for the operator (default: the operator's, 10 s)")
     parser.add_argument("--label", default="now", help="key of this run in the results file")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -364,53 +386,46 @@ def main() -> int:
         env={**os.environ, "KUBECONFIG": str(env.kubeconfig("hub")), "EDGELINE_NAMESPACE": SYSTEM,
              "EDGELINE_METRICS_PORT": str(free_port()), "EDGELINE_WEBHOOK_PORT": "0", **receiver.env(),
              # As bench/scale: the shared machine's load must not end the run through a missed renewal.
-             "EDGELINE_LEADER_LEASE_DURATION_S": "60", "EDGELINE_LEADER_RENEW_DEADLINE_S": "45"})
+             "EDGELINE_LEADER_LEASE_DURATION_S": "60", "EDGELINE_LEADER_RENEW_DEADLINE_S": "45",
+             **({"EDGELINE_CLUSTER_PROBE_INTERVAL_S": str(args.probe_interval)} if args.probe_interval else {})})
     pids["operator"] = operator.pid
+    everything = json.loads(args.out.read_text()) if args.out.exists() else {}
+    registered: list[str] = []
+    dead = 0
     access = env.access("hub")
     results = {"machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30}"
                           " GiB, shared with other sessions' e2e environments",
                "agent_interval_s": args.interval, "stale_after_s": args.stale_after,
-               "operator_probe_interval_s": float(os.environ.get("EDGELINE_CLUSTER_PROBE_INTERVAL_S", 10)),
+               "operator_probe_interval_s": args.probe_interval or 10.0,
                "site_side": "stub (no site API server; fixed facts, nothing assigned): the hub side is real",
                "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "sizes": []}
-    victim = None
     try:
-        registered: list[str] = []
         for n in sorted(args.sizes):
             new = [f"idle-{i:04d}" for i in range(len(registered), n)]
             start = time.monotonic()
             apply(env, [pull_cluster(name, args.stale_after) for name in new])
             wait(lambda: prepared(access) >= n, 900, f"{n} site namespaces prepared by the operator", 2.0)
             asyncio.run(tokens(env, new, work / "kubeconfigs"))
-            if victim is None:
-                victim = new[0]
-                workers.start([victim])
-                new = new[1:]
-            for i in range(0, len(new), args.per_worker):
+            # The first new site runs alone in its process: it is killed after the window.
+            victim = workers.start(new[:1])
+            for i in range(1, len(new), args.per_worker):
                 workers.start(new[i:i + args.per_worker])
-            registered = [f"idle-{i:04d}" for i in range(n)]
-            wait(lambda: sum(1 for c in clusters(access) if (c.get("status") or {}).get("phase") == "Ready") >= n,
-                 900, f"{n} pull EdgeClusters Ready", 2.0)
+            registered += new
+            wait(lambda: sum(1 for c in clusters(access) if (c.get("status") or {}).get("phase") == "Ready")
+                 >= n - dead, 900, f"{n} pull EdgeClusters Ready", 2.0)
             ready_s = round(time.monotonic() - start, 1)
             print(f"{n} pull sites Ready in {ready_s} s", flush=True)
             time.sleep(args.warmup)
-            entry = {"sites": n, "registered_to_ready_s": ready_s, **measure(env, pids, workers, args.window)}
+            entry = {"sites": n, "sites_alive": n - dead, "registered_to_ready_s": ready_s,
+                     **measure(env, pids, workers, args.window), "operator_alive": operator.poll() is None}
+            entry.update(killed_site(access, new[0], victim, operator))
+            dead += 1
             results["sizes"].append(entry)
             print(json.dumps(entry), flush=True)
-
-        # A killed site: its agent's process ends at once (SIGKILL, as a power cut would).
-        lease = access.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/edgeline-site-{victim}/leases/"
-                                      "edgeline-agent")
-        killed = time.monotonic()
-        workers.procs[0].kill()
-        workers.procs[0].wait(10)
-        path = f"/apis/edgeline.io/v1alpha1/edgeclusters/{victim}"
-        wait(lambda: (access.request("GET", path).get("status") or {}).get("phase") == "Stale", 300,
-             "the killed site Stale", 0.5)
-        results["killed_site_to_stale_s"] = round(time.monotonic() - killed, 1)
-        results["killed_site_last_renewal"] = lease["spec"].get("renewTime")
-        results["load_average_1_5_at_end"] = [round(x, 2) for x in os.getloadavg()[:2]]
-        print(f"killed site -> Stale in {results['killed_site_to_stale_s']} s", flush=True)
+            args.out.write_text(json.dumps({**everything, args.label: results}, indent=2) + "\n")
+    except (TimeoutError, RuntimeError) as exc:
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        print(results["error"], flush=True)
     finally:
         workers.stop()
         operator.terminate()
@@ -421,9 +436,8 @@ def main() -> int:
         if os.environ.get("EDGELINE_KEEP_ENV") != "1":
             env.down()
         shutil.rmtree(work, ignore_errors=True)
-        everything = json.loads(args.out.read_text()) if args.out.exists() else {}
-        everything[args.label] = results
-        args.out.write_text(json.dumps(everything, indent=2) + "\n")
+        results["load_average_1_5_at_end"] = [round(x, 2) for x in os.getloadavg()[:2]]
+        args.out.write_text(json.dumps({**everything, args.label: results}, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 
