@@ -67,9 +67,15 @@ FACTS = {"kubernetes_version": "v1.36.3+k3s1", "distribution": "k3s", "node_coun
 def worker(args) -> int:
     import logging
 
-    from edgeline.agent.main import _client
     from edgeline.agent.site import Agent, AgentConfig
-    from edgeline.clusters import pull
+    try:        # the agent's own construction of its hub client
+        from edgeline.agent.main import hub_client as make_hub_client
+    except ImportError:         # before it had one (the "before" runs in idle_sites.json)
+        from edgeline.agent.main import _client
+        from edgeline.clusters import pull
+
+        def make_hub_client(path, config):
+            return _client(path, pull.site_namespace(config.cluster), config.hub_timeout_s)
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     facts = json.dumps(FACTS, sort_keys=True)
@@ -107,8 +113,7 @@ def worker(args) -> int:
         for name in names:
             config = AgentConfig(cluster=name, cache_dir=Path(args.cache_dir) / name, cache_host_dir="/unused",
                                  interval_s=args.interval)
-            hub = _client(Path(args.kubeconfig_dir) / f"{name}.yaml", pull.site_namespace(name),
-                          config.hub_timeout_s)
+            hub = make_hub_client(Path(args.kubeconfig_dir) / f"{name}.yaml", config)
             agent = HubOnlyAgent(config, hub, None)
             agent.timings = []
             agents.append(agent)
