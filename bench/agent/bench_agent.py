@@ -5,7 +5,7 @@ random cut/restore cycles during rollouts, then a check that nothing was lost.
 Runs on the test session's real environment (hub, edge-b as the site's cluster, the operator as a
 process, the agent image run by podman in the site's own network namespace), through the e2e slots:
 
-    BENCH_RESTORES=3 BENCH_CHAOS=20 /work/wt/e2e.sh bench/agent/bench_agent.py -q -s
+    BENCH_RESTORES=3 BENCH_CHAOS=20 .venv/bin/python -m pytest bench/agent/bench_agent.py -q -s
 
 and writes bench/results/agent.json.
 

@@ -11,7 +11,7 @@ a 20 s window) on the pilot wave. Figures per run, appended to bench/results/ana
   - check failed -> revert applied (status.rollbacks[0].latencyMs)
 
 Run: .venv/bin/python bench/analysis/bench_analysis.py [--intervals 15 30] [--runs 1]
-(on this machine through /work/wt/e2e.sh: `--runner /work/wt/e2e.sh`).
+(`--runner CMD` runs the story with another pytest command, e.g. a wrapper that queues test environments).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from lightkube.resources.core_v1 import ConfigMap
 from lightkube.types import PatchType
 
 from edgeline import timestamps
-from edgeline.agent import cache, plan
+from edgeline.agent import cache, hub_snapshot, plan
 from edgeline.agent import state as site_state
 from edgeline.agent.workload import artifact_of, site_objects
 from edgeline.api.edgedeployment import RevisionRef
@@ -106,16 +106,17 @@ class Agent:
 
     async def _from_hub(self) -> tuple[dict[str, list[str]] | None, dict[str, str] | None]:
         try:
-            self.hub_calls += 3
+            self.hub_calls += 2
             await asyncio.wait_for(self._renew_lease(), self.config.hub_timeout_s)
-            listed = await asyncio.wait_for(self._list_assignments(), self.config.hub_timeout_s)
-            report = await asyncio.wait_for(self.hub.get(ConfigMap, pull.REPORT, namespace=self.namespace),
-                                            self.config.hub_timeout_s)
+            snapshot = await asyncio.wait_for(self._read_namespace(), self.config.hub_timeout_s)
         except HUB_ERRORS as exc:
             self._hub_state(False, exc)
             return None, None
+        if snapshot.report is None:     # as a 404 of the report was: the hub has not prepared the site
+            self._hub_state(False, LookupError(f"no ConfigMap {pull.REPORT} in {self.namespace}"))
+            return None, None
         self._hub_state(True)
-        data = report.data or {}
+        listed, data = snapshot.assignments, snapshot.report
         self.written = {k: v for k, v in data.items() if not k.startswith(pull.ACK_PREFIX)}
         acked = {key[len(pull.ACK_PREFIX):]: pull.acknowledged(data, key[len(pull.ACK_PREFIX):])
                  for key in data if key.startswith(pull.ACK_PREFIX)}
@@ -128,16 +129,12 @@ class Agent:
             "leaseDurationSeconds": self.config.lease_duration_s}},
             namespace=self.namespace, patch_type=PatchType.MERGE)
 
-    async def _list_assignments(self) -> dict[str, str]:
-        found = {}
-        async for cm in self.hub.list(ConfigMap, namespace=self.namespace, labels={pull.LABEL_ASSIGNMENT: "true"}):
-            text = (cm.data or {}).get(pull.ASSIGNMENT_KEY)
-            if text:
-                try:
-                    found[pull.Assignment.from_json(text).object_name] = text
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("assignment %s is unreadable: %s", cm.metadata.name, exc)
-        return found
+    async def _read_namespace(self) -> hub_snapshot.HubSnapshot:
+        """Assignments and report in one list of the site namespace's ConfigMaps (agent.hub_snapshot)."""
+        snapshot = hub_snapshot.from_configmaps([cm async for cm in self.hub.list(ConfigMap, namespace=self.namespace)])
+        for name, why in snapshot.unreadable:
+            log.warning("assignment %s is unreadable: %s", name, why)
+        return snapshot
 
     async def _to_hub(self, reports: dict[str, WorkloadReport]) -> None:
         data: dict[str, str | None] = {obj: r.to_json() for obj, r in reports.items()}

@@ -798,8 +798,9 @@ class DevEnvironment:
         nodes.remove_container_log_links(self.state_dir)
         net = state.get("network")
         if net:
-            network.remove_service_rules(net["slot"])
-            netns.SiteNetwork(net["slot"]).delete()     # a pull site a test left behind (devenv/netns.py)
+            if owns_slot(net):
+                network.remove_service_rules(net["slot"])
+                netns.SiteNetwork(net["slot"]).delete()     # a pull site a test left behind (devenv/netns.py)
             for bridge in net.get("bridges", []):
                 network.delete_bridge(bridge)
             state["network"] = {}
@@ -815,6 +816,14 @@ class DevEnvironment:
 
     def leftover_processes(self) -> list[int]:
         return processes.processes_with_marker(self.marker)
+
+
+def owns_slot(network_state: dict) -> bool:
+    """Whether this environment claimed its network slot (it made the hub's bridge). A kwok-only
+    environment (benches) only borrows a slot number: the slot's NAT rules and pull-site network
+    belong to whichever environment holds the bridge, and its `down` must leave them alone (one
+    bench's teardown once deleted a running e2e's site network: docs/decisions.md, idle-sites)."""
+    return bool(network_state.get("bridges"))
 
 
 def _read_from(log: Path, offset: int) -> str:
