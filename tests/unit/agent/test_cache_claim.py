@@ -165,3 +165,31 @@ def test_the_agent_reports_its_cache_beside_the_facts_the_hub_reads(config, expe
     data = json.loads(text)
     data.pop(pull.CACHE_FACT)
     assert json.loads(pull.facts_json(FACTS)) == data
+
+
+class _Hub:
+    """The two hub objects a pull probe reads: the Lease and the report."""
+
+    def __init__(self, facts: str, renewed):
+        from lightkube.models.coordination_v1 import LeaseSpec
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.coordination_v1 import Lease
+        from lightkube.resources.core_v1 import ConfigMap
+
+        self.objects = {Lease: Lease(metadata=ObjectMeta(name="l"), spec=LeaseSpec(renewTime=renewed)),
+                        ConfigMap: ConfigMap(metadata=ObjectMeta(name="r"), data={pull.FACTS_KEY: facts})}
+
+    async def get(self, kind, name, namespace=None):
+        return self.objects[kind]
+
+
+@pytest.mark.parametrize("cache", [None, SiteCache(CLAIM, "models", "node-1")])
+def test_the_hub_reads_the_facts_and_the_cache_of_the_same_report(cache):
+    import asyncio
+    import datetime as dt
+
+    now = dt.datetime(2026, 12, 6, 7, 0, tzinfo=dt.timezone.utc)
+    hub = _Hub(pull.facts_json(FACTS, cache), now - dt.timedelta(seconds=5))
+    facts, problem, _ = asyncio.run(pull.probe_site(hub, "line-7", 60, now))
+    assert problem is None and facts == FACTS
+    assert asyncio.run(pull.site_cache(hub, "line-7")) == (cache or SiteCache())
