@@ -129,6 +129,9 @@ def with_site_options(manifests: list[dict], *, claim: CacheClaim | None = None,
     container["env"].append({"name": "EDGELINE_AGENT_NODE_NAME",
                              "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
     pod.setdefault("securityContext", {})["seccompProfile"] = {"type": "RuntimeDefault"}
+    # The root filesystem is read-only, and lightkube writes the hub's CA to a temporary file.
+    pod["volumes"].append({"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}})
+    container["volumeMounts"].append({"name": "tmp", "mountPath": "/tmp"})
     if tolerations:
         pod["tolerations"] = [*pod.get("tolerations", []), *tolerations]
     if claim is None:

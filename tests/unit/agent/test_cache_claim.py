@@ -47,6 +47,9 @@ def test_without_a_claim_the_cache_stays_a_hostpath_in_the_agents_namespace():
     assert _env(pod)["EDGELINE_AGENT_NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "line", "effect": "NoSchedule"}]
     assert "runAsUser" not in pod["securityContext"]          # root: it owns a root-owned folder of the node
+    # A writable /tmp under the read-only root (lightkube writes the hub's CA to a temporary file).
+    assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_with_a_claim_the_join_prints_it_and_the_agent_runs_beside_the_runtimes_at_restricted():
