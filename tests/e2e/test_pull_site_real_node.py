@@ -247,7 +247,7 @@ def _story(hub, edge_a, namespace, real, cluster, labels, origin, digests, root,
     logged = edge_a.kubectl("logs", "-n", f"ns-{cluster}", agent["metadata"]["name"]).stdout
     site_ms = [int(m) for m in re.findall(r"rolled back on the site \(alert received [^)]*, reverted in (\d+) ms\)",
                                            logged)]
-    assert len(site_ms) == 1, logged[-3000:]
+    assert len(site_ms) == 1 and site_ms[0] < 2000, logged[-3000:]        # the site's own revert, no hub involved
 
     # ... and the hub records the site's rollback and marks 2.0.0 bad.
     def recorded():
@@ -256,7 +256,9 @@ def _story(hub, edge_a, namespace, real, cluster, labels, origin, digests, root,
         return (s, record) if record and bad["revision"] in (s.get("badRevisions") or []) else None
     status, record = wait_for(recorded, timeout=120, what="the site rollback in the hub's status")
     assert record["fromRevision"] == bad["revision"] and record["toRevision"] == good["revision"]
-    assert record["clusters"] == [cluster] and record["latencyMs"] < 2000
+    # (Its latencyMs is the site's own figure only when the hub had moved on; while it still rolls the bad
+    # revision out it takes the rollback as its own and counts to its own apply: not asserted here.)
+    assert record["clusters"] == [cluster]
     assert sum(1 for r in status["rollbacks"] if r.get("alert") == "DefectRateHigh") == 1
     assert any(e.get("reason") == "SiteRolledBack" for e in hub.events("detector", namespace))
     real.figures["pull_site_real_node"] = {
