@@ -5,6 +5,8 @@ builders: the command fills them in."""
 from __future__ import annotations
 
 import base64
+import copy
+from dataclasses import dataclass
 
 AGENT_NAMESPACE = "edgeline-agent"
 AGENT = "edgeline-agent"
@@ -83,3 +85,85 @@ def site_manifests(cluster: str, kubeconfig_yaml: str, alerts_token: str, image:
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AGENT_NAMESPACE, "labels": labels}},
             secret, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": AGENT, **meta}},
             role, binding, deployment, service]
+
+
+# --- options of the join: the cache on a PersistentVolumeClaim, the agent's node, tolerations
+
+CACHE_CLAIM_SUBJECT_UID = 65532     # the agent's user with a claim (the runtime's too): restricted wants non-root
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
+@dataclass(frozen=True)
+class CacheClaim:
+    """The site's model cache on a PersistentVolumeClaim instead of the node's disk."""
+
+    name: str
+    size: str = "5Gi"
+    storage_class: str | None = None
+
+
+def parse_toleration(text: str) -> dict:
+    """`KEY[=VALUE][:EFFECT]` (the kubectl taint notation) as a toleration."""
+    rest, _, effect = text.partition(":")
+    key, eq, value = rest.partition("=")
+    if not key or (effect and effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute")):
+        raise ValueError(f"{text!r}: expected KEY[=VALUE][:EFFECT], EFFECT one of NoSchedule, PreferNoSchedule, "
+                         "NoExecute")
+    found: dict = {"key": key, "operator": "Equal" if eq else "Exists"}
+    if eq:
+        found["value"] = value
+    if effect:
+        found["effect"] = effect
+    return found
+
+
+def with_site_options(manifests: list[dict], *, claim: CacheClaim | None = None, namespace: str | None = None,
+                      pod_security: str = "restricted", tolerations: list[dict] | None = None) -> list[dict]:
+    """The join's manifests with its options: the agent knows its node (the runtime Pods are pinned
+    there, where the cache is) and tolerates `tolerations`. With `claim`, the cache is that claim:
+    a claim is namespaced and a Pod mounts only claims of its own namespace, so the agent moves to
+    `namespace` (the EdgeCluster's targetNamespace, where the runtimes run), which gets the
+    tenancy's Pod Security level; the agent then runs as a non-root user and passes `restricted`.
+    Pure: returns new objects."""
+    docs = copy.deepcopy(manifests)
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == AGENT)
+    pod = deployment["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "agent")
+    container["env"].append({"name": "EDGELINE_AGENT_NODE_NAME",
+                             "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
+    pod.setdefault("securityContext", {})["seccompProfile"] = {"type": "RuntimeDefault"}
+    # The root filesystem is read-only, and lightkube writes the hub's CA to a temporary file.
+    pod["volumes"].append({"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}})
+    container["volumeMounts"].append({"name": "tmp", "mountPath": "/tmp"})
+    if tolerations:
+        pod["tolerations"] = [*pod.get("tolerations", []), *tolerations]
+    if claim is None:
+        return docs
+    namespace = namespace or AGENT_NAMESPACE
+    for doc in docs:
+        meta = doc["metadata"]
+        if meta.get("namespace") == AGENT_NAMESPACE:
+            meta["namespace"] = namespace
+        if doc["kind"] == "Namespace" and meta["name"] == AGENT_NAMESPACE:
+            meta["name"] = namespace
+            meta["labels"] = {**meta.get("labels", {}), PSA_ENFORCE: pod_security}
+        for subject in doc.get("subjects") or []:
+            if subject.get("namespace") == AGENT_NAMESPACE:
+                subject["namespace"] = namespace
+    container["env"] = [e for e in container["env"] if e["name"] != "EDGELINE_AGENT_CACHE_HOST_DIR"]
+    container["env"].append({"name": "EDGELINE_AGENT_CACHE_CLAIM", "value": claim.name})
+    pod["volumes"] = [v if v["name"] != "cache" else {"name": "cache", "persistentVolumeClaim": {"claimName": claim.name}}
+                      for v in pod["volumes"]]
+    uid = CACHE_CLAIM_SUBJECT_UID
+    # fsGroup: the kubelet hands the claim's files to the agent's group where the volume supports it.
+    pod["securityContext"].update({"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+                                   "fsGroupChangePolicy": "OnRootMismatch"})
+    container["securityContext"] = {**container.get("securityContext", {}), "runAsNonRoot": True}
+    labels = deployment["metadata"]["labels"]
+    spec: dict = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": claim.size}}}
+    if claim.storage_class is not None:
+        spec["storageClassName"] = claim.storage_class
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+           "metadata": {"name": claim.name, "namespace": namespace, "labels": labels}, "spec": spec}
+    at = docs.index(deployment)
+    return [*docs[:at], pvc, *docs[at:]]

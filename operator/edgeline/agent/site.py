@@ -31,6 +31,7 @@ from edgeline.api.edgedeployment import RevisionRef
 from edgeline.clusters import pull, workloads
 from edgeline.clusters.probe import probe
 from edgeline.domain.rollback import received
+from edgeline.domain.site_cache import CLAIM, HOST_PATH, SiteCache
 from edgeline.domain.site_reports import SiteRollback, WorkloadReport, add_rollback
 from edgeline.render.runtime import Target
 
@@ -49,6 +50,13 @@ class AgentConfig:
     lease_duration_s: int = 30
     hub_timeout_s: float = 5.0
     registry_mirrors: tuple[str, ...] = ()   # oci:// models through the site's mirror first
+    cache_claim: str | None = None     # the cache is this PersistentVolumeClaim (the runtimes mount it), not a hostPath
+    node: str | None = None            # the node this agent runs on (the runtimes are pinned to it)
+
+    @property
+    def cache(self) -> SiteCache:
+        """What the site reports in its facts: the hub decides Pod Security on it."""
+        return SiteCache(CLAIM if self.cache_claim else HOST_PATH, self.cache_claim, self.node)
 
 
 class Agent:
@@ -251,7 +259,8 @@ class Agent:
         objects = site_objects(assignment.deployment_namespace, assignment.deployment, revision,
                                Target(self.config.cluster, assignment.target_namespace), assignment.requirements,
                                f"{self.config.cache_host_dir}/models", relative, variant=variant,
-                               owner_uid=assignment.owner_uid)
+                               owner_uid=assignment.owner_uid, cache_claim=self.config.cache_claim,
+                               node=self.config.node)
         try:
             await workloads.apply(self.site, assignment.target_namespace, objects,
                                   pod_security=assignment.pod_security)
@@ -269,7 +278,7 @@ class Agent:
     async def _observe(self) -> dict[str, WorkloadReport]:
         if self.cycles % FACTS_EVERY == 1 or self.facts is None:
             try:
-                self.facts = pull.facts_json(await probe(self.site, self.config.hub_timeout_s))
+                self.facts = pull.facts_json(await probe(self.site, self.config.hub_timeout_s), self.config.cache)
             except Exception as exc:  # noqa: BLE001 - the facts are refreshed next time
                 log.warning("cannot probe the site's own cluster: %s", exc)
         reports = {}

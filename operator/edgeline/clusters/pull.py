@@ -36,6 +36,7 @@ from edgeline import FIELD_MANAGER, timestamps
 from edgeline.api.edgedeployment import PlacementRequirements, RevisionRef, RollbackPolicy, VariantRef
 from edgeline.clusters.connections import ConnectionProblem
 from edgeline.clusters.probe import ClusterFacts
+from edgeline.domain.site_cache import SiteCache
 from edgeline.domain.site_reports import WorkloadReport, lease_fresh, unheard_message
 
 if TYPE_CHECKING:  # the agent imports this module too; it needs no rollout logic (memory, docs/edge-autonomy.md)
@@ -326,10 +327,30 @@ def _why(exc: Exception) -> str:
 
 
 FACTS_KEY = "site.facts"
+CACHE_FACT = "cache"     # in site.facts beside the probe's facts: where the site keeps its models (domain.site_cache)
 
 
-def facts_json(facts: ClusterFacts) -> str:
-    return json.dumps(asdict(facts), sort_keys=True)
+def facts_json(facts: ClusterFacts, cache: SiteCache | None = None) -> str:
+    data = asdict(facts)
+    if cache is not None:
+        data[CACHE_FACT] = cache.to_dict()
+    return json.dumps(data, sort_keys=True)
+
+
+async def site_cache(hub: AsyncClient, cluster: str) -> SiteCache:
+    """The cache the site's agent last reported (a hostPath when it reported none)."""
+    try:
+        found = await hub.get(ConfigMap, REPORT, namespace=site_namespace(cluster))
+        data = json.loads((found.data or {}).get(FACTS_KEY) or "{}")
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return SiteCache()
+        raise PullProblem(f"cannot read the site's report: {_why(exc)}") from None
+    except (httpx.HTTPError, OSError) as exc:
+        raise PullProblem(f"cannot read the site's report: {_why(exc)}") from None
+    except ValueError:
+        return SiteCache()
+    return SiteCache.from_dict(data.get(CACHE_FACT) if isinstance(data, dict) else None)
 
 
 async def probe_site(hub: AsyncClient, cluster: str, stale_after: int, now: dt.datetime
@@ -351,6 +372,7 @@ async def probe_site(hub: AsyncClient, cluster: str, stale_after: int, now: dt.d
                                                           "reported its cluster yet"), renewed
     try:
         data = json.loads(raw)
+        data.pop(CACHE_FACT, None)
         data["architectures"] = tuple(data.get("architectures") or ())
         data["node_labels"] = {k: tuple(v) for k, v in (data.get("node_labels") or {}).items()}
         return ClusterFacts(**data), None, renewed

@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     agent.add_argument("--cache-host-dir", default=_env("CACHE_HOST_DIR"),
                        help="the same folder as the node sees it (hostPath for the runtime Pods); default: "
                             "--cache-dir [EDGELINE_AGENT_CACHE_HOST_DIR]")
+    agent.add_argument("--cache-claim", default=_env("CACHE_CLAIM"),
+                       help="the cache folder is this PersistentVolumeClaim, which the runtime Pods mount read-only "
+                            "(instead of --cache-host-dir) [EDGELINE_AGENT_CACHE_CLAIM]")
+    agent.add_argument("--node-name", default=_env("NODE_NAME"),
+                       help="the node this agent runs on; the runtime Pods are pinned to it, where the cache is "
+                            "[EDGELINE_AGENT_NODE_NAME]")
     agent.add_argument("--interval", type=float, default=float(_env("INTERVAL", "5")),
                        help="seconds between two syncs with the hub [EDGELINE_AGENT_INTERVAL]")
     agent.add_argument("--alerts-listen", default=_env("ALERTS_LISTEN", "0.0.0.0"),
@@ -67,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     cache_dir = Path(args.cache_dir)
     config = AgentConfig(cluster=args.cluster, cache_dir=cache_dir,
                          cache_host_dir=args.cache_host_dir or str(cache_dir), interval_s=args.interval,
-                         registry_mirrors=registry_mirrors(args.registry_mirror, _env("REGISTRY_MIRROR")))
+                         registry_mirrors=registry_mirrors(args.registry_mirror, _env("REGISTRY_MIRROR")),
+                         cache_claim=args.cache_claim or None, node=args.node_name or None)
     asyncio.run(serve(config, Path(args.hub_kubeconfig), Path(args.kubeconfig) if args.kubeconfig else None,
                       args.alerts_listen, args.alerts_port, _env("ALERTS_TOKEN")))
     return 0

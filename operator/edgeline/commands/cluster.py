@@ -36,6 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     join.add_argument("--registry-mirror", default=None, metavar="URL", type=_http_url,
                       help="site-local registry mirror (http(s)://host:port, a pull-through cache) the agent asks "
                            "first for oci:// models (docs/edge-autonomy.md)")
+    join.add_argument("--cache-claim", metavar="NAME",
+                      help="keep the site's model cache on a PersistentVolumeClaim of this name (printed too), "
+                           "admitted at Pod Security restricted, instead of a hostPath (privileged); the agent then "
+                           "runs in the EdgeCluster's targetNamespace, beside the runtimes that mount the claim")
+    join.add_argument("--cache-size", default="5Gi", help="size the claim requests (default: 5Gi)")
+    join.add_argument("--cache-storage-class", help="storageClassName of the claim (default: the site's default)")
+    join.add_argument("--toleration", action="append", default=[], metavar="KEY[=VALUE][:EFFECT]",
+                      help="a taint of the site's nodes the agent tolerates (repeatable)")
     join.set_defaults(func=run_join)
 
 
@@ -53,10 +61,16 @@ async def _join(args: argparse.Namespace) -> int:
     import yaml
     from lightkube import ApiError, AsyncClient, KubeConfig
 
-    from edgeline.agent.bootstrap import hub_kubeconfig, site_manifests
+    from edgeline.agent.bootstrap import CacheClaim, hub_kubeconfig, parse_toleration, site_manifests, with_site_options
     from edgeline.clusters import pull
     from edgeline.clusters.resources import RESOURCES
+    from edgeline.domain.tenancy import TenancyFacts, effective_level
 
+    try:
+        tolerations = [parse_toleration(t) for t in args.toleration]
+    except ValueError as exc:
+        print(f"--toleration {exc}", file=sys.stderr)
+        return 2
     config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else KubeConfig.from_env()
     hub = AsyncClient(config, field_manager="edgeline")
     try:
@@ -91,6 +105,11 @@ async def _join(args: argparse.Namespace) -> int:
         out.chmod(0o600)
     manifests = site_manifests(args.name, kubeconfig, secrets.token_urlsafe(24), args.image,
                                registry_mirror=args.registry_mirror)
+    spec = found.get("spec") or {}
+    claim = CacheClaim(args.cache_claim, args.cache_size, args.cache_storage_class) if args.cache_claim else None
+    manifests = with_site_options(manifests, claim=claim, tolerations=tolerations,
+                                  namespace=spec.get("targetNamespace", "edgeline-workloads"),
+                                  pod_security=effective_level(TenancyFacts.from_spec(spec.get("tenancy"))))
     sys.stdout.write(yaml.safe_dump_all(manifests, sort_keys=False))
     print(f"# apply on the site: kubectl apply -f - ; EdgeCluster {args.name} turns Ready once the agent "
           "renews its Lease", file=sys.stderr)

@@ -16,6 +16,7 @@ from edgeline.clusters.workloads import RuntimeOwner
 from edgeline.controllers.indexes import ClusterEntry
 from edgeline.domain.rollback import known_good
 from edgeline.domain.rollout import ActOutcome, Apply, Observation
+from edgeline.domain.site_cache import SiteCache, pod_security_refusal
 from edgeline.domain.site_reports import SiteRevert, WorkloadReport
 from edgeline.domain.tenancy import effective_level
 from edgeline.domain.variants import Runs, pick
@@ -42,12 +43,11 @@ async def apply(entry: ClusterEntry, action: Apply, owner: RuntimeOwner, ed: Edg
                 status: EdgeDeploymentStatus | None, reports: dict[str, WorkloadReport]) -> ActOutcome:
     cluster, revision = action.cluster, action.revision
     level = effective_level(entry.facts.tenancy)
-    if level != "privileged":
+    # Below privileged only a cache on a claim will do: ask the site's report which one it has.
+    refusal = pod_security_refusal(cluster, level, await site_cache(cluster) if level != "privileged" else SiteCache())
+    if refusal is not None:
         # Said here, not found as Pods that Pod Security refuses on the site.
-        return ActOutcome(cluster, revision.revision, time.time(),
-                          f"{POD_SECURITY_TOO_STRICT}: a pull site's runtime reads its model from the node's cache "
-                          f"(a hostPath volume), which Pod Security admits only at privileged; EdgeCluster "
-                          f"{cluster} has spec.tenancy.podSecurity {level}")
+        return ActOutcome(cluster, revision.revision, time.time(), f"{POD_SECURITY_TOO_STRICT}: {refusal}")
     # What the site falls back on by itself: the hub's own choice for a rollback of this revision,
     # in the variant this cluster gets (picked as the rollout picks it).
     fallback = known_good(status, revision.revision) if status is not None else None
@@ -70,6 +70,14 @@ async def remove(cluster: str, owner: RuntimeOwner) -> ActOutcome:
     except pull.PullProblem as exc:
         return ActOutcome(cluster, None, time.time(), str(exc))
     return ActOutcome(cluster, None, time.time())
+
+
+async def site_cache(cluster: str) -> SiteCache:
+    """The cache the site reported; a hostPath (the strict answer) when the report cannot be read."""
+    try:
+        return await pull.site_cache(hub_client(), cluster)
+    except pull.PullProblem:
+        return SiteCache()
 
 
 def variant_for(revision: RevisionRef | None, entry: ClusterEntry) -> VariantRef | None:

@@ -2,21 +2,56 @@
 
 import asyncio
 
+import pytest
+
 from edgeline.api.edgedeployment import EdgeDeployment, RevisionRef
 from edgeline.clusters.workloads import RuntimeOwner
 from edgeline.controllers import pull_sites
 from edgeline.controllers.indexes import ClusterEntry, KubeconfigRef
 from edgeline.domain.placement import ClusterFacts
 from edgeline.domain.rollout import Apply
+from edgeline.domain.site_cache import CLAIM, SiteCache
 from edgeline.domain.tenancy import TenancyFacts
 from tests.helpers.manifests import edge_deployment
 
 
-def test_a_pull_site_below_privileged_gets_no_assignment_and_says_why():
-    entry = ClusterEntry(facts=ClusterFacts("line-7", tenancy=TenancyFacts(declared=True, pod_security="baseline")),
-                         secret=KubeconfigRef(None, "kubeconfig"), namespace="edge", stale_after=60, mode="pull")
+def _entry(level: str) -> ClusterEntry:
+    return ClusterEntry(facts=ClusterFacts("line-7", tenancy=TenancyFacts(declared=True, pod_security=level)),
+                        secret=KubeconfigRef(None, "kubeconfig"), namespace="edge", stale_after=60, mode="pull")
+
+
+def _apply(entry: ClusterEntry):
     ed = EdgeDeployment.model_validate(edge_deployment("factory", {"line": "7"}))
-    outcome = asyncio.run(pull_sites.apply(entry, Apply("line-7", RevisionRef(revision="r1")),
-                                           RuntimeOwner("factory", "detector", "uid-1"), ed, None, {}))
+    return asyncio.run(pull_sites.apply(entry, Apply("line-7", RevisionRef(revision="r1")),
+                                        RuntimeOwner("factory", "detector", "uid-1"), ed, None, {}))
+
+
+def _site_has(monkeypatch, cache: SiteCache) -> list:
+    published = []
+
+    async def reported(cluster):
+        return cache
+
+    async def publish(hub, cluster, assignment):
+        published.append(assignment)
+
+    monkeypatch.setattr(pull_sites, "site_cache", reported)
+    monkeypatch.setattr(pull_sites, "hub_client", lambda: None)
+    monkeypatch.setattr(pull_sites.pull, "publish", publish)
+    return published
+
+
+def test_a_pull_site_below_privileged_gets_no_assignment_and_says_why(monkeypatch):
+    published = _site_has(monkeypatch, SiteCache())         # a hostPath cache
+    outcome = _apply(_entry("baseline"))
     assert outcome.error.startswith(pull_sites.POD_SECURITY_TOO_STRICT)
     assert "podSecurity baseline" in outcome.error and outcome.revision == "r1"
+    assert published == []
+
+
+@pytest.mark.parametrize("level", ["restricted", "baseline", "privileged"])
+def test_a_pull_site_with_its_cache_on_a_claim_gets_its_assignment_at_any_level(monkeypatch, level):
+    published = _site_has(monkeypatch, SiteCache(CLAIM, "models", "node-1"))
+    outcome = _apply(_entry(level))
+    assert outcome.error is None
+    assert [a.pod_security for a in published] == [level]
