@@ -41,11 +41,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="address of the site alert receiver [EDGELINE_AGENT_ALERTS_LISTEN]")
     agent.add_argument("--alerts-port", type=int, default=int(_env("ALERTS_PORT", "9094")),
                        help="port of the site alert receiver, 0: off [EDGELINE_AGENT_ALERTS_PORT]")
+    agent.add_argument("--alerts-tls-names", default=_env("ALERTS_TLS_NAMES", ""),
+                       help="comma-separated names and addresses for the receiver's certificate besides the "
+                            "Service's (edgeline-agent.edgeline-agent.svc, ...) [EDGELINE_AGENT_ALERTS_TLS_NAMES]")
+    agent.add_argument("--alerts-plain-http", action="store_true",
+                       default=_env("ALERTS_PLAIN_HTTP", "") in ("1", "true"),
+                       help="serve the alert receiver over plain HTTP (not advised: the bearer token crosses the "
+                            "network in clear) [EDGELINE_AGENT_ALERTS_PLAIN_HTTP]")
+    agent.add_argument("--tls-validity", type=float, default=float(_env("TLS_VALIDITY", str(90 * 86400))),
+                       help="seconds a receiver certificate is valid; renewed with a third left (default 90 days) "
+                            "[EDGELINE_AGENT_TLS_VALIDITY]")
+    agent.add_argument("--tls-check-interval", type=float, default=float(_env("TLS_CHECK_INTERVAL", "60")),
+                       help="seconds between two checks of the receiver certificate [EDGELINE_AGENT_TLS_CHECK_INTERVAL]")
+    agent.add_argument("--token-rotate-after", type=float, default=float(_env("TOKEN_ROTATE_AFTER", "0.8")),
+                       help="when to replace the site's hub token: below 1 a fraction of its lifetime (default 0.8), "
+                            "else seconds after it was issued [EDGELINE_AGENT_TOKEN_ROTATE_AFTER]")
+    agent.add_argument("--token-check-interval", type=float, default=float(_env("TOKEN_CHECK_INTERVAL", "60")),
+                       help="seconds between two checks of the hub token [EDGELINE_AGENT_TOKEN_CHECK_INTERVAL]")
     agent.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeline.agent.main import serve
+    from edgeline.agent.main import CredentialOptions, serve
     from edgeline.agent.site import AgentConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -56,5 +73,10 @@ def run(args: argparse.Namespace) -> int:
     config = AgentConfig(cluster=args.cluster, cache_dir=cache_dir,
                          cache_host_dir=args.cache_host_dir or str(cache_dir), interval_s=args.interval)
     asyncio.run(serve(config, Path(args.hub_kubeconfig), Path(args.kubeconfig) if args.kubeconfig else None,
-                      args.alerts_listen, args.alerts_port, _env("ALERTS_TOKEN")))
+                      args.alerts_listen, args.alerts_port, _env("ALERTS_TOKEN"),
+                      CredentialOptions(alerts_plain_http=args.alerts_plain_http,
+                                        alerts_tls_names=tuple(n for n in args.alerts_tls_names.split(",") if n),
+                                        tls_validity_s=args.tls_validity, tls_check_interval_s=args.tls_check_interval,
+                                        token_rotate_after=args.token_rotate_after,
+                                        token_check_interval_s=args.token_check_interval)))
     return 0
