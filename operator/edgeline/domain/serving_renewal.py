@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVING_VALIDITY = dt.timedelta(days=90)
+CLOCK_SLACK = dt.timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -41,4 +42,7 @@ def renewal(stored: StoredPair, names: tuple[str, ...], now: dt.datetime,
         return Renewal(False, f"its names lack {', '.join(sorted(missing))}")
     if stored.not_after - now < validity / 3:
         return Renewal(False, f"it expires at {stored.not_after.isoformat()}")
+    if stored.not_after - now > validity + CLOCK_SLACK:
+        # The validity was shortened (--tls-validity): the next renewal must not wait for the old one.
+        return Renewal(False, f"it lasts until {stored.not_after.isoformat()}, longer than the validity asked for")
     return None

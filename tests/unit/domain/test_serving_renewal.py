@@ -41,3 +41,6 @@ def test_a_short_validity_renews_with_a_third_left():
     due = StoredPair(True, True, NAMES, NOW + 3000 * DAY, NOW + dt.timedelta(seconds=14))
     assert renewal(fresh, NAMES, NOW, validity) is None
     assert renewal(due, NAMES, NOW, validity) is not None
+    # A 90-day certificate from before the validity was shortened is issued again at once.
+    assert "longer than the validity" in renewal(GOOD, NAMES, NOW, validity).reason
+    assert renewal(GOOD, NAMES, NOW, dt.timedelta(days=80) - dt.timedelta(seconds=59)) is None
