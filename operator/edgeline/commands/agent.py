@@ -69,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.cluster or not args.hub_kubeconfig:
         print("edgeline agent needs --cluster and --hub-kubeconfig (or EDGELINE_AGENT_CLUSTER/_HUB_KUBECONFIG)")
         return 2
+    if args.token_rotate_after <= 0 or args.tls_validity < 30 or args.tls_check_interval <= 0 \
+            or args.token_check_interval <= 0:
+        print("edgeline agent: --token-rotate-after and the check intervals must be above 0, --tls-validity at "
+              "least 30 seconds")
+        return 2
     cache_dir = Path(args.cache_dir)
     config = AgentConfig(cluster=args.cluster, cache_dir=cache_dir,
                          cache_host_dir=args.cache_host_dir or str(cache_dir), interval_s=args.interval)

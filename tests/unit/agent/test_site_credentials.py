@@ -138,3 +138,11 @@ def test_with_token_changes_only_the_token():
     config = _kubeconfig("a")
     assert with_token(config, "b") == {**config, "users": [{"name": "site", "user": {"token": "b"}}]}
     assert kubeconfig_token(config) == "a"
+
+
+@pytest.mark.parametrize("flags", [["--token-rotate-after", "0"], ["--tls-validity", "10"],
+                                   ["--tls-check-interval", "0"], ["--token-check-interval", "-1"]])
+def test_the_agent_refuses_rotation_and_renewal_settings_that_cannot_work(flags, capsys):
+    from edgeline.cli import main
+    assert main(["agent", "--cluster", "x", "--hub-kubeconfig", "/nonexistent", *flags]) == 2
+    assert "must be above 0" in capsys.readouterr().out
