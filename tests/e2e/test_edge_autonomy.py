@@ -31,6 +31,7 @@ import yaml
 from cryptography import x509
 
 from edgeline.agent.bootstrap import AGENT, AGENT_NAMESPACE, CA_CONFIGMAP, TLS_SECRET
+from edgeline.devenv.monitoring import Monitoring, Webhook
 from edgeline.devenv.netns import SiteNetwork
 from edgeline.domain.token_rotation import token_times
 from edgeline.pki import CertificateAuthority
@@ -464,6 +465,16 @@ def _hub_token(kubeconfig_text: str) -> str:
     return yaml.safe_load(kubeconfig_text)["users"][0]["user"]["token"]
 
 
+def _fire(monitoring: Monitoring, name: str) -> None:
+    """An alert into Alertmanager's API, as Prometheus sends one; Alertmanager routes it to the site."""
+    alert = [{"labels": {"alertname": name, "severity": "info"},
+              "startsAt": dt.datetime.now(dt.timezone.utc).isoformat()}]
+    request = urllib.request.Request(f"{monitoring.alertmanager_url}/api/v2/alerts", data=json.dumps(alert).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
 def _lease_renewed(hub, cluster) -> str:
     return hub.get("lease", "edgeline-agent", "-n", site_namespace(cluster))["spec"].get("renewTime") or ""
 
@@ -473,7 +484,8 @@ def test_a_pull_site_renews_its_receiver_certificate_and_its_hub_token_while_it_
     """Given a pull site joined with a 600 s hub token (TokenRequest's shortest), its agent told to
     rotate it after 5 % of its life and to serve 45-second receiver certificates, when it runs,
     then the receiver answers HTTPS only, verified against the CA the agent published on the site,
-    a new certificate is served by the same process before the first expires, and the agent
+    a new certificate is served by the same process before the first expires, a real Alertmanager
+    whose `tls_config.ca_file` is that CA delivers before and after the renewal, and the agent
     obtains a new hub token, keeps it in its state folder and the site Secret, and goes on
     renewing its Lease; the new token is as narrow as the join's."""
     tag = "t" + uuid.uuid4().hex[:5]
@@ -514,15 +526,26 @@ def test_a_pull_site_renews_its_receiver_certificate_and_its_hub_token_while_it_
         stored = edge_b.get("secret", TLS_SECRET, "-n", AGENT_NAMESPACE)["data"]
         assert {"ca.crt", "ca.key", "tls.crt", "tls.key"} <= set(stored)
 
-        # Renewal while serving: a new certificate, same process, same CA file, before the first ends.
-        pid = agent.pid()
-        renewed = wait_for(lambda: (c := served_certificate(agent, cafile)) is not None
-                           and c.serial_number != first.serial_number and c, timeout=60,
-                           what="a renewed receiver certificate")
-        assert dt.datetime.now(dt.timezone.utc) < first.not_valid_after_utc             # renewed with life left, not after expiry
-        assert renewed.not_valid_after_utc > first.not_valid_after_utc
-        assert agent.pid() == pid and agent.running()
-        assert _post_alert(agent.alerts_url, unrouted, cafile=cafile)[0] == 200
+        # The site's Alertmanager, configured as docs/edge-autonomy.md says (ca_file: the published CA).
+        webhook = Webhook(agent.alerts_url, bearer_token=SITE_TOKEN, ca_file=str(cafile))
+        with Monitoring(tmp_path / "site-monitoring", webhook=webhook) as monitoring:
+            _fire(monitoring, "SiteCheckBefore")
+            wait_for(lambda: "site alert SiteCheckBefore" in agent.log_text(), timeout=60,
+                     what="Alertmanager delivering to the site receiver over TLS")
+
+            # Renewal while serving: a new certificate, same process, same CA file, before the first ends.
+            pid = agent.pid()
+            renewed = wait_for(lambda: (c := served_certificate(agent, cafile)) is not None
+                               and c.serial_number != first.serial_number and c, timeout=60,
+                               what="a renewed receiver certificate")
+            # Issued (its end minus its 45 s) while the first one was still valid: renewed before expiry.
+            assert renewed.not_valid_after_utc - dt.timedelta(seconds=45) < first.not_valid_after_utc
+            assert renewed.not_valid_after_utc > first.not_valid_after_utc and renewed.issuer == first.issuer
+            assert agent.pid() == pid and agent.running()
+            assert _post_alert(agent.alerts_url, unrouted, cafile=cafile)[0] == 200
+            _fire(monitoring, "SiteCheckAfter")
+            wait_for(lambda: "site alert SiteCheckAfter" in agent.log_text(), timeout=60,
+                     what="Alertmanager delivering with the renewed certificate")
 
         # The hub token: rotated after 5 % of its 600 s, kept where a restart finds it.
         wait_for(lambda: "rotated the site's hub token" in agent.log_text(), timeout=90,
