@@ -4,14 +4,20 @@ hub learns everything once the link returns (docs/edge-autonomy.md).
 Given a hub and a pull site whose agent (the agent image of `make images`, run by podman) runs in
 a network namespace of its own (devenv/netns.py): the site's cluster is edge-b's real
 kube-apiserver with kwok nodes, reached over the site's LAN; the hub and the model server are its
-WAN. The test cuts the WAN with a kernel drop rule, never by stopping a process.
+WAN. The test cuts the WAN with a kernel drop rule, never by stopping a process. Alerts reach the site's
+receiver over HTTPS, verified against the CA certificate the agent publishes on the site.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import http.client
 import json
 import os
 import random
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,8 +28,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
+from edgeline.agent.bootstrap import AGENT, AGENT_NAMESPACE, CA_CONFIGMAP, TLS_SECRET
+from edgeline.devenv.monitoring import Monitoring, Webhook
 from edgeline.devenv.netns import SiteNetwork
+from edgeline.domain.token_rotation import token_times
+from edgeline.pki import CertificateAuthority
 from edgeline.clusters.pull import site_namespace
 from tests.e2e.conftest import ROOT, kubectl_binary, register_edge_cluster, wait_for
 from tests.helpers import onnx_models, runtime_models
@@ -67,8 +78,9 @@ class AgentContainer:
     Read-only root filesystem, every capability dropped; its cache is a folder of the host."""
 
     def __init__(self, site: SiteNetwork, cluster: str, hub_kubeconfig: Path, site_kubeconfig: Path,
-                 cache_dir: Path, log: Path, alerts_port: int = 9094):
+                 cache_dir: Path, log: Path, alerts_port: int = 9094, extra_args: tuple[str, ...] = ()):
         self.site, self.cluster, self.log = site, cluster, log
+        self.cache_dir = cache_dir
         self.alerts_port = alerts_port
         self.image = _images_env().get("AGENT_IMAGE") or pytest.fail("images.env names no AGENT_IMAGE")
         self.env = _podman_env()
@@ -82,12 +94,14 @@ class AgentContainer:
             "-e", f"EDGELINE_AGENT_ALERTS_TOKEN={SITE_TOKEN}",
             self.image, "agent", "--cluster", cluster, "--hub-kubeconfig", str(hub_kubeconfig),
             "--kubeconfig", str(site_kubeconfig), "--cache-dir", str(cache_dir), "--interval", "1",
-            "--alerts-listen", site.site_address, "--alerts-port", str(alerts_port)]
+            "--alerts-listen", site.site_address, "--alerts-port", str(alerts_port),
+            # The receiver's certificate names the address the site's Alertmanager (here: the test) dials.
+            "--alerts-tls-names", site.site_address, *extra_args]
         self.proc: subprocess.Popen | None = None
 
     @property
     def alerts_url(self) -> str:
-        return f"http://{self.site.site_address}:{self.alerts_port}/alerts"
+        return f"https://{self.site.site_address}:{self.alerts_port}/alerts"
 
     def start(self) -> None:
         subprocess.run(["podman", "rm", "--force", "--ignore", self.name], env=self.env, capture_output=True,
@@ -128,12 +142,13 @@ def pull_cluster(name: str, labels: dict[str, str]) -> dict:
                      "tenancy": {**ADMIT_ALL, "podSecurity": "privileged"}}}
 
 
-SITE_IDENTITY_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+SITE_IDENTITY_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                       "Secret", "ConfigMap")
 
 
 def site_identity(edge, dev_env, site: str, bootstrap: list[dict], out: Path) -> Path:
-    """The site side of the join: its Namespace, ServiceAccount and RBAC, applied on the site's
-    cluster as printed, and a kubeconfig of that ServiceAccount (a TokenRequest, as the agent's
+    """The site side of the join: its Namespace, ServiceAccount and RBAC, the Secrets and the CA
+    ConfigMap the agent fills in, applied on the site's cluster as printed, and a kubeconfig of that ServiceAccount (a TokenRequest, as the agent's
     Pod would get it mounted) for the agent container, which runs outside the cluster here."""
     edge.apply([d for d in bootstrap if d["kind"] in SITE_IDENTITY_KINDS])
     [account] = [d for d in bootstrap if d["kind"] == "ServiceAccount"]
@@ -142,12 +157,12 @@ def site_identity(edge, dev_env, site: str, bootstrap: list[dict], out: Path) ->
     return token_kubeconfig(dev_env.pod_kubeconfig(site), "edgeline-agent", token, out)
 
 
-def join(hub, dev_env, cluster: str, out: Path) -> list[dict]:
+def join(hub, dev_env, cluster: str, out: Path, *extra: str) -> list[dict]:
     """`edgeline cluster join` as the platform team runs it: the site's bootstrap manifests, and
     the site's hub kubeconfig written to `out`."""
     done = subprocess.run([sys.executable, "-m", "edgeline", "cluster", "join", cluster,
                            "--kubeconfig", str(hub.kubeconfig), "--hub-server", _hub_url(dev_env),
-                           "--hub-kubeconfig-out", str(out)],
+                           "--hub-kubeconfig-out", str(out), *extra],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     return list(yaml.safe_load_all(done.stdout))
@@ -195,14 +210,39 @@ def _site_revision(edge_b, cluster) -> str | None:
     return items[0]["spec"]["template"]["metadata"]["labels"].get("edgeline.io/revision") if items else None
 
 
-def _post_alert(url: str, labels: dict, token: str = SITE_TOKEN) -> tuple[int, str]:
+def site_ca(edge, out: Path) -> Path:
+    """The site CA certificate as the agent publishes it on the site (ConfigMap edgeline-agent-ca),
+    written where a client reads it once, as Alertmanager reads `tls_config.ca_file`."""
+    def published():
+        found = edge.kubectl("get", "configmap", CA_CONFIGMAP, "-n", AGENT_NAMESPACE, "-o", "json", check=False)
+        return found.returncode == 0 and (json.loads(found.stdout).get("data") or {}).get("ca.crt")
+    out.write_text(wait_for(published, timeout=60, what="the site CA published by the agent"))
+    return out
+
+
+def _tls_context(cafile: Path | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cafile) if cafile else None)
+
+
+def served_certificate(agent: AgentContainer, cafile: Path) -> x509.Certificate | None:
+    """The certificate a fresh, verifying handshake with the site receiver gets (None: no answer yet)."""
+    try:
+        with socket.create_connection((agent.site.site_address, agent.alerts_port), timeout=5) as raw:
+            with _tls_context(cafile).wrap_socket(raw, server_hostname=agent.site.site_address) as tls:
+                return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    except (ConnectionRefusedError, ConnectionResetError):
+        return None
+
+
+def _post_alert(url: str, labels: dict, token: str = SITE_TOKEN, cafile: Path | None = None) -> tuple[int, str]:
     body = json.dumps({"version": "4", "status": "firing", "alerts": [{
         "status": "firing", "labels": labels, "startsAt": "2026-12-05T10:00:00Z",
         "fingerprint": uuid.uuid4().hex[:16]}]}).encode()
     request = urllib.request.Request(url, body, {"Content-Type": "application/json",
                                                  "Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        context = _tls_context(cafile) if url.startswith("https:") else None
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -243,7 +283,8 @@ def test_a_pull_site_rolls_back_alone_while_the_wan_is_cut_and_the_hub_learns_it
                          dev_env.state_dir / f"agent-{cluster}", tmp_path / "agent.log")
     agent.start()
     try:
-        _story(hub, edge_b, dev_env, namespace, site_network, models, cluster, tag, agent)
+        _story(hub, edge_b, dev_env, namespace, site_network, models, cluster, tag, agent,
+               site_ca(edge_b, tmp_path / "site-ca.crt"))
     except BaseException:
         print("--- agent log\n" + agent.log_text()[-6000:])
         raise
@@ -253,7 +294,7 @@ def test_a_pull_site_rolls_back_alone_while_the_wan_is_cut_and_the_hub_learns_it
         hub.kubectl("delete", "edgecluster", cluster, "--wait=false", check=False)
 
 
-def _story(hub, edge_b, dev_env, namespace, site_network, models, cluster, tag, agent):
+def _story(hub, edge_b, dev_env, namespace, site_network, models, cluster, tag, agent, cafile):
     hub.kubectl("wait", f"edgecluster/{cluster}", "--for=jsonpath={.status.phase}=Ready", "--timeout=90s",
                 timeout=120)
     hub.apply([mlmodel(namespace, v, uri, digest) for v, (uri, digest) in models.items()])
@@ -306,12 +347,13 @@ def _story(hub, edge_b, dev_env, namespace, site_network, models, cluster, tag, 
     # A site alert reverts the site by itself, from its cache, within 2 s, with no hub.
     sent = time.monotonic()
     code, text = _post_alert(agent.alerts_url, {"alertname": "DefectRateHigh", "severity": "critical",
-                                                "edgeline_deployment": "detector", "namespace": namespace})
+                                                "edgeline_deployment": "detector", "namespace": namespace},
+                             cafile=cafile)
     assert code == 200 and "reverting" in text, text
     wait_for(lambda: _site_revision(edge_b, cluster) == good, timeout=5, interval=0.1,
              what="the site back on the known-good revision")
     assert time.monotonic() - sent < 2.0 + 1.0          # the post, plus polling the site's API server
-    assert _post_alert(agent.alerts_url, {"alertname": "x"}, token="wrong")[0] == 401
+    assert _post_alert(agent.alerts_url, {"alertname": "x"}, token="wrong", cafile=cafile)[0] == 401
 
     # A restart of the agent during the cut keeps the site on what it chose (state on the site's disk).
     agent.stop()
@@ -417,3 +459,132 @@ def test_one_deployment_spans_push_and_pull_clusters_through_random_cuts(
         agent.stop()
         hub.kubectl("delete", "edgedeployments", "--all", "-n", namespace, "--timeout=60s", check=False)
         hub.kubectl("delete", "edgecluster", site, push, "--wait=false", check=False)
+
+
+def _hub_token(kubeconfig_text: str) -> str:
+    return yaml.safe_load(kubeconfig_text)["users"][0]["user"]["token"]
+
+
+def _fire(monitoring: Monitoring, name: str) -> None:
+    """An alert into Alertmanager's API, as Prometheus sends one; Alertmanager routes it to the site."""
+    alert = [{"labels": {"alertname": name, "severity": "info"},
+              "startsAt": dt.datetime.now(dt.timezone.utc).isoformat()}]
+    request = urllib.request.Request(f"{monitoring.alertmanager_url}/api/v2/alerts", data=json.dumps(alert).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
+def _lease_renewed(hub, cluster) -> str:
+    return hub.get("lease", "edgeline-agent", "-n", site_namespace(cluster))["spec"].get("renewTime") or ""
+
+
+def test_a_pull_site_renews_its_receiver_certificate_and_its_hub_token_while_it_runs(
+        hub, edge_b, dev_env, operator, site_network, tmp_path):
+    """Given a pull site joined with a 600 s hub token (TokenRequest's shortest), its agent told to
+    rotate it after 5 % of its life and to serve 45-second receiver certificates, when it runs,
+    then the receiver answers HTTPS only, verified against the CA the agent published on the site,
+    a new certificate is served by the same process before the first expires, a real Alertmanager
+    whose `tls_config.ca_file` is that CA delivers before and after the renewal, and the agent
+    obtains a new hub token, keeps it in its state folder and the site Secret, and goes on
+    renewing its Lease; the new token is as narrow as the join's."""
+    tag = "t" + uuid.uuid4().hex[:5]
+    cluster = f"{tag}-line-9"
+    hub.apply(pull_cluster(cluster, {"edgeline.io/fleet": tag}))
+    site_hub_config = tmp_path / "site-hub.kubeconfig"
+    bootstrap = join(hub, dev_env, cluster, site_hub_config, "--token-seconds", "600")
+    joined = _hub_token(site_hub_config.read_text())
+    assert token_times(joined).lifetime_s == 600
+    site_config = site_identity(edge_b, dev_env, "edge-b", bootstrap, tmp_path / "site-agent.kubeconfig")
+    agent = AgentContainer(site_network, cluster, site_hub_config, site_config,
+                           dev_env.state_dir / f"agent-{cluster}", tmp_path / "agent.log",
+                           extra_args=("--token-rotate-after", "0.05", "--token-check-interval", "2",
+                                       "--tls-validity", "45", "--tls-check-interval", "1"))
+    agent.start()
+    try:
+        hub.kubectl("wait", f"edgecluster/{cluster}", "--for=jsonpath={.status.phase}=Ready", "--timeout=90s",
+                    timeout=120)
+        # The receiver: HTTPS with a certificate from the CA the agent published on the site.
+        cafile = site_ca(edge_b, tmp_path / "site-ca.crt")      # read once, as Alertmanager does
+        first = wait_for(lambda: served_certificate(agent, cafile), timeout=60,
+                         what="the site receiver answering TLS")
+        sans = first.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert {"edgeline-agent.edgeline-agent.svc", "edgeline-agent.edgeline-agent"} <= \
+            set(sans.get_values_for_type(x509.DNSName))
+        unrouted = {"alertname": "NotAboutAModel"}
+        assert _post_alert(agent.alerts_url, unrouted, cafile=cafile)[0] == 200
+        # Plain HTTP, and HTTPS checked against another CA, get nowhere.
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)) as plain:
+            _post_alert(agent.alerts_url.replace("https:", "http:"), unrouted)
+        assert not isinstance(plain.value, urllib.error.HTTPError)
+        stranger = tmp_path / "stranger-ca.crt"
+        stranger.write_bytes(CertificateAuthority.create("not-the-site").cert_pem)
+        with pytest.raises(urllib.error.URLError) as wrong:
+            _post_alert(agent.alerts_url, unrouted, cafile=stranger)
+        assert isinstance(wrong.value.reason, ssl.SSLCertVerificationError)
+        # The site Secret keeps the CA key on the site; the hub never saw it.
+        stored = edge_b.get("secret", TLS_SECRET, "-n", AGENT_NAMESPACE)["data"]
+        assert {"ca.crt", "ca.key", "tls.crt", "tls.key"} <= set(stored)
+
+        # The site's Alertmanager, configured as docs/edge-autonomy.md says (ca_file: the published CA).
+        webhook = Webhook(agent.alerts_url, bearer_token=SITE_TOKEN, ca_file=str(cafile))
+        with Monitoring(tmp_path / "site-monitoring", webhook=webhook) as monitoring:
+            _fire(monitoring, "SiteCheckBefore")
+            wait_for(lambda: "site alert SiteCheckBefore" in agent.log_text(), timeout=60,
+                     what="Alertmanager delivering to the site receiver over TLS")
+
+            # Renewal while serving: a new certificate, same process, same CA file, before the first ends.
+            pid = agent.pid()
+            renewed = wait_for(lambda: (c := served_certificate(agent, cafile)) is not None
+                               and c.serial_number != first.serial_number and c, timeout=60,
+                               what="a renewed receiver certificate")
+            # Issued (its end minus its 45 s) while the first one was still valid: renewed before expiry.
+            assert renewed.not_valid_after_utc - dt.timedelta(seconds=45) < first.not_valid_after_utc
+            assert renewed.not_valid_after_utc > first.not_valid_after_utc and renewed.issuer == first.issuer
+            assert agent.pid() == pid and agent.running()
+            assert _post_alert(agent.alerts_url, unrouted, cafile=cafile)[0] == 200
+            _fire(monitoring, "SiteCheckAfter")
+            wait_for(lambda: "site alert SiteCheckAfter" in agent.log_text(), timeout=60,
+                     what="Alertmanager delivering with the renewed certificate")
+
+        # The hub token: rotated after 5 % of its 600 s, kept where a restart finds it.
+        wait_for(lambda: "rotated the site's hub token" in agent.log_text(), timeout=90,
+                 what="the agent rotating its hub token")
+        token_file = agent.cache_dir / "hub-token"
+        rotated = wait_for(lambda: token_file.exists() and token_file.read_text().strip(), timeout=10,
+                           what="the new token in the state folder")
+        assert rotated != joined and token_times(rotated).lifetime_s == 600
+        assert token_times(rotated).issued_at > token_times(joined).issued_at
+
+        def secret_token():
+            data = edge_b.get("secret", AGENT, "-n", AGENT_NAMESPACE)["data"]
+            return _hub_token(base64.b64decode(data["hub-kubeconfig"]).decode())
+        in_secret = wait_for(lambda: (t := secret_token()) != joined and t, timeout=30,
+                             what="the new token in the site Secret")
+        assert token_times(in_secret).issued_at >= token_times(rotated).issued_at
+        # The Lease goes on being renewed after the swap (every hub call now carries the new token).
+        mark = len(agent.log_text())
+        before = _lease_renewed(hub, cluster)
+        wait_for(lambda: _lease_renewed(hub, cluster) > before, timeout=30, what="the Lease renewed after rotating")
+        assert "hub out of reach" not in agent.log_text()[mark:]
+        assert _status(hub, "edgecluster", cluster).get("phase") == "Ready"
+
+        # The new token is the site's identity, as narrow as the join's.
+        as_rotated = token_kubeconfig(hub.kubeconfig, "site", rotated, tmp_path / "rotated.kubeconfig")
+        own = site_namespace(cluster)
+
+        def as_site(*args):
+            return subprocess.run([kubectl_binary(), "--kubeconfig", str(as_rotated), *args],
+                                  capture_output=True, text=True, timeout=60)
+        assert as_site("get", "lease", "edgeline-agent", "-n", own).returncode == 0
+        for forbidden in (["get", "configmaps", "-n", "default"],
+                          ["create", "configmap", "forged", "-n", own],
+                          ["create", "token", "default", "-n", own]):
+            denied = as_site(*forbidden)
+            assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), (forbidden, denied.stderr)
+    except BaseException:
+        print("--- agent log\n" + agent.log_text()[-6000:])
+        raise
+    finally:
+        agent.stop()
+        hub.kubectl("delete", "edgecluster", cluster, "--wait=false", check=False)

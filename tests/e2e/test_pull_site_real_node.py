@@ -12,20 +12,25 @@ in push mode in the same session). The join's manifests are applied on edge-a as
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
 import numpy as np
 import pytest
 import yaml
+from pathlib import Path
 
 from tests.e2e.conftest import ROOT, wait_for
 from tests.helpers import onnx_models, runtime_models
@@ -42,18 +47,34 @@ ROLLBACK = {"mode": "Automatic", "scope": "Cluster", "guardSeconds": 3600,
             "alertMatchers": [{"name": "severity", "value": "critical"}]}
 
 
-def post_site_alert(url: str, token: str, labels: dict) -> tuple[int, str]:
-    """What the site's Alertmanager posts to the agent's receiver (the hub's payload and token rule)."""
+def post_site_alert(url: str, token: str, labels: dict, cafile: Path, server_name: str) -> tuple[int, str]:
+    """What the site's Alertmanager posts to the agent's receiver (the hub's payload and token rule),
+    over HTTPS verified against the site CA the agent published, for its Service's name (the test
+    reaches the Pod by its address: the name is checked, the address is where it connects)."""
     body = json.dumps({"version": "4", "status": "firing", "alerts": [{
         "status": "firing", "labels": labels, "startsAt": "2026-12-06T07:00:00Z",
         "fingerprint": uuid.uuid4().hex[:16]}]}).encode()
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json",
-                                                 "Authorization": f"Bearer {token}"})
+    parts = urllib.parse.urlsplit(url)
+    context = ssl.create_default_context(cafile=str(cafile))
+    connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=5, context=context)
+    connection.sock = context.wrap_socket(socket.create_connection((parts.hostname, parts.port), timeout=5),
+                                          server_hostname=server_name)
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        connection.request("POST", parts.path, body, {"Content-Type": "application/json",
+                                                      "Authorization": f"Bearer {token}"})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def site_ca(edge, namespace: str, out: Path) -> Path:
+    """The site CA's certificate the agent publishes (ConfigMap edgeline-agent-ca, key ca.crt)."""
+    def published():
+        proc = edge.kubectl("get", "configmap", "edgeline-agent-ca", "-n", namespace, "-o", "json", check=False)
+        return proc.returncode == 0 and (json.loads(proc.stdout).get("data") or {}).get("ca.crt")
+    out.write_text(wait_for(published, timeout=120, what="the agent's site CA published"))
+    return out
 
 
 def _pull_cluster(name: str, labels: dict[str, str]) -> dict:
@@ -234,9 +255,11 @@ def _story(hub, edge_a, namespace, real, cluster, labels, origin, digests, root,
 
     # When a site alert names the deployment, the agent reverts to the cached 1.0.0 by itself ...
     sent = time.monotonic()
-    code, text = post_site_alert(f"http://{agent['status']['podIP']}:9094/alerts", alerts_token,
+    ca = site_ca(edge_a, f"ns-{cluster}", tmp_path / "site-ca.crt")
+    code, text = post_site_alert(f"https://{agent['status']['podIP']}:9094/alerts", alerts_token,
                                  {"alertname": "DefectRateHigh", "severity": "critical",
-                                  "edgeline_deployment": "detector", "namespace": namespace})
+                                  "edgeline_deployment": "detector", "namespace": namespace},
+                                 cafile=ca, server_name=f"edgeline-agent.ns-{cluster}.svc")
     assert code == 200 and "reverting" in text, text
     restored, answer = wait_for(lambda: _serving(edge_a, cluster, good["revision"], frames), timeout=180,
                                 interval=0.5, what="the real runtime answering with the known-good 1.0.0")

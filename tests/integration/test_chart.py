@@ -139,6 +139,9 @@ def test_only_a_hub_with_pull_sites_may_create_namespaces_configmaps_leases_and_
     assert {("namespaces", "create"), ("serviceaccounts", "create"), ("configmaps", "delete"),
             ("leases", "update"), ("roles", "create"), ("rolebindings", "create")} <= granted
     assert ("namespaces", "delete") not in granted and ("secrets", "get") not in granted
+    tokens = [r for r in operator_rules("--set", "pullSites.enabled=true") if "serviceaccounts/token" in r["resources"]]
+    assert tokens == [{"apiGroups": [""], "resources": ["serviceaccounts/token"], "resourceNames": ["edgeline-agent"],
+                       "verbs": ["create"]}]           # what a site's Role grants its agent, and nothing more
 
 
 def test_other_values_show_up_where_they_belong(helm, tmp_path):

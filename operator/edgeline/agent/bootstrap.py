@@ -12,6 +12,9 @@ AGENT_NAMESPACE = "edgeline-agent"
 AGENT = "edgeline-agent"
 CACHE_HOST_DIR = "/var/lib/edgeline-agent"
 ALERTS_PORT = 9094
+HUB_KUBECONFIG_KEY = "hub-kubeconfig"
+TLS_SECRET = "edgeline-agent-tls"       # the site CA and the receiver's pair; the agent fills it (agent/tls.py)
+CA_CONFIGMAP = "edgeline-agent-ca"      # ca.crt, published for the site's Alertmanager (tls_config.ca_file)
 
 
 def hub_kubeconfig(cluster: str, server: str, ca_data: str | None, token: str, namespace: str,
@@ -79,12 +82,17 @@ def site_manifests(cluster: str, kubeconfig_yaml: str, alerts_token: str, image:
                             {"key": "hub-kubeconfig", "path": "hub-kubeconfig"}]}},
                         # The node's disk: the runtime Pods mount the same folder read-only.
                         {"name": "cache", "hostPath": {"path": CACHE_HOST_DIR, "type": "DirectoryOrCreate"}}]}}}}
+    deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].append(
+        {"name": "tmp", "mountPath": "/tmp"})
+    # The receiver's key is handed to the TLS library through a file: memory, never the node's disk.
+    deployment["spec"]["template"]["spec"]["volumes"].append(
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": AGENT, **meta}, "spec": {
         "selector": {"app.kubernetes.io/name": "edgeline-agent"},
         "ports": [{"name": "alerts", "port": ALERTS_PORT, "targetPort": "alerts"}]}}
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AGENT_NAMESPACE, "labels": labels}},
             secret, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": AGENT, **meta}},
-            role, binding, deployment, service]
+            role, binding, *own_objects(labels), deployment, service]
 
 
 # --- options of the join: the cache on a PersistentVolumeClaim, the agent's node, tolerations
@@ -131,6 +139,10 @@ def with_site_options(manifests: list[dict], *, claim: CacheClaim | None = None,
     container = next(c for c in pod["containers"] if c["name"] == "agent")
     container["env"].append({"name": "EDGELINE_AGENT_NODE_NAME",
                              "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
+    # Its own namespace (edgeline-agent, or the runtimes' with a claim): where its TLS Secret, CA
+    # ConfigMap and hub-token Secret are.
+    container["env"].append({"name": "EDGELINE_AGENT_NAMESPACE",
+                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
     pod.setdefault("securityContext", {})["seccompProfile"] = {"type": "RuntimeDefault"}
     # The root filesystem is read-only, and lightkube writes the hub's CA to a temporary file.
     pod["volumes"].append({"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}})
@@ -167,3 +179,22 @@ def with_site_options(manifests: list[dict], *, claim: CacheClaim | None = None,
            "metadata": {"name": claim.name, "namespace": namespace, "labels": labels}, "spec": spec}
     at = docs.index(deployment)
     return [*docs[:at], pvc, *docs[at:]]
+
+
+def own_objects(labels: dict[str, str]) -> list[dict]:
+    """What the agent keeps in its own namespace, created here empty so that it needs no `create`:
+    the site CA and its serving pair (a Secret), the CA certificate for the site's Alertmanager (a
+    ConfigMap), and a Role that lets it read and write those and the Secret with its hub token
+    (it rotates the token, agent/tokens.py), by resourceNames, nothing else in the namespace."""
+    meta = {"namespace": AGENT_NAMESPACE, "labels": labels}
+    return [
+        {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": TLS_SECRET, **meta}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": CA_CONFIGMAP, **meta}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": AGENT, **meta},
+         "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [AGENT, TLS_SECRET],
+                    "verbs": ["get", "update", "patch"]},
+                   {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [CA_CONFIGMAP],
+                    "verbs": ["get", "update", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": AGENT, **meta},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": AGENT},
+         "subjects": [{"kind": "ServiceAccount", "name": AGENT, "namespace": AGENT_NAMESPACE}]}]

@@ -3,6 +3,9 @@ hub's (domain.alert_payload), answered on the site, so a matching alert rolls th
 while the WAN is down. What it did is recorded in the agent's state and reported to the hub
 when the link returns.
 
+It serves HTTPS by default (agent/tls.py: the site's own CA, the certificate renewed while it
+serves); plain HTTP only with `--alerts-plain-http`.
+
 It is a deliberately small HTTP/1.1 server on asyncio streams (one POST per connection, then
 close) rather than aiohttp: aiohttp costs the agent about 12 MiB of its < 60 MB budget
 (docs/edge-autonomy.md), and this endpoint needs one route, a Content-Length body and a bearer
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from typing import Awaitable, Callable
 
@@ -92,8 +96,10 @@ def _response(status: int, text: str) -> bytes:
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
-async def start(on_alert: OnAlert, token: str, host: str, port: int) -> asyncio.Server:
-    """Listens on host:port (0: any free port, see `port`); raises OSError when it cannot."""
+async def start(on_alert: OnAlert, token: str, host: str, port: int,
+                ssl_context: ssl.SSLContext | None = None) -> asyncio.Server:
+    """Listens on host:port (0: any free port, see `port`); raises OSError when it cannot. With
+    `ssl_context`, HTTPS: a certificate loaded into the context later serves the next connections."""
     async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         remote = str(peer[0]) if peer else ""
@@ -110,7 +116,7 @@ async def start(on_alert: OnAlert, token: str, host: str, port: int) -> asyncio.
                 status, text = await handle(on_alert, token, *request, remote=remote)
             writer.write(_response(status, text))
             await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
             writer.close()
@@ -119,7 +125,8 @@ async def start(on_alert: OnAlert, token: str, host: str, port: int) -> asyncio.
             except (ConnectionError, OSError):
                 pass
 
-    return await asyncio.start_server(serve_one, host, port, limit=MAX_HEADERS)
+    return await asyncio.start_server(serve_one, host, port, limit=MAX_HEADERS, ssl=ssl_context,
+                                      ssl_handshake_timeout=READ_TIMEOUT_S if ssl_context else None)
 
 
 def port(server: asyncio.Server | None, default: int = 0) -> int:

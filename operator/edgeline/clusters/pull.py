@@ -10,7 +10,8 @@ Everything of one site lives in its own hub namespace (`site_namespace`):
 - Lease `edgeline-agent`: the agent's heartbeat;
 - ServiceAccount `edgeline-agent` with a Role that reads that namespace's ConfigMaps and
   updates only the report and the Lease (by resourceNames). The hub creates the report and the
-  Lease, so the agent needs no create permission at all.
+  Lease, so the agent needs no create permission but one: a TokenRequest for its own
+  ServiceAccount (by resourceNames), to rotate its token (agent/tokens.py).
 The rollout decision sees the same Observation for push and pull clusters.
 """
 
@@ -148,7 +149,10 @@ def site_objects(cluster: str) -> list[dict]:
              {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [REPORT],
               "verbs": ["update", "patch"]},
              {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [LEASE],
-              "verbs": ["get", "update", "patch"]}]},
+              "verbs": ["get", "update", "patch"]},
+             # It rotates its own token (agent/tokens.py): a TokenRequest for this ServiceAccount only.
+             {"apiGroups": [""], "resources": ["serviceaccounts/token"], "resourceNames": [AGENT],
+              "verbs": ["create"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": AGENT, **meta},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": AGENT},
          "subjects": [{"kind": "ServiceAccount", "name": AGENT, "namespace": ns}]},

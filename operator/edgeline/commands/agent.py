@@ -50,6 +50,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     agent.add_argument("--registry-mirror", action="append", default=None, metavar="URL",
                        help="site-local registry mirror (http(s)://host:port, a pull-through cache) asked first "
                             "for oci:// models; repeatable [EDGELINE_AGENT_REGISTRY_MIRROR, comma-separated]")
+    agent.add_argument("--alerts-tls-names", default=_env("ALERTS_TLS_NAMES", ""),
+                       help="comma-separated names and addresses for the receiver's certificate besides the "
+                            "Service's (edgeline-agent.edgeline-agent.svc, ...) [EDGELINE_AGENT_ALERTS_TLS_NAMES]")
+    agent.add_argument("--alerts-plain-http", action="store_true",
+                       default=_env("ALERTS_PLAIN_HTTP", "") in ("1", "true"),
+                       help="serve the alert receiver over plain HTTP (not advised: the bearer token crosses the "
+                            "network in clear) [EDGELINE_AGENT_ALERTS_PLAIN_HTTP]")
+    agent.add_argument("--tls-validity", type=float, default=float(_env("TLS_VALIDITY", str(90 * 86400))),
+                       help="seconds a receiver certificate is valid; renewed with a third left (default 90 days) "
+                            "[EDGELINE_AGENT_TLS_VALIDITY]")
+    agent.add_argument("--tls-check-interval", type=float, default=float(_env("TLS_CHECK_INTERVAL", "60")),
+                       help="seconds between two checks of the receiver certificate [EDGELINE_AGENT_TLS_CHECK_INTERVAL]")
+    agent.add_argument("--token-rotate-after", type=float, default=float(_env("TOKEN_ROTATE_AFTER", "0.8")),
+                       help="when to replace the site's hub token: below 1 a fraction of its lifetime (default 0.8), "
+                            "else seconds after it was issued [EDGELINE_AGENT_TOKEN_ROTATE_AFTER]")
+    agent.add_argument("--token-check-interval", type=float, default=float(_env("TOKEN_CHECK_INTERVAL", "60")),
+                       help="seconds between two checks of the hub token [EDGELINE_AGENT_TOKEN_CHECK_INTERVAL]")
+    agent.add_argument("--namespace", default=_env("NAMESPACE", "edgeline-agent"),
+                       help="the agent's own namespace on the site, holding its Secrets and the CA ConfigMap "
+                            "(the join's Deployment sets it) [EDGELINE_AGENT_NAMESPACE]")
     agent.set_defaults(func=run)
 
 
@@ -63,12 +83,17 @@ def registry_mirrors(given: list[str] | None, env: str | None) -> tuple[str, ...
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeline.agent.main import serve
+    from edgeline.agent.main import CredentialOptions, serve
     from edgeline.agent.site import AgentConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not args.cluster or not args.hub_kubeconfig:
         print("edgeline agent needs --cluster and --hub-kubeconfig (or EDGELINE_AGENT_CLUSTER/_HUB_KUBECONFIG)")
+        return 2
+    if args.token_rotate_after <= 0 or args.tls_validity < 30 or args.tls_check_interval <= 0 \
+            or args.token_check_interval <= 0:
+        print("edgeline agent: --token-rotate-after and the check intervals must be above 0, --tls-validity at "
+              "least 30 seconds")
         return 2
     cache_dir = Path(args.cache_dir)
     config = AgentConfig(cluster=args.cluster, cache_dir=cache_dir,
@@ -76,5 +101,11 @@ def run(args: argparse.Namespace) -> int:
                          registry_mirrors=registry_mirrors(args.registry_mirror, _env("REGISTRY_MIRROR")),
                          cache_claim=args.cache_claim or None, node=args.node_name or None)
     asyncio.run(serve(config, Path(args.hub_kubeconfig), Path(args.kubeconfig) if args.kubeconfig else None,
-                      args.alerts_listen, args.alerts_port, _env("ALERTS_TOKEN")))
+                      args.alerts_listen, args.alerts_port, _env("ALERTS_TOKEN"),
+                      CredentialOptions(alerts_plain_http=args.alerts_plain_http,
+                                        alerts_tls_names=tuple(n for n in args.alerts_tls_names.split(",") if n),
+                                        tls_validity_s=args.tls_validity, tls_check_interval_s=args.tls_check_interval,
+                                        token_rotate_after=args.token_rotate_after,
+                                        token_check_interval_s=args.token_check_interval,
+                                        namespace=args.namespace)))
     return 0

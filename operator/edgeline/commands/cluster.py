@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     join.add_argument("--kubeconfig", help="kubeconfig of the hub (default: $KUBECONFIG / ~/.kube/config)")
     join.add_argument("--hub-server", help="hub API URL as the site reaches it (default: the kubeconfig's)")
     join.add_argument("--image", default=DEFAULT_IMAGE, help=f"agent image (default: {DEFAULT_IMAGE})")
-    join.add_argument("--token-seconds", type=int, default=365 * 24 * 3600,
-                      help="lifetime of the site's hub token (default: one year)")
+    join.add_argument("--token-seconds", type=int, default=30 * 24 * 3600,
+                      help="lifetime of the site's hub token (default: 30 days; the agent rotates it at 80 %%, "
+                           "asking for the same lifetime; at least 600)")
     join.add_argument("--hub-kubeconfig-out", help="also write the site's hub kubeconfig to this file")
     join.add_argument("--registry-mirror", default=None, metavar="URL", type=_http_url,
                       help="site-local registry mirror (http(s)://host:port, a pull-through cache) the agent asks "

@@ -3,7 +3,8 @@
 import yaml
 
 from edgeline.agent import cache, state
-from edgeline.agent.bootstrap import hub_kubeconfig, site_manifests
+from edgeline.agent.bootstrap import (AGENT, AGENT_NAMESPACE, CA_CONFIGMAP, TLS_SECRET, hub_kubeconfig,
+                                      site_manifests)
 from edgeline.agent.workload import CACHE_MOUNT, artifact_of, site_objects
 from edgeline.api.edgedeployment import RevisionRef, RollbackPolicy, VariantRef
 from edgeline.clusters import pull
@@ -61,11 +62,13 @@ def test_site_namespaces_stay_valid_names():
     assert pull.site_namespace("line.7") != pull.site_namespace("line-7")
 
 
-def test_the_site_role_writes_only_the_report_and_the_lease():
+def test_the_site_role_writes_only_the_report_and_the_lease_and_asks_tokens_for_itself():
     role = next(o for o in pull.site_objects("line-7") if o["kind"] == "Role")
     writes = [r for r in role["rules"] if set(r["verbs"]) & {"update", "patch", "create", "delete"}]
-    assert all(r.get("resourceNames") in ([pull.REPORT], [pull.LEASE]) for r in writes)
-    assert not any("create" in r["verbs"] for r in role["rules"])
+    assert all(r.get("resourceNames") in ([pull.REPORT], [pull.LEASE], [pull.AGENT]) for r in writes)
+    creates = [r for r in role["rules"] if "create" in r["verbs"]]
+    assert creates == [{"apiGroups": [""], "resources": ["serviceaccounts/token"], "resourceNames": [pull.AGENT],
+                        "verbs": ["create"]}]
 
 
 def test_a_site_runtime_reads_its_model_from_the_cache():
@@ -105,3 +108,19 @@ def test_the_join_bootstrap_is_applyable_yaml():
     kinds = [d["kind"] for d in docs]
     assert kinds[0] == "Namespace" and "Deployment" in kinds and "Secret" in kinds
     yaml.safe_load_all(yaml.safe_dump_all(docs))
+
+
+def test_the_agent_may_write_only_its_own_secrets_and_ca_configmap_in_its_namespace():
+    docs = site_manifests("line-7", "{}", "alert-token", "localhost/edgeline-agent:dev")
+    role = next(d for d in docs if d["kind"] == "Role")
+    assert role["metadata"]["namespace"] == AGENT_NAMESPACE
+    assert all(r.get("resourceNames") and "create" not in r["verbs"] and "delete" not in r["verbs"]
+               for r in role["rules"])
+    named = {(r["resources"][0], n) for r in role["rules"] for n in r["resourceNames"]}
+    assert named == {("secrets", AGENT), ("secrets", TLS_SECRET), ("configmaps", CA_CONFIGMAP)}
+    # The objects it writes exist before it starts: join prints them empty.
+    printed = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert {("Secret", AGENT), ("Secret", TLS_SECRET), ("ConfigMap", CA_CONFIGMAP)} <= printed
+    # Documents come before what uses them: the Role before the Deployment.
+    kinds = [d["kind"] for d in docs]
+    assert kinds.index("RoleBinding") < kinds.index("Deployment")
