@@ -46,5 +46,6 @@ async def serve(config: AgentConfig, hub_kubeconfig: Path, site_kubeconfig: Path
         await agent.run(stop)
     finally:
         await receiver.stop(runner)
+        await agent.close()
         await hub.close()
         await site.close()

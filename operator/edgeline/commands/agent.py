@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="address of the site alert receiver [EDGELINE_AGENT_ALERTS_LISTEN]")
     agent.add_argument("--alerts-port", type=int, default=int(_env("ALERTS_PORT", "9094")),
                        help="port of the site alert receiver, 0: off [EDGELINE_AGENT_ALERTS_PORT]")
+    agent.add_argument("--prometheus-url", default=_env("PROMETHEUS_URL"),
+                       help="the site's Prometheus, for the metric checks the site measures; default: the "
+                            "EdgeCluster's spec.monitoring.prometheusUrl [EDGELINE_AGENT_PROMETHEUS_URL]")
     agent.set_defaults(func=run)
 
 
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cache_dir = Path(args.cache_dir)
     config = AgentConfig(cluster=args.cluster, cache_dir=cache_dir,
-                         cache_host_dir=args.cache_host_dir or str(cache_dir), interval_s=args.interval)
+                         cache_host_dir=args.cache_host_dir or str(cache_dir), interval_s=args.interval,
+                         prometheus_url=args.prometheus_url or None)
     asyncio.run(serve(config, Path(args.hub_kubeconfig), Path(args.kubeconfig) if args.kubeconfig else None,
                       args.alerts_listen, args.alerts_port, _env("ALERTS_TOKEN")))
     return 0
