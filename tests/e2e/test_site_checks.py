@@ -203,14 +203,16 @@ def test_a_wave_on_a_pull_site_waits_for_the_checks_the_site_measures_and_rolls_
     prometheus.set(0.4)
     wait_for(lambda: prometheus.value() == 0.4, timeout=30, what="the site's Prometheus seeing 0.4")
     hub.apply(deployment("2.0.0"))
-    rolled = wait_for(lambda: (s := _status(hub, "edgedeployment", "detector", namespace)).get("phase") ==
-                      "RolledBack" and s, timeout=180, what="2.0.0 rolled back on the site's failing check")
+    alert = f"check defect-rate on {cluster}"
+    rolled = wait_for(lambda: any(r.get("alert") == alert for r in
+                                  (s := _status(hub, "edgedeployment", "detector", namespace)).get("rollbacks") or [])
+                      and s, timeout=180, what="2.0.0 rolled back on the site's failing check")
     [failed] = rolled["analysis"]["checks"]
     assert (failed["phase"], failed["reason"]) == ("Failed", "CheckFailed"), failed
     assert "0.4 does not satisfy result < 0.05" in failed["message"]
-    assert rolled["rollbacks"][0]["alert"] == f"check defect-rate on {cluster}"
-    assert rolled["rollbacks"][0]["toRevision"] == good
-    assert any(r != good for r in rolled.get("badRevisions") or [])
+    record = next(r for r in rolled["rollbacks"] if r.get("alert") == alert)
+    assert record["toRevision"] == good and record["clusters"] == [cluster]
+    assert rolled["analysis"]["revision"] in rolled.get("badRevisions", [])
     wait_for(lambda: _site_revision(edge_b, cluster) == good, timeout=60, what="the site back on 1.0.0")
 
     # And a site that stops reporting results is missing data, never a pass: with the exporter's series
