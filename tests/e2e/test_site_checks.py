@@ -204,9 +204,11 @@ def test_a_wave_on_a_pull_site_waits_for_the_checks_the_site_measures_and_rolls_
     wait_for(lambda: prometheus.value() == 0.4, timeout=30, what="the site's Prometheus seeing 0.4")
     hub.apply(deployment("2.0.0"))
     alert = f"check defect-rate on {cluster}"
-    rolled = wait_for(lambda: any(r.get("alert") == alert for r in
-                                  (s := _status(hub, "edgedeployment", "detector", namespace)).get("rollbacks") or [])
-                      and s, timeout=180, what="2.0.0 rolled back on the site's failing check")
+    def rolled_back():
+        s = _status(hub, "edgedeployment", "detector", namespace)
+        return s if any(r.get("alert") == alert for r in s.get("rollbacks") or []) else None
+
+    rolled = wait_for(rolled_back, timeout=180, what="2.0.0 rolled back on the site's failing check")
     [failed] = rolled["analysis"]["checks"]
     assert (failed["phase"], failed["reason"]) == ("Failed", "CheckFailed"), failed
     assert "0.4 does not satisfy result < 0.05" in failed["message"]
