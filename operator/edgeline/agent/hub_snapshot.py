@@ -35,6 +35,8 @@ def from_configmaps(items: Iterable[Any]) -> HubSnapshot:
         if not text:
             continue
         try:
+            # The hub rewrites the terms (checks, schedule) without a new assignment: one document here.
+            text = pull.with_terms(text, (cm.data or {}).get(pull.TERMS_KEY))
             assignments[pull.Assignment.from_json(text).object_name] = text
         except (ValueError, KeyError, TypeError) as exc:
             unreadable.append((cm.metadata.name, str(exc)))

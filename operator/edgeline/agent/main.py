@@ -142,5 +142,6 @@ async def serve(config: AgentConfig, hub_kubeconfig: Path, site_kubeconfig: Path
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await receiver.stop(server[0])
+        await agent.close()
         for client in (*retired, agent.hub, site):
             await client.close()

@@ -25,6 +25,7 @@ from lightkube.types import PatchType
 
 from edgeline import timestamps
 from edgeline.agent import cache, hub_snapshot, plan
+from edgeline.agent import checks as site_checks
 from edgeline.agent import state as site_state
 from edgeline.agent.workload import artifact_of, site_objects
 from edgeline.api.edgedeployment import RevisionRef
@@ -32,7 +33,9 @@ from edgeline.clusters import pull, workloads
 from edgeline.clusters.probe import probe
 from edgeline.domain.rollback import received
 from edgeline.domain.site_cache import CLAIM, HOST_PATH, SiteCache
+from edgeline.domain.site_checks import SiteCheckResult, due_on_site, latest
 from edgeline.domain.site_reports import SiteRollback, WorkloadReport, add_rollback
+from edgeline.domain.site_schedule import hold
 from edgeline.render.runtime import Target
 
 log = logging.getLogger("edgeline.agent")
@@ -57,6 +60,7 @@ class AgentConfig:
     def cache(self) -> SiteCache:
         """What the site reports in its facts: the hub decides Pod Security on it."""
         return SiteCache(CLAIM if self.cache_claim else HOST_PATH, self.cache_claim, self.node)
+    prometheus_url: str | None = None    # the site's Prometheus; default: the EdgeCluster's, as published
 
 
 class Agent:
@@ -77,6 +81,8 @@ class Agent:
         self.hub_calls = 0                      # requests sent to the hub, for the log line and bench/agent
         self._stats_at = (time.monotonic(), 0)
         self.identity = f"{config.cluster}/{socket.gethostname()}"
+        self.check_results: dict[str, tuple[SiteCheckResult, ...]] = {}    # object -> newest per check
+        self.prometheus: httpx.AsyncClient | None = None
 
     # --- the loop
 
@@ -105,7 +111,9 @@ class Agent:
         await self._prefetch()
         async with self.lock:
             await self._converge(remove_unassigned=assignments is not None)
+            await self._release_held()
             self._save()
+        await self._measure_checks()
         reports = await self._observe()
         if self.hub_ok:
             await self._to_hub(reports)
@@ -200,7 +208,8 @@ class Agent:
         for text in self.state.assignments.values():
             a = pull.Assignment.from_json(text)
             out.append((a, plan.Assigned(a.object_name, a.deployment_namespace, a.deployment, a.revision,
-                                         a.last_known_good, a.rollback)))
+                                         a.last_known_good, a.rollback,
+                                         a.terms.schedule if a.terms is not None else None)))
         return out
 
     async def _converge(self, remove_unassigned: bool) -> None:
@@ -302,7 +311,8 @@ class Agent:
                 revision=seen.revision, exists=seen.exists, ready=seen.ready, ready_replicas=seen.ready_replicas,
                 replicas=seen.replicas, message=seen.message,
                 since=running.since if running and running.revision.revision == seen.revision else None,
-                assigned=assignment.revision.revision, rollbacks=rollbacks, owner_uid=assignment.owner_uid or None)
+                assigned=assignment.revision.revision, rollbacks=rollbacks, owner_uid=assignment.owner_uid or None,
+                **self._site_terms_report(assignment))
         return reports
 
     def _save(self) -> None:
@@ -319,18 +329,101 @@ class Agent:
             revert, why = plan.revert_for(labels, self.config.cluster, [p for _, p in pairs], running)
             if revert is None:
                 return why
+            # spec.maintenance.rollbacks: RespectSchedule: held until the schedule allows it.
+            gate, held_why = plan.admit(revert, [p for _, p in pairs], self.state.held,
+                                        dt.datetime.now(dt.timezone.utc))
+            if not gate.allowed:
+                if revert.object_name not in self.state.held:
+                    self.state.held[revert.object_name] = hold(
+                        name, labels, fingerprint, starts_at, received_at, revert.from_revision, revert.to.revision,
+                        gate, time.time())
+                    self._save()
+                self.wake.set()         # report the hold now if the hub can be reached
+                log.warning("%s", held_why)
+                return held_why
             assignment = next(a for a, p in pairs if p.object_name == revert.object_name)
             if not await self._run(assignment, revert.to):
                 return f"could not revert {revert.object_name}: the known-good model is not cached"
             reverted_at = self.state.running[revert.object_name].since
-            self.state.reverted.setdefault(revert.object_name, {})[revert.from_revision] = revert.to.revision
-            record = SiteRollback(alert=name, labels=dict(labels), fingerprint=fingerprint, starts_at=starts_at,
-                                  received_at=received_at, from_revision=revert.from_revision,
-                                  to_revision=revert.to.revision, reverted_at=reverted_at)
-            self.state.rollbacks[revert.object_name] = list(add_rollback(
-                tuple(self.state.rollbacks.get(revert.object_name, [])), record))
+            self._record_revert(revert.object_name, revert.from_revision, revert.to.revision, name, labels,
+                                fingerprint, starts_at, received_at, reverted_at)
             self._save()
         self.wake.set()         # report it now if the hub can be reached
         log.warning("%s: rolled back on the site (alert received %s, reverted in %d ms)", why,
                     received(received_at), int((reverted_at - received_at) * 1000))
         return why
+
+    def _record_revert(self, obj: str, from_revision: str, to_revision: str, alert: str, labels: dict[str, str],
+                       fingerprint: str, starts_at: str, received_at: float, reverted_at: float) -> None:
+        self.state.reverted.setdefault(obj, {})[from_revision] = to_revision
+        record = SiteRollback(alert=alert, labels=dict(labels), fingerprint=fingerprint, starts_at=starts_at,
+                              received_at=received_at, from_revision=from_revision, to_revision=to_revision,
+                              reverted_at=reverted_at)
+        self.state.rollbacks[obj] = list(add_rollback(tuple(self.state.rollbacks.get(obj, [])), record))
+
+    # --- reverts the schedule holds (spec.maintenance.rollbacks: RespectSchedule)
+
+    async def _release_held(self) -> None:
+        """Each held revert: carried out once the schedule allows it (the alert's own receipt time
+        stays its date), dropped when it no longer means anything, else held with a fresh reason."""
+        pairs = {p.object_name: (a, p) for a, p in self._assigned()}
+        now = dt.datetime.now(dt.timezone.utc)
+        for obj, held in list(self.state.held.items()):
+            assignment, assigned = pairs.get(obj, (None, None))
+            running = self.state.running.get(obj)
+            step = plan.release(held, assigned, running.revision if running else None, now)
+            if step.action == "drop":
+                del self.state.held[obj]
+                log.info("dropped %s", step.why)
+            elif step.action == "hold":
+                self.state.held[obj] = step.held
+            elif await self._run(assignment, step.to):
+                del self.state.held[obj]
+                reverted_at = self.state.running[obj].since
+                self._record_revert(obj, held.from_revision, held.to_revision, held.alert, held.labels,
+                                    held.fingerprint, held.starts_at, held.received_at, reverted_at)
+                log.warning("%s: rolled back on the site (alert received %s, held %d s by the schedule)", step.why,
+                            received(held.received_at), int(reverted_at - held.since))
+
+    # --- metric checks measured on the site (domain.site_checks)
+
+    async def _measure_checks(self) -> None:
+        """Sends each due check of the assignments' terms to the site's Prometheus (all at once,
+        each with the hub deadline); keeps the newest result per check."""
+        now = time.time()
+        jobs = []
+        for assignment, _ in self._assigned():
+            terms = assignment.terms
+            wanted = terms.checks if terms is not None else ()
+            obj = assignment.object_name
+            kept = latest(self.check_results.get(obj, ()), wanted)
+            self.check_results[obj] = kept
+            url = self.config.prometheus_url or (terms.prometheus_url if terms is not None else None)
+            for check in wanted:
+                last = next((r for r in kept if r.name == check.name and r.promql == check.promql), None)
+                if due_on_site(check, last, now):
+                    jobs.append((obj, check, url))
+        for obj in [o for o in self.check_results if o not in self.state.assignments]:
+            del self.check_results[obj]
+        if not jobs:
+            return
+        if self.prometheus is None:
+            self.prometheus = httpx.AsyncClient(trust_env=False)
+        results = await asyncio.gather(*(site_checks.measure(self.prometheus, url, check, self.config.hub_timeout_s)
+                                         for _, check, url in jobs))
+        for (obj, _, _), result in zip(jobs, results):
+            mine = self.state.assignments.get(obj)
+            terms = pull.Assignment.from_json(mine).terms if mine is not None else None
+            if terms is not None:       # else: unassigned, or its checks withdrawn, meanwhile
+                self.check_results[obj] = latest((*self.check_results.get(obj, ()), result), terms.checks)
+
+    def _site_terms_report(self, assignment: pull.Assignment) -> dict:
+        """The report's part about the terms: the site's check results, its held revert, and the
+        digest of the terms it holds (the hub rewrites them when they differ)."""
+        held = self.state.held.get(assignment.object_name)
+        return {"checks": self.check_results.get(assignment.object_name, ()), "held": (held,) if held else (),
+                "terms": assignment.terms.digest if assignment.terms is not None else None}
+
+    async def close(self) -> None:
+        if self.prometheus is not None:
+            await self.prometheus.aclose()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from edgeline.api.edgedeployment import RevisionRef
 from edgeline.domain.site_reports import SiteRollback
+from edgeline.domain.site_schedule import HeldRollback
 
 
 @dataclass
@@ -27,6 +28,7 @@ class SiteState:
     running: dict[str, Running] = field(default_factory=dict)
     reverted: dict[str, dict[str, str]] = field(default_factory=dict)   # object -> {bad revision: restored}
     rollbacks: dict[str, list[SiteRollback]] = field(default_factory=dict)  # object -> not yet acknowledged
+    held: dict[str, HeldRollback] = field(default_factory=dict)     # object -> revert the schedule holds
 
     def to_json(self) -> str:
         return json.dumps({
@@ -35,7 +37,8 @@ class SiteState:
                             "owner": list(v.owner)}
                         for k, v in self.running.items()},
             "reverted": self.reverted,
-            "rollbacks": {k: [asdict(r) for r in v] for k, v in self.rollbacks.items()}}, sort_keys=True)
+            "rollbacks": {k: [asdict(r) for r in v] for k, v in self.rollbacks.items()},
+            "held": {k: v.dump() for k, v in self.held.items()}}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> SiteState:
@@ -46,7 +49,8 @@ class SiteState:
                              tuple(v.get("owner") or ("", "", "")))
                      for k, v in (data.get("running") or {}).items()},
             reverted={k: dict(v) for k, v in (data.get("reverted") or {}).items()},
-            rollbacks={k: [SiteRollback(**r) for r in v] for k, v in (data.get("rollbacks") or {}).items()})
+            rollbacks={k: [SiteRollback(**r) for r in v] for k, v in (data.get("rollbacks") or {}).items()},
+            held={k: HeldRollback.load(v) for k, v in (data.get("held") or {}).items()})
 
 
 def load(path: Path) -> SiteState:

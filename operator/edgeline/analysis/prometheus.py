@@ -17,13 +17,10 @@ from pathlib import Path
 
 import aiohttp
 
+from edgeline.analysis.answers import QueryFailed, parse_result
 from edgeline.domain.analysis import Measurement, Query
 
 _MAX_BODY = 4 * 1024 * 1024       # an instant query for one check is small; a runaway one is refused
-
-
-class QueryFailed(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -33,24 +30,6 @@ class Endpoint:
     url: str                               # base URL, e.g. http://prometheus.monitoring:9090
     bearer_token: str | None = None
     ca_file: Path | None = None
-
-
-def parse_result(body: dict) -> tuple[float, ...]:
-    """The values of an instant query's answer: one per series of a vector, one for a scalar."""
-    if not isinstance(body, dict) or body.get("status") != "success":
-        error = body.get("error") if isinstance(body, dict) else None
-        kind = body.get("errorType") if isinstance(body, dict) else None
-        raise QueryFailed(f"Prometheus answered with an error: {kind or 'unknown'}: {error if error else repr(body)}"[:500])
-    data = body.get("data") or {}
-    kind = data.get("resultType")
-    try:
-        if kind == "vector":
-            return tuple(float(sample["value"][1]) for sample in data.get("result") or [])
-        if kind == "scalar":
-            return (float(data["result"][1]),)
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise QueryFailed(f"unreadable {kind} in the answer: {exc}") from None
-    raise QueryFailed(f"the query returned a {kind}, not a vector or scalar (use an instant vector expression)")
 
 
 async def instant_query(session: aiohttp.ClientSession, endpoint: Endpoint, promql: str,

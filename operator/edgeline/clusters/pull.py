@@ -39,6 +39,7 @@ from edgeline.clusters.connections import ConnectionProblem
 from edgeline.clusters.probe import ClusterFacts
 from edgeline.domain.site_cache import SiteCache
 from edgeline.domain.site_reports import WorkloadReport, lease_fresh, unheard_message
+from edgeline.domain.site_terms import SiteTerms
 
 if TYPE_CHECKING:  # the agent imports this module too; it needs no rollout logic (memory, docs/edge-autonomy.md)
     from edgeline.domain.rollout import Observation
@@ -51,6 +52,7 @@ ASSIGNMENT_PREFIX = "assignment-"
 LABEL_ASSIGNMENT = "edgeline.io/assignment"
 LABEL_CLUSTER = "edgeline.io/cluster"
 ASSIGNMENT_KEY = "assignment.json"
+TERMS_KEY = "terms.json"         # the site's checks and schedule (domain.site_terms), rewritten on change
 
 
 class PullProblem(Exception):
@@ -86,9 +88,11 @@ class Assignment:
     variant: VariantRef | None = None        # the model variant this site runs (domain.variants)
     last_known_good_variant: VariantRef | None = None
     pod_security: str = "restricted"         # the target namespace's Pod Security level (EdgeCluster tenancy)
+    terms: SiteTerms | None = None           # checks and schedule (TERMS_KEY of the ConfigMap; `with_terms`)
 
     def to_json(self) -> str:
-        return json.dumps({
+        extra = {"terms": self.terms.dump()} if self.terms is not None else {}
+        return json.dumps({**extra,
             "deploymentNamespace": self.deployment_namespace, "deployment": self.deployment,
             "objectName": self.object_name, "targetNamespace": self.target_namespace,
             "revision": self.revision.dump(),
@@ -122,7 +126,17 @@ class Assignment:
             owner_uid=data.get("ownerUid") or "", pod_security=data.get("podSecurity") or "restricted",
             variant=VariantRef.model_validate(data["variant"]) if data.get("variant") else None,
             last_known_good_variant=VariantRef.model_validate(data["lastKnownGoodVariant"])
-            if data.get("lastKnownGoodVariant") else None)
+            if data.get("lastKnownGoodVariant") else None,
+            terms=SiteTerms.load(data["terms"]) if data.get("terms") else None)
+
+
+def with_terms(assignment_text: str, terms_text: str | None) -> str:
+    """One assignment as the site keeps it: the ConfigMap's assignment with its terms (its own key)."""
+    if not terms_text:
+        return assignment_text
+    data = json.loads(assignment_text)
+    data["terms"] = json.loads(terms_text)
+    return json.dumps(data, sort_keys=True)
 
 
 def assignment_configmap(cluster: str, assignment: Assignment) -> dict:
@@ -130,7 +144,8 @@ def assignment_configmap(cluster: str, assignment: Assignment) -> dict:
         "name": assignment_name(assignment.object_name), "namespace": site_namespace(cluster),
         "labels": {LABEL_ASSIGNMENT: "true", LABEL_CLUSTER: cluster[:63],
                    "app.kubernetes.io/managed-by": "edgeline"}},
-        "data": {ASSIGNMENT_KEY: assignment.to_json()}}
+        "data": {ASSIGNMENT_KEY: replace(assignment, terms=None).to_json(),
+                 **({TERMS_KEY: assignment.terms.to_json()} if assignment.terms is not None else {})}}
 
 
 def site_objects(cluster: str) -> list[dict]:
@@ -203,6 +218,19 @@ async def publish(hub: AsyncClient, cluster: str, assignment: Assignment) -> Non
         raise PullProblem(f"cannot publish the assignment: {_why(exc)}") from None
     except (httpx.HTTPError, OSError) as exc:
         raise PullProblem(f"cannot publish the assignment: {_why(exc)}") from None
+
+
+async def publish_terms(hub: AsyncClient, cluster: str, object_name: str, terms: SiteTerms) -> None:
+    """Rewrites the terms of a published assignment (a merge patch of their key alone); an
+    assignment that is not there (yet) gets them when it is published."""
+    try:
+        await hub.patch(ConfigMap, assignment_name(object_name), {"data": {TERMS_KEY: terms.to_json()}},
+                        namespace=site_namespace(cluster), patch_type=PatchType.MERGE)
+    except ApiError as exc:
+        if exc.status.code != 404:
+            raise PullProblem(f"cannot publish the site's terms: {_why(exc)}") from None
+    except (httpx.HTTPError, OSError) as exc:
+        raise PullProblem(f"cannot publish the site's terms: {_why(exc)}") from None
 
 
 async def withdraw(hub: AsyncClient, cluster: str, object_name: str, owner_uid: str = "") -> None:

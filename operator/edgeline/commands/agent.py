@@ -70,6 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     agent.add_argument("--namespace", default=_env("NAMESPACE", "edgeline-agent"),
                        help="the agent's own namespace on the site, holding its Secrets and the CA ConfigMap "
                             "(the join's Deployment sets it) [EDGELINE_AGENT_NAMESPACE]")
+    agent.add_argument("--prometheus-url", default=_env("PROMETHEUS_URL"),
+                       help="the site's Prometheus, for the metric checks the site measures; default: the "
+                            "EdgeCluster's spec.monitoring.prometheusUrl [EDGELINE_AGENT_PROMETHEUS_URL]")
     agent.set_defaults(func=run)
 
 
@@ -99,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     config = AgentConfig(cluster=args.cluster, cache_dir=cache_dir,
                          cache_host_dir=args.cache_host_dir or str(cache_dir), interval_s=args.interval,
                          registry_mirrors=registry_mirrors(args.registry_mirror, _env("REGISTRY_MIRROR")),
-                         cache_claim=args.cache_claim or None, node=args.node_name or None)
+                         cache_claim=args.cache_claim or None, node=args.node_name or None,
+                         prometheus_url=args.prometheus_url or None)
     asyncio.run(serve(config, Path(args.hub_kubeconfig), Path(args.kubeconfig) if args.kubeconfig else None,
                       args.alerts_listen, args.alerts_port, _env("ALERTS_TOKEN"),
                       CredentialOptions(alerts_plain_http=args.alerts_plain_http,

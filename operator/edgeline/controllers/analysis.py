@@ -14,7 +14,7 @@ from edgeline.api.analysis import MetricCheckTemplateSpec
 from edgeline.api.edgedeployment import EdgeDeploymentSpec, EdgeDeploymentStatus
 from edgeline.controllers.indexes import ClusterEntry
 from edgeline.controllers.loop import first
-from edgeline.domain import analysis
+from edgeline.domain import analysis, site_checks
 from edgeline.domain.waves import WavePlan
 from edgeline.settings import get_settings
 
@@ -47,10 +47,19 @@ def _token(path: Path | None) -> str | None:
 
 
 async def measurements(checks: list[analysis.ResolvedCheck], status: EdgeDeploymentStatus, waves: list[WavePlan],
-                       context: analysis.Context, known: dict[str, ClusterEntry], now) -> list[analysis.Measurement]:
+                       context: analysis.Context, known: dict[str, ClusterEntry], now,
+                       site_reports: dict | None = None) -> list[analysis.Measurement]:
+    """`site_reports`: the pull clusters' reports (clusters.pull) by cluster; a pull cluster's
+    query is not sent from the hub: its site measured it (domain.site_checks)."""
     queries = analysis.due(checks, status, waves, context, now)
     if not queries:
         return []
+    pulled = [q for q in queries if (e := known.get(q.cluster)) is not None and e.mode == "pull"]
+    queries = [q for q in queries if q not in pulled]
+    from_sites = site_checks.measurements_from_sites(
+        pulled, {c: r.checks for c, r in (site_reports or {}).items()}, checks, status, now)
+    if not queries:
+        return from_sites
     settings = get_settings()
     token = _token(settings.prometheus_bearer_token_file)
 
@@ -59,4 +68,4 @@ async def measurements(checks: list[analysis.ResolvedCheck], status: EdgeDeploym
         url = (entry.prometheus_url if entry else None) or settings.prometheus_url
         return Endpoint(url, token, settings.prometheus_ca_file) if url else None
 
-    return await measure(queries, endpoint_for, settings.prometheus_timeout_s)
+    return from_sites + await measure(queries, endpoint_for, settings.prometheus_timeout_s)

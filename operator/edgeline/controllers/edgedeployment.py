@@ -201,7 +201,7 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     # The wave's metric checks that are due: queried now, judged by decide().
     resolved = checks.checks_of(ed.spec, namespace, check_template_index)
     context = Context(name, namespace, ed.spec.rollout.wave_timeout_seconds)
-    measured = await checks.measurements(resolved, old_status, waves, context, known, now)
+    measured = await checks.measurements(resolved, old_status, waves, context, known, now, site_reports)
     # A candidate in shadow: where it runs, and how it compares (domain.shadow, controllers.shadow).
     shadow_clusters = shadow.clusters_of(ed.spec.shadow, list(placement.selected),
                                          {n: known[n].facts.labels for n in placement.selected})
@@ -228,9 +228,13 @@ async def reconcile(body: kopf.Body, members: MemberClusters, cluster_index: kop
     # --- act
     outcomes.clear()
     split = split_actions(decision.actions, ours)
+    # What each pull site measures and respects besides its revision (controllers.pull_sites).
+    site_terms = {c: pull_sites.terms_for(known[c], c, resolved, waves, decision.status, context)
+                  for c in to_observe if pull_sites.is_pull(known.get(c))}
     async with fast.lock:
         outcomes.update(await _execute(members, known, split.local, owner, ed, observations,
-                                       decision.status, site_reports))
+                                       decision.status, site_reports, site_terms))
+    await pull_sites.refresh_terms(site_reports, site_terms, namespace, name)
     for outcome in outcomes.values():
         if outcome.error and workloads.OwnedByAnother.reason in outcome.error:
             await events.warning(snapshot, workloads.OwnedByAnother.reason, f"EdgeCluster {outcome.cluster}: "
@@ -292,7 +296,7 @@ async def _observe(members: MemberClusters, entry: ClusterEntry | None, cluster:
 
 async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], actions, owner: workloads.RuntimeOwner,
                    ed: EdgeDeployment, observations: dict[str, Observation], status: EdgeDeploymentStatus | None = None,
-                   site_reports: dict | None = None) -> dict[str, ActOutcome]:
+                   site_reports: dict | None = None, site_terms: dict | None = None) -> dict[str, ActOutcome]:
     namespace, name = owner.namespace, owner.name
 
     async def one(action: Apply | Remove) -> ActOutcome:
@@ -303,7 +307,8 @@ async def _execute(members: MemberClusters, known: dict[str, ClusterEntry], acti
                               None if isinstance(action, Remove) else "EdgeCluster does not exist")
         if pull_sites.is_pull(entry):
             if isinstance(action, Apply):
-                return await pull_sites.apply(entry, action, owner, ed, status, site_reports or {})
+                return await pull_sites.apply(entry, action, owner, ed, status, site_reports or {},
+                                              (site_terms or {}).get(action.cluster))
             return await pull_sites.remove(action.cluster, owner)
         try:
             client = await client_for(members, action.cluster, entry)

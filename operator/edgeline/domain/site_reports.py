@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 from edgeline.api.edgedeployment import EdgeDeploymentStatus, RevisionRef, RollbackPolicy, RollbackRecord
 from edgeline.domain.rollback import AutoRollback, received
+from edgeline.domain.site_checks import SiteCheckResult
+from edgeline.domain.site_schedule import HeldRollback
 
 KEEP_ROLLBACKS = 20          # per deployment in a report; the hub keeps as many records in status
 
@@ -57,16 +59,23 @@ class WorkloadReport:
     assigned: str | None = None         # the assignment's revision the agent last saw
     owner_uid: str | None = None        # the EdgeDeployment uid of the assignment it runs
     rollbacks: tuple[SiteRollback, ...] = field(default=())
+    checks: tuple[SiteCheckResult, ...] = field(default=())   # the site's newest metric check results
+    held: tuple[HeldRollback, ...] = field(default=())        # site rollbacks its schedule holds
+    terms: str | None = None            # digest of the terms (checks, schedule) the site holds
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        data["checks"] = [c.dump() for c in self.checks]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> WorkloadReport:
         data = json.loads(text)
         rollbacks = tuple(SiteRollback(**r) for r in data.pop("rollbacks", []) or [])
+        checks = tuple(SiteCheckResult.load(c) for c in data.pop("checks", []) or [])
+        held = tuple(HeldRollback.load(h) for h in data.pop("held", []) or [])
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known, rollbacks=rollbacks)
+        return cls(**known, rollbacks=rollbacks, checks=checks, held=held)
 
 
 def lease_fresh(renew_time: dt.datetime | None, now: dt.datetime, stale_after: dt.timedelta) -> bool:

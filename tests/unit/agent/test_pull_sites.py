@@ -55,3 +55,30 @@ def test_a_pull_site_with_its_cache_on_a_claim_gets_its_assignment_at_any_level(
     outcome = _apply(_entry(level))
     assert outcome.error is None
     assert [a.pod_security for a in published] == [level]
+
+
+def _terms_entry(maintenance=None, prometheus_url=None):
+    return ClusterEntry(facts=ClusterFacts("line-7"), secret=KubeconfigRef(None, "kubeconfig"), namespace="edge",
+                        stale_after=60, mode="pull", maintenance=maintenance, prometheus_url=prometheus_url)
+
+
+def test_a_pull_site_gets_its_waves_checks_its_prometheus_and_its_rollback_schedule():
+    from edgeline.api.edgedeployment import EdgeDeploymentStatus
+    from edgeline.domain.analysis import Context, resolve
+    from edgeline.domain.waves import WavePlan
+    from edgeline.api.analysis import MetricCheck
+
+    checks = resolve([MetricCheck.model_validate({"name": "errors", "query": 'err{cluster="{{cluster}}"}',
+                                                  "condition": "result < 1"})], {})
+    status = EdgeDeploymentStatus.model_validate({"rollout": {"revision": "r2", "reason": "Update",
+                                                              "target": {"revision": "r2"}}})
+    waves = [WavePlan("pilot", ("line-7",), 0)]
+    maintenance = {"windows": [{"schedule": "0 2 * * *", "durationMinutes": 60}], "rollbacks": "RespectSchedule"}
+    terms = pull_sites.terms_for(_terms_entry(maintenance, "http://prometheus.line-7:9090"), "line-7", checks, waves,
+                                 status, Context("detector", "factory"))
+    assert [c.promql for c in terms.checks] == ['err{cluster="line-7"}']
+    assert terms.prometheus_url == "http://prometheus.line-7:9090"
+    assert terms.schedule is not None and terms.schedule.windows[0].schedule == "0 2 * * *"
+    immediate = pull_sites.terms_for(_terms_entry({**maintenance, "rollbacks": "Immediate"}), "line-7", checks, waves,
+                                     status, Context("detector", "factory"))
+    assert immediate.schedule is None and immediate.prometheus_url is None
