@@ -51,9 +51,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "operator"))
 
+from bench.common.hub import apply, kubectl, wait  # noqa: E402
+
 STATE = ROOT / ".edgeline" / "bench-idle"
 RESULTS = ROOT / "bench" / "results" / "idle_sites.json"
-KUBECTL = str(Path(sys.executable).parent / "kubectl")
 SYSTEM = "edgeline-system"
 LABEL = "bench.edgeline.io/idle"
 # What a small K3s site would report (the stub's facts): one arm64 node, Ready.
@@ -145,29 +146,6 @@ def worker(args) -> int:
 
 
 # --- the bench ------------------------------------------------------------------------
-
-def kubectl(env, *args, input=None, check=True, timeout=600):
-    proc = subprocess.run([KUBECTL, "--kubeconfig", str(env.kubeconfig("hub")), *args], input=input,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr}")
-    return proc.stdout
-
-
-def apply(env, docs, chunk=250):
-    for i in range(0, len(docs), chunk):
-        kubectl(env, "apply", "-f", "-", input=yaml.safe_dump_all(docs[i:i + chunk]))
-
-
-def wait(check, timeout, what, every=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    raise TimeoutError(what)
-
 
 def percentile(values, q):
     ordered = sorted(values)

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from standin import kubeconfig  # noqa: E402
 
 from bench.common.alerts import AlertReceiver  # noqa: E402
+from bench.common.hub import apply, kubectl, wait  # noqa: E402
 from bench.common.process import cpu_seconds, memory_mib, operator_requests  # noqa: E402
 from edgeline.devenv.environment import DevEnvironment, free_port  # noqa: E402
 from edgeline.devenv.topology import HUB  # noqa: E402
@@ -47,32 +48,8 @@ from tests.helpers import onnx_models, runtime_models  # noqa: E402
 from tests.helpers.artifact_server import ArtifactServer  # noqa: E402
 
 STATE = ROOT / ".edgeline" / "bench-scale"
-KUBECTL = str(Path(sys.executable).parent / "kubectl")
 NS = "bench"
 SYSTEM = "edgeline-system"
-
-
-def kubectl(env, *args, input=None, check=True, timeout=600):
-    proc = subprocess.run([KUBECTL, "--kubeconfig", str(env.kubeconfig("hub")), *args], input=input,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr}")
-    return proc.stdout
-
-
-def apply(env, docs, chunk=250):
-    for i in range(0, len(docs), chunk):
-        kubectl(env, "apply", "-f", "-", input=yaml.safe_dump_all(docs[i:i + chunk]))
-
-
-def wait(check, timeout, what, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    raise TimeoutError(what)
 
 
 def get_json(url):
