@@ -10,7 +10,6 @@ alerts to it before the renewal, after it, and after the first certificate has e
 from __future__ import annotations
 
 import datetime as dt
-import json
 import socket
 import ssl
 import urllib.request
@@ -44,16 +43,6 @@ def unrouted_alerts(op: OperatorProcess) -> float:
     return next((float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
 
 
-def fire(monitoring: Monitoring, name: str) -> None:
-    """An alert into Alertmanager's API, as Prometheus sends one; Alertmanager routes it to the operator."""
-    alert = [{"labels": {"alertname": name, "severity": "info"},
-              "startsAt": dt.datetime.now(dt.timezone.utc).isoformat()}]
-    request = urllib.request.Request(f"{monitoring.alertmanager_url}/api/v2/alerts", data=json.dumps(alert).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
-
-
 @pytest.fixture
 def short_lived(hub, crds_installed):
     """An operator replica that issues 45-second certificates, starting from no certificate."""
@@ -82,7 +71,7 @@ def test_the_receiver_certificate_is_replaced_before_it_expires_and_alertmanager
     with Monitoring(tmp_path / "monitoring", targets=[ScrapeTarget(f"127.0.0.1:{op.metrics_port}")],
                     webhook=webhook) as monitoring:
         delivered = unrouted_alerts(op)
-        fire(monitoring, "CertificateCheckBefore")
+        monitoring.fire({"alertname": "CertificateCheckBefore", "severity": "info"})
         wait_for(lambda: unrouted_alerts(op) >= delivered + 1, timeout=30,
                  what="Alertmanager delivering over TLS with the first certificate")
 
@@ -97,7 +86,7 @@ def test_the_receiver_certificate_is_replaced_before_it_expires_and_alertmanager
         assert op.proc.poll() is None and op.proc.pid == pid, "the operator restarted"
         assert f"serving the certificate from Secret {TLS_SECRET}" in op.log.read_text(errors="replace")
 
-        fire(monitoring, "CertificateCheckAfter")
+        monitoring.fire({"alertname": "CertificateCheckAfter", "severity": "info"})
         wait_for(lambda: unrouted_alerts(op) >= delivered + 2, timeout=30,
                  what="Alertmanager delivering with the renewed certificate")
 
@@ -105,7 +94,7 @@ def test_the_receiver_certificate_is_replaced_before_it_expires_and_alertmanager
         wait_for(lambda: dt.datetime.now(dt.timezone.utc) > first.not_valid_after_utc + dt.timedelta(seconds=1),
                  timeout=LIFETIME_S + 15, what="the first certificate to expire")
         assert served_certificate(op.alerts_port, cafile).serial_number != first.serial_number
-        fire(monitoring, "CertificateCheckExpired")
+        monitoring.fire({"alertname": "CertificateCheckExpired", "severity": "info"})
         wait_for(lambda: unrouted_alerts(op) >= delivered + 3, timeout=30,
                  what="Alertmanager delivering after the first certificate expired")
     assert op.proc.poll() is None and op.proc.pid == pid

@@ -465,16 +465,6 @@ def _hub_token(kubeconfig_text: str) -> str:
     return yaml.safe_load(kubeconfig_text)["users"][0]["user"]["token"]
 
 
-def _fire(monitoring: Monitoring, name: str) -> None:
-    """An alert into Alertmanager's API, as Prometheus sends one; Alertmanager routes it to the site."""
-    alert = [{"labels": {"alertname": name, "severity": "info"},
-              "startsAt": dt.datetime.now(dt.timezone.utc).isoformat()}]
-    request = urllib.request.Request(f"{monitoring.alertmanager_url}/api/v2/alerts", data=json.dumps(alert).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
-
-
 def _lease_renewed(hub, cluster) -> str:
     return hub.get("lease", "edgeline-agent", "-n", site_namespace(cluster))["spec"].get("renewTime") or ""
 
@@ -529,7 +519,7 @@ def test_a_pull_site_renews_its_receiver_certificate_and_its_hub_token_while_it_
         # The site's Alertmanager, configured as docs/edge-autonomy.md says (ca_file: the published CA).
         webhook = Webhook(agent.alerts_url, bearer_token=SITE_TOKEN, ca_file=str(cafile))
         with Monitoring(tmp_path / "site-monitoring", webhook=webhook) as monitoring:
-            _fire(monitoring, "SiteCheckBefore")
+            monitoring.fire({"alertname": "SiteCheckBefore", "severity": "info"})
             wait_for(lambda: "site alert SiteCheckBefore" in agent.log_text(), timeout=60,
                      what="Alertmanager delivering to the site receiver over TLS")
 
@@ -543,7 +533,7 @@ def test_a_pull_site_renews_its_receiver_certificate_and_its_hub_token_while_it_
             assert renewed.not_valid_after_utc > first.not_valid_after_utc and renewed.issuer == first.issuer
             assert agent.pid() == pid and agent.running()
             assert _post_alert(agent.alerts_url, unrouted, cafile=cafile)[0] == 200
-            _fire(monitoring, "SiteCheckAfter")
+            monitoring.fire({"alertname": "SiteCheckAfter", "severity": "info"})
             wait_for(lambda: "site alert SiteCheckAfter" in agent.log_text(), timeout=60,
                      what="Alertmanager delivering with the renewed certificate")
 

@@ -12,6 +12,7 @@ a hand-made exporter and the demo with real edge runtimes.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -335,6 +336,17 @@ class Monitoring:
         if data["resultType"] == "scalar":
             return [Sample({}, float(data["result"][1]))]
         raise MonitoringError(f"query {promql!r} returned a {data['resultType']}, not a vector or scalar")
+
+    def fire(self, labels: dict[str, str]) -> None:
+        """An alert into Alertmanager's API now, as Prometheus sends one (Alertmanager routes it)."""
+        alert = [{"labels": labels, "startsAt": dt.datetime.now(dt.timezone.utc).isoformat()}]
+        request = urllib.request.Request(f"{self.alertmanager_url}/api/v2/alerts", data=json.dumps(alert).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                response.read()
+        except OSError as exc:        # HTTPError included: Alertmanager refused the alert
+            raise MonitoringError(f"POST {self.alertmanager_url}/api/v2/alerts: {exc}") from exc
 
     def alerts(self, active_only: bool = True) -> list[dict]:
         """The alerts Alertmanager holds (API v2): labels, annotations, startsAt, status, fingerprint."""
