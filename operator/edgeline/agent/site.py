@@ -242,7 +242,10 @@ class Agent:
         root = self.config.cache_dir / "models"
         wanted = {}
         for assignment, assigned in self._assigned():
-            for revision in (assignment.revision, assignment.last_known_good):
+            # What the site will run (not a revision it reverted from: _converge prunes that one, and
+            # fetching it again would only fail while the WAN is down), and what it falls back on.
+            run = plan.to_run(assigned, self.state.reverted.get(assignment.object_name, {}))
+            for revision in (run, assignment.last_known_good):
                 if revision is None:
                     continue
                 artifact = artifact_of(revision, assignment.variant_of(revision))
