@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from edgeline.api.edgedeployment import EdgeDeploymentStatus, RevisionRef, RollbackPolicy, RollbackRecord
 from edgeline.domain.rollback import AutoRollback, received
+from edgeline.domain.site_alerts import SiteAlertRevert
 from edgeline.domain.site_checks import SiteCheckResult
 from edgeline.domain.site_schedule import HeldRollback
 
@@ -26,16 +27,9 @@ KEEP_ROLLBACKS = 20          # per deployment in a report; the hub keeps as many
 
 
 @dataclass(frozen=True)
-class SiteRollback:
+class SiteRollback(SiteAlertRevert):
     """A revert the agent did by itself on a matching alert."""
 
-    alert: str
-    labels: dict[str, str]
-    fingerprint: str
-    starts_at: str
-    received_at: float          # epoch seconds, when the site's receiver got the alert
-    from_revision: str
-    to_revision: str
     reverted_at: float          # epoch seconds, when the site's runtime was switched back
 
     @property

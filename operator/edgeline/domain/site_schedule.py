@@ -21,6 +21,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 
 from edgeline.domain import windows
+from edgeline.domain.site_alerts import SiteAlertRevert
 
 
 @dataclass(frozen=True)
@@ -65,16 +66,9 @@ def rollback_gate(schedule: SiteSchedule | None, now: dt.datetime, waiting_since
 
 
 @dataclass(frozen=True)
-class HeldRollback:
+class HeldRollback(SiteAlertRevert):
     """A site rollback the schedule holds: the alert that asked for it and why it waits."""
 
-    alert: str
-    labels: dict[str, str]
-    fingerprint: str
-    starts_at: str
-    received_at: float          # epoch seconds, when the site's receiver got the alert
-    from_revision: str
-    to_revision: str
     since: float                # epoch seconds, when the hold began
     reason: str                 # WaitingForWindow, WaitingForLineIdle, LineIdleTimeout, WindowInvalid
     message: str
