@@ -84,7 +84,8 @@ def site_manifests(cluster: str, kubeconfig_yaml: str, alerts_token: str, image:
                         {"name": "cache", "hostPath": {"path": CACHE_HOST_DIR, "type": "DirectoryOrCreate"}}]}}}}
     deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].append(
         {"name": "tmp", "mountPath": "/tmp"})
-    # The receiver's key is handed to the TLS library through a file: memory, never the node's disk.
+    # The root filesystem is read-only: lightkube writes the hub's CA to a temporary file, and the
+    # receiver's key is handed to the TLS library through a file (memory, never the node's disk).
     deployment["spec"]["template"]["spec"]["volumes"].append(
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": AGENT, **meta}, "spec": {
@@ -144,9 +145,6 @@ def with_site_options(manifests: list[dict], *, claim: CacheClaim | None = None,
     container["env"].append({"name": "EDGELINE_AGENT_NAMESPACE",
                              "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
     pod.setdefault("securityContext", {})["seccompProfile"] = {"type": "RuntimeDefault"}
-    # The root filesystem is read-only, and lightkube writes the hub's CA to a temporary file.
-    pod["volumes"].append({"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}})
-    container["volumeMounts"].append({"name": "tmp", "mountPath": "/tmp"})
     if tolerations:
         pod["tolerations"] = [*pod.get("tolerations", []), *tolerations]
     if claim is None:

@@ -49,6 +49,10 @@ def test_without_a_claim_the_cache_stays_a_hostpath_in_the_agents_namespace():
     assert "runAsUser" not in pod["securityContext"]          # root: it owns a root-owned folder of the node
     # A writable /tmp under the read-only root (lightkube writes the hub's CA to a temporary file).
     assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
+    # Each volume and mount once (the API server refuses a Deployment that names one twice).
+    volumes = [v["name"] for v in pod["volumes"]]
+    mounts = [m["mountPath"] for m in pod["containers"][0]["volumeMounts"]]
+    assert len(volumes) == len(set(volumes)) and len(mounts) == len(set(mounts)), (volumes, mounts)
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
