@@ -254,8 +254,8 @@ def _story(hub, edge_a, namespace, real, cluster, labels, origin, digests, root,
     assert loaded and loaded[-1]["digest"] == digests["2.0.0"]
 
     # When a site alert names the deployment, the agent reverts to the cached 1.0.0 by itself ...
+    ca = site_ca(edge_a, f"ns-{cluster}", root / "site-ca.crt")
     sent = time.monotonic()
-    ca = site_ca(edge_a, f"ns-{cluster}", tmp_path / "site-ca.crt")
     code, text = post_site_alert(f"https://{agent['status']['podIP']}:9094/alerts", alerts_token,
                                  {"alertname": "DefectRateHigh", "severity": "critical",
                                   "edgeline_deployment": "detector", "namespace": namespace},
