@@ -4,12 +4,11 @@ Every failure is an answer (a result with `error`, verdict NoData), never an exc
 
 from __future__ import annotations
 
-import json
 import time
 
 import httpx2 as httpx
 
-from edgeline.analysis.answers import QueryFailed, parse_result
+from edgeline.analysis.answers import QueryFailed, read_answer
 from edgeline.domain.site_checks import SiteCheck, SiteCheckResult, evaluate
 
 MAX_BODY = 1024 * 1024          # one check's answer is small; a runaway one is refused
@@ -22,17 +21,7 @@ async def query(client: httpx.AsyncClient, base_url: str, promql: str, timeout_s
                                     headers={"Accept": "application/json"}, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise QueryFailed(f"{url}: {type(exc).__name__}: {exc}") from None
-    raw = response.content
-    if len(raw) > MAX_BODY:
-        raise QueryFailed(f"the answer is larger than {MAX_BODY} bytes")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise QueryFailed(f"HTTP {response.status_code} from {url}: not JSON: "
-                          f"{raw[:200].decode('utf-8', 'replace')}") from None
-    if response.status_code != 200 and not (isinstance(body, dict) and body.get("status") == "error"):
-        raise QueryFailed(f"HTTP {response.status_code} from {url}")
-    return parse_result(body)
+    return read_answer(response.status_code, response.content, url, MAX_BODY)
 
 
 async def measure(client: httpx.AsyncClient, base_url: str | None, check: SiteCheck,

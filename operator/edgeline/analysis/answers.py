@@ -4,9 +4,25 @@ an HTTP client: the hub's client (analysis.prometheus, aiohttp) and the pull sit
 
 from __future__ import annotations
 
+import json
+
 
 class QueryFailed(Exception):
     pass
+
+
+def read_answer(status: int, raw: bytes, url: str, max_body: int) -> tuple[float, ...]:
+    """The values of an answer's body as read (at most `max_body` + 1 bytes), with the HTTP status:
+    refused when too large, not JSON, or an HTTP error that is not Prometheus's own error body."""
+    if len(raw) > max_body:
+        raise QueryFailed(f"the answer is larger than {max_body} bytes")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise QueryFailed(f"HTTP {status} from {url}: not JSON: {raw[:200].decode('utf-8', 'replace')}") from None
+    if status != 200 and not (isinstance(body, dict) and body.get("status") == "error"):
+        raise QueryFailed(f"HTTP {status} from {url}")
+    return parse_result(body)
 
 
 def parse_result(body: dict) -> tuple[float, ...]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from edgeline.analysis.answers import QueryFailed, parse_result
+from edgeline.analysis.answers import QueryFailed, parse_result, read_answer  # noqa: F401 (parse_result: re-exported)
 from edgeline.domain.analysis import Measurement, Query
 
 _MAX_BODY = 4 * 1024 * 1024       # an instant query for one check is small; a runaway one is refused
@@ -46,26 +46,12 @@ async def instant_query(session: aiohttp.ClientSession, endpoint: Endpoint, prom
                                timeout=aiohttp.ClientTimeout(total=timeout_s), ssl=ssl_context,
                                allow_redirects=False) as response:
             raw = await response.content.read(_MAX_BODY + 1)
-            if len(raw) > _MAX_BODY:
-                raise QueryFailed(f"the answer is larger than {_MAX_BODY} bytes")
-            try:
-                body = await asyncio.to_thread(_json, raw)
-            except ValueError:
-                raise QueryFailed(f"HTTP {response.status} from {url}: not JSON: "
-                                  f"{raw[:200].decode('utf-8', 'replace')}") from None
-            if response.status != 200 and not (isinstance(body, dict) and body.get("status") == "error"):
-                raise QueryFailed(f"HTTP {response.status} from {url}")
-            return parse_result(body)
+            # Parsed off the event loop: a large answer must not stall the operator's other work.
+            return await asyncio.to_thread(read_answer, response.status, raw, url, _MAX_BODY)
     except asyncio.TimeoutError:
         raise QueryFailed(f"{url} did not answer within {timeout_s:g}s") from None
     except aiohttp.ClientError as exc:
         raise QueryFailed(f"{url}: {type(exc).__name__}: {exc}") from None
-
-
-def _json(raw: bytes):
-    import json
-
-    return json.loads(raw)
 
 
 async def measure(queries: list[Query], endpoint_for: Callable[[str], Endpoint | None],
